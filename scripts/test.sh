@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: set-up, lint and header drift, the exporter's pytest suite,
+# a fresh MovieLens-100k package, Rust tests on both backends (Rust API and C ABI), the C tests
+# (ctest) and the Go tests (vet, race detector).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+export ATRANK_REQUIRE_ORT=1
+
+step "lint: ruff, rustfmt, header drift"
+"$VENV/bin/ruff" check export
+cargo fmt --check
+bash scripts/gen-header.sh --check
+
+step "exporter tests (pytest)"
+"$PY" -m pytest -q export/tests
+
+step "a small MovieLens-100k package for the runtime tests"
+PKG_RUN="$ROOT/build/test-ml100k"
+"$PY" -m atrank_export train --data ml100k --out "$PKG_RUN" --epochs 1 --max-users 150
+"$PY" -m atrank_export export --checkpoint "$PKG_RUN/checkpoint.pt" --out "$PKG_RUN/package"
+export ATRANK_PACKAGE="$PKG_RUN/package"
+
+step "Rust tests (dev profile; tract and ONNX Runtime; Rust API and C ABI)"
+cargo test
+
+step "C tests (ctest)"
+cmake -S ffi-tests/c -B build/ffi-c -DATRANK_LIB_DIR="$ROOT/target/debug" >/dev/null
+cmake --build build/ffi-c
+ctest --test-dir build/ffi-c --output-on-failure
+
+step "Go tests (go vet, go test -race)"
+( cd ffi-tests/go && go vet ./... && go test -race -count=1 ./... )
+
+step "all tests passed"

@@ -1,0 +1,100 @@
+//! `atrank_model_score`: one user's raw behaviors and candidate ids in, one score per
+//! candidate out.
+
+use std::ffi::c_char;
+
+use super::{atrank_error, atrank_model, opt_str_arg, slice_arg, str_arg, wrap};
+use crate::{Behavior, Error, Request};
+
+/// One raw behavior of a user. All strings are NUL-terminated UTF-8, borrowed for the
+/// duration of the call only (atrank keeps no pointer after it returns).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct atrank_behavior {
+    /// Raw item id (required, non-NULL). Ids the model never saw are scored as "unknown".
+    pub item: *const c_char,
+    /// Raw category, or NULL to take the item's category from the package's catalog.
+    pub category: *const c_char,
+    /// Raw action name (e.g. "like"), or NULL for "unknown action".
+    pub action: *const c_char,
+    /// Unix time of the behavior, in seconds.
+    pub timestamp: i64,
+}
+
+/// Scores `candidates_len` candidate item ids for one user with `behaviors_len` behaviors,
+/// as of `request_time` (unix seconds). The history is encoded once for all candidates.
+///
+/// `behaviors` may be NULL only when `behaviors_len` is 0 (an empty history is valid).
+/// `candidates` (array of NUL-terminated UTF-8 ids) must hold 1 .. the model's maximum
+/// candidates. `scores_out` must have room for exactly `scores_out_len == candidates_len`
+/// floats; on success it receives one logit per candidate, in the candidates' order (higher
+/// ranks first). On error nothing is written to `scores_out`.
+///
+/// Errors: NULL pointers (`ATRANK_ERROR_NULL_ARGUMENT`, naming e.g. `behaviors[3].item`),
+/// invalid UTF-8 (`ATRANK_ERROR_INVALID_UTF8`), empty or too many candidates
+/// (`ATRANK_ERROR_INVALID_ARGUMENT`), `scores_out_len != candidates_len`
+/// (`ATRANK_ERROR_BUFFER_SIZE`). The caller owns the returned error.
+///
+/// Thread safety: may be called from any number of threads at once on the same model. Nothing
+/// passed in is retained.
+#[no_mangle]
+pub extern "C" fn atrank_model_score(
+    model: *const atrank_model,
+    behaviors: *const atrank_behavior,
+    behaviors_len: usize,
+    candidates: *const *const c_char,
+    candidates_len: usize,
+    request_time: i64,
+    scores_out: *mut f32,
+    scores_out_len: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live handle, per the contract.
+        let model = unsafe { atrank_model::as_model(model, "model") }?;
+        // SAFETY: NULL (only with length 0) or `behaviors_len` valid structs.
+        let raw_behaviors = unsafe { slice_arg(behaviors, behaviors_len, "behaviors") }?;
+        // SAFETY: as above, for the candidate pointer array.
+        let raw_candidates = unsafe { slice_arg(candidates, candidates_len, "candidates") }?;
+        if scores_out.is_null() {
+            return Err(Error::NullArgument("scores_out".into()));
+        }
+        if scores_out_len != candidates_len {
+            return Err(Error::BufferSize(format!(
+                "scores_out_len is {scores_out_len} but candidates_len is {candidates_len}"
+            )));
+        }
+        let mut history = Vec::with_capacity(raw_behaviors.len());
+        for (i, b) in raw_behaviors.iter().enumerate() {
+            // SAFETY: each string field is NULL or NUL-terminated, per `atrank_behavior`.
+            let behavior = unsafe {
+                Behavior {
+                    item: str_arg(b.item, &|| format!("behaviors[{i}].item"))?,
+                    category: opt_str_arg(b.category, &|| format!("behaviors[{i}].category"))?,
+                    action: opt_str_arg(b.action, &|| format!("behaviors[{i}].action"))?,
+                    timestamp: b.timestamp,
+                }
+            };
+            history.push(behavior);
+        }
+        let mut ids = Vec::with_capacity(raw_candidates.len());
+        for (i, &c) in raw_candidates.iter().enumerate() {
+            // SAFETY: each candidate is NULL or NUL-terminated, per the contract.
+            ids.push(unsafe { str_arg(c, &|| format!("candidates[{i}]")) }?);
+        }
+        let scores = model.score(&Request {
+            behaviors: &history,
+            candidates: &ids,
+            request_time,
+        })?;
+        if scores.len() != scores_out_len {
+            return Err(Error::Backend(format!(
+                "graph returned {} scores for {scores_out_len} candidates",
+                scores.len()
+            )));
+        }
+        // SAFETY: `scores_out` is non-NULL with room for `scores_out_len` floats (checked equal
+        // to `scores.len()`), per the contract; it cannot overlap our freshly allocated Vec.
+        unsafe { std::ptr::copy_nonoverlapping(scores.as_ptr(), scores_out, scores.len()) };
+        Ok(())
+    })
+}

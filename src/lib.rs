@@ -1,0 +1,38 @@
+//! atrank: an embeddable ATRank ranker.
+//!
+//! A [`Model`] is loaded from a *model package* (an ONNX graph plus `spec.json`, vocabularies,
+//! a catalog and golden requests, written by the `export/` Python package; see
+//! `docs/package-format.md`). Callers hand in raw behaviors and candidate ids; the crate does the
+//! grouped-embedding preprocessing and runs the graph through ONNX Runtime (`backend-ort`) or
+//! tract (`backend-tract`). The same functionality is exposed to C, C++ and Go through the C ABI
+//! in [`ffi`] (header `include/atrank.h`).
+//!
+//! ```no_run
+//! use atrank::{Backend, Behavior, Model, Request};
+//! let model = Model::load("package/", Backend::Tract)?;
+//! let history = [Behavior { item: "242", category: None, action: Some("like"), timestamp: 881250949 }];
+//! let scores = model.score(&Request {
+//!     behaviors: &history,
+//!     candidates: &["302", "377"],
+//!     request_time: 881251000,
+//! })?;
+//! assert_eq!(scores.len(), 2);
+//! # Ok::<(), atrank::Error>(())
+//! ```
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+pub mod backend;
+mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
+mod model;
+pub mod preprocess;
+pub mod spec;
+
+pub use backend::Backend;
+pub use error::{Error, ErrorCode, Result};
+pub use model::Model;
+pub use preprocess::{Behavior, Request};

@@ -1,0 +1,117 @@
+//! The golden suite shared by the Rust-API and C-ABI test binaries (tract's api/proxy idea: one
+//! suite, several ways in). Golden scores come from the trainer (PyTorch), not from atrank.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct Golden {
+    pub tolerance: f64,
+    pub requests: Vec<GoldenRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenRequest {
+    pub name: String,
+    pub request_time: i64,
+    pub behaviors: Vec<GoldenBehavior>,
+    pub candidates: Vec<String>,
+    pub scores: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenBehavior {
+    pub item: String,
+    pub category: Option<String>,
+    pub action: Option<String>,
+    pub timestamp: i64,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The committed tiny fixture, plus the package named by `ATRANK_PACKAGE` (e.g. the freshly
+/// trained MovieLens package the test command exports).
+pub fn packages() -> Vec<PathBuf> {
+    let mut out = vec![repo().join("tests/fixtures/tiny")];
+    if let Some(p) = std::env::var_os("ATRANK_PACKAGE").filter(|p| !p.is_empty()) {
+        out.push(PathBuf::from(p));
+    }
+    out
+}
+
+pub fn read_golden(package: &Path) -> Golden {
+    let path = package.join("golden.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `ATRANK_TOLERANCE` overrides the golden file's tolerance (like tract's `TRACT_ULP`).
+pub fn tolerance(golden: &Golden) -> f64 {
+    std::env::var("ATRANK_TOLERANCE")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(golden.tolerance)
+}
+
+/// The ONNX Runtime library for tests: `ATRANK_ORT_LIB`. Without it the ORT half of a test is
+/// skipped with a message, unless `ATRANK_REQUIRE_ORT=1` (set by the test command), which makes
+/// a missing library a failure.
+pub fn ort_library() -> Option<PathBuf> {
+    match std::env::var_os("ATRANK_ORT_LIB").filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("ATRANK_REQUIRE_ORT").as_deref() == Ok("1") => {
+            panic!("ATRANK_REQUIRE_ORT=1 but ATRANK_ORT_LIB is not set")
+        }
+        None => {
+            eprintln!("skipping ONNX Runtime: ATRANK_ORT_LIB is not set");
+            None
+        }
+    }
+}
+
+/// Runs every golden request of `package` through `score` and checks the trainer's scores.
+/// Returns the max absolute difference seen.
+pub fn check_golden(
+    package: &Path,
+    label: &str,
+    mut score: impl FnMut(&GoldenRequest) -> Vec<f32>,
+) -> f64 {
+    let golden = read_golden(package);
+    assert!(
+        !golden.requests.is_empty(),
+        "{}: golden.json has no requests",
+        package.display()
+    );
+    let tol = tolerance(&golden);
+    let mut max_diff = 0f64;
+    for req in &golden.requests {
+        let got = score(req);
+        assert_eq!(
+            got.len(),
+            req.scores.len(),
+            "{label} {}: wrong number of scores",
+            req.name
+        );
+        for (k, (g, want)) in got.iter().zip(&req.scores).enumerate() {
+            assert!(g.is_finite(), "{label} {}: score {k} is {g}", req.name);
+            let d = (f64::from(*g) - f64::from(*want)).abs();
+            assert!(
+                d <= tol,
+                "{label} {} candidate {k} ({}): got {g}, trainer {want}, |diff| {d:e} > {tol:e}",
+                req.name,
+                req.candidates[k]
+            );
+            max_diff = max_diff.max(d);
+        }
+    }
+    eprintln!(
+        "{label} on {}: {} requests, max |diff| {max_diff:.3e} (tolerance {tol:e})",
+        package.display(),
+        golden.requests.len()
+    );
+    max_diff
+}

@@ -1,0 +1,136 @@
+//! Golden parity through the Rust API, on every compiled backend.
+
+mod common;
+
+use atrank::{Backend, Behavior, Model, Request};
+use common::{check_golden, packages, GoldenRequest};
+
+fn score_with(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
+    move |req| {
+        let behaviors: Vec<Behavior<'_>> = req
+            .behaviors
+            .iter()
+            .map(|b| Behavior {
+                item: &b.item,
+                category: b.category.as_deref(),
+                action: b.action.as_deref(),
+                timestamp: b.timestamp,
+            })
+            .collect();
+        let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
+        model
+            .score(&Request {
+                behaviors: &behaviors,
+                candidates: &candidates,
+                request_time: req.request_time,
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", req.name))
+    }
+}
+
+#[test]
+fn tract_matches_the_trainer() {
+    for pkg in packages() {
+        let model =
+            Model::load(&pkg, Backend::Tract).unwrap_or_else(|e| panic!("{}: {e}", pkg.display()));
+        assert_eq!(model.backend(), Backend::Tract);
+        check_golden(&pkg, "tract", score_with(&model));
+    }
+}
+
+#[test]
+fn ort_matches_the_trainer() {
+    let Some(lib) = common::ort_library() else {
+        return;
+    };
+    atrank::backend::ort::init(Some(&lib)).unwrap_or_else(|e| panic!("{e}"));
+    for pkg in packages() {
+        let model =
+            Model::load(&pkg, Backend::Ort).unwrap_or_else(|e| panic!("{}: {e}", pkg.display()));
+        check_golden(&pkg, "ort", score_with(&model));
+    }
+}
+
+#[test]
+fn a_batch_of_users_scores_as_each_user_alone() {
+    // Padding invariance end to end: users batched together (padded to the longest history)
+    // score as they do alone.
+    let pkg = &packages()[0];
+    let model = Model::load(pkg, Backend::Tract).unwrap();
+    let golden = common::read_golden(pkg);
+    let reqs: Vec<&GoldenRequest> = golden.requests.iter().take(4).collect();
+    let n = reqs.iter().map(|r| r.candidates.len()).min().unwrap();
+    let owned: Vec<(Vec<Behavior<'_>>, Vec<&str>, i64)> = reqs
+        .iter()
+        .map(|r| {
+            (
+                r.behaviors
+                    .iter()
+                    .map(|b| Behavior {
+                        item: &b.item,
+                        category: b.category.as_deref(),
+                        action: b.action.as_deref(),
+                        timestamp: b.timestamp,
+                    })
+                    .collect(),
+                r.candidates.iter().take(n).map(String::as_str).collect(),
+                r.request_time,
+            )
+        })
+        .collect();
+    let requests: Vec<Request<'_>> = owned
+        .iter()
+        .map(|(b, c, t)| Request {
+            behaviors: b,
+            candidates: c,
+            request_time: *t,
+        })
+        .collect();
+    let batch = model.score_batch(&requests).unwrap();
+    assert_eq!(batch.len(), requests.len());
+    for (u, r) in requests.iter().enumerate() {
+        let alone = model.score(r).unwrap();
+        assert_eq!(batch[u].len(), n);
+        for k in 0..n {
+            let want = reqs[u].scores[k];
+            assert!(
+                (alone[k] - want).abs() <= 1e-4,
+                "user {u} cand {k}: {} vs trainer {want}",
+                alone[k]
+            );
+            assert!(
+                (batch[u][k] - alone[k]).abs() <= 1e-5,
+                "user {u} cand {k}: batched {} vs alone {}",
+                batch[u][k],
+                alone[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn load_errors_name_the_problem() {
+    let e = Model::load("/nonexistent/atrank-package", Backend::Tract).unwrap_err();
+    assert_eq!(e.code(), atrank::ErrorCode::Io);
+    assert!(
+        e.to_string()
+            .contains("/nonexistent/atrank-package/spec.json"),
+        "{e}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("atrank-bad-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = std::fs::read_to_string(packages()[0].join("spec.json")).unwrap();
+    std::fs::write(
+        dir.join("spec.json"),
+        spec.replace("\"spec_version\": 1", "\"spec_version\": 2"),
+    )
+    .unwrap();
+    let e = Model::load(&dir, Backend::Tract).unwrap_err();
+    assert_eq!(e.code(), atrank::ErrorCode::InvalidPackage);
+    assert!(
+        e.to_string().contains("spec_version 2 is not supported"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
