@@ -16,7 +16,7 @@ step "export the model package"
 
 step "build the C library and the C scorer"
 cargo build --release
-make -s -C examples/c LIBDIR="$ROOT/target/release" OUT="$ROOT/build/examples-c"
+make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/release" BUILD="$ROOT/build/examples-c"
 
 step "score the golden requests through the C ABI"
 "$ROOT/build/examples-c/score_golden" "$OUT/package"

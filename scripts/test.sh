@@ -25,12 +25,25 @@ export ATRANK_PACKAGE="$PKG_RUN/package"
 step "Rust tests (dev profile; tract and ONNX Runtime; Rust API and C ABI)"
 cargo test
 
-step "C tests (ctest)"
-cmake -S ffi-tests/c -B build/ffi-c -DATRANK_LIB_DIR="$ROOT/target/debug" >/dev/null
-cmake --build build/ffi-c
-ctest --test-dir build/ffi-c --output-on-failure
+step "C tests (ctest), then again with ASan+UBSan (leak checks on)"
+for variant in plain asan; do
+  dir="build/ffi-c-$variant"
+  sanitize=OFF; [ "$variant" = asan ] && sanitize=ON
+  cmake -S ffi-tests/c -B "$dir" -DATRANK_LIB_DIR="$ROOT/target/debug" -DATRANK_SANITIZE=$sanitize >/dev/null
+  cmake --build "$dir"
+  if [ "$variant" = asan ]; then
+    # Prove the sanitizer really was compiled in.
+    nm "$dir/test_golden" | grep -q __asan_init || { echo "ASan is not in the test binary" >&2; exit 1; }
+  fi
+  ctest --test-dir "$dir" --output-on-failure
+done
 
 step "Go tests (go vet, go test -race)"
-( cd ffi-tests/go && go vet ./... && go test -race -count=1 ./... )
+( cd ffi-tests/go && go vet ./... && go test -race -count=1 ./... \
+    && GOEXPERIMENT=cgocheck2 go test -count=1 ./... )
+
+step "C example: the golden scorer the main job runs"
+make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/debug" BUILD="$ROOT/build/examples-c-debug"
+"$ROOT/build/examples-c-debug/score_golden" -q -r 2 "$ATRANK_PACKAGE"
 
 step "all tests passed"

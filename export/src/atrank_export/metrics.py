@@ -1,0 +1,49 @@
+"""AUC metrics (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def one_negative_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """The paper's per-user AUC: mean of [score(pos) > score(neg)]; ties count as losses."""
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    if pos.shape != neg.shape or pos.size == 0:
+        raise ValueError("need equally many positive and negative scores (at least one)")
+    return float(np.mean(pos > neg))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of x, ties get the average of the ranks they span."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    n = len(x)
+    # boundaries of runs of equal values
+    starts = np.r_[0, np.flatnonzero(xs[1:] != xs[:-1]) + 1]
+    ends = np.r_[starts[1:], n]
+    run_rank = (starts + ends + 1) / 2.0          # mean of (start+1 .. end)
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Global ROC AUC (Mann-Whitney U with average ranks; ties count one half)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC AUC needs both positive and negative labels")
+    r = average_ranks(scores)
+    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def pos_vs_many_auc(pos: float, negs: np.ndarray) -> float:
+    """AUC of one positive against many negatives (ties count one half)."""
+    negs = np.asarray(negs, dtype=np.float64)
+    if negs.size == 0:
+        raise ValueError("no negatives")
+    return float(((negs < pos).sum() + 0.5 * (negs == pos).sum()) / negs.size)

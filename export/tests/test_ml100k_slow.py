@@ -1,0 +1,21 @@
+"""Full-data check (needs the recbole wheel from PyPI or $ATRANK_CACHE): run with -m slow."""
+
+import pytest
+
+from atrank_export.data import build_split, load_ml100k
+
+
+@pytest.mark.slow
+def test_ml100k_facts_and_short_training(tmp_path):
+    ds = load_ml100k()
+    assert len(ds.sequences) == 943 and len(ds.catalog) == 1682
+    assert sum(len(s) for s in ds.sequences.values()) == 100_000
+    assert len(set(ds.catalog.values())) == 19
+    from atrank_export.cli import main
+
+    assert main(["train", "--data", "ml100k", "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--max-users", "60", "--no-progress"]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"),
+                 "--out", str(tmp_path / "pkg")]) == 0
+    sp = build_split(ds, max_users=60)
+    assert len(sp.users) == 60

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from atrank_export.model import ATRank, ModelConfig
+
+N_ITEMS, N_CATES = 50, 7
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = ATRank(ModelConfig(N_ITEMS, N_CATES, 2, embedding_dim=8, hidden=16, heads=2, ffn=16))
+    # make biases and layer norms non-trivial so the checks are not vacuous
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return m.eval()
+
+
+def rand_inputs(b, length, n, lens, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = (lambda hi, *s: torch.randint(1, hi, s, generator=g))
+    x = [r(N_ITEMS + 1, b, length), r(N_CATES + 1, b, length), r(3, b, length),
+         r(13, b, length), torch.tensor(lens), r(N_ITEMS + 1, b, n), r(N_CATES + 1, b, n)]
+    mask = torch.arange(length)[None, :] < x[4][:, None]
+    for k in range(4):
+        x[k] = torch.where(mask, x[k], 0)
+    return x
+
+
+@torch.no_grad()
+def test_padding_invariance(model):
+    x = rand_inputs(3, 6, 5, [6, 3, 1])
+    ref = model(*x)
+    padded = [torch.cat([t, torch.zeros(t.shape[0], 7, dtype=torch.long)], 1) for t in x[:4]]
+    out = model(*padded, *x[4:])
+    assert torch.allclose(out, ref, atol=1e-5, rtol=0)
+    # garbage (non-zero) values in padded positions are ignored as well
+    garbage = [torch.cat([t, torch.full((t.shape[0], 7), 2, dtype=torch.long)], 1)
+               for t in x[:4]]
+    assert torch.allclose(model(*garbage, *x[4:]), ref, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_empty_history_finite_and_length_free(model):
+    x = rand_inputs(2, 1, 4, [0, 0])
+    out = model(*x)
+    assert out.dtype == torch.float32 and out.shape == (2, 4)
+    assert torch.isfinite(out).all()
+    x5 = rand_inputs(2, 5, 4, [0, 0])
+    x5[5], x5[6] = x[5], x[6]
+    x5 = [torch.full_like(t, 2) if k < 4 else t for k, t in enumerate(x5)]   # garbage
+    assert torch.allclose(model(*x5), out, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_encode_once_equals_one_candidate_at_a_time(model):
+    x = rand_inputs(3, 6, 5, [6, 2, 0])
+    all_at_once = model(*x)
+    for j in range(5):
+        single = model(*x[:5], x[5][:, j:j + 1], x[6][:, j:j + 1])
+        assert torch.allclose(single[:, 0], all_at_once[:, j], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_batch_invariance(model):
+    x = rand_inputs(3, 6, 5, [6, 2, 4])
+    together = model(*x)
+    for b in range(3):
+        length = int(x[4][b])
+        alone = model(*[t[b:b + 1, :max(1, length)] for t in x[:4]], x[4][b:b + 1],
+                      x[5][b:b + 1], x[6][b:b + 1])
+        assert np.allclose(alone.numpy()[0], together.numpy()[b], atol=1e-5)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError):
+        ATRank(ModelConfig(5, 2, 2, embedding_dim=8, hidden=32))

@@ -1,0 +1,344 @@
+#define _XOPEN_SOURCE 700
+
+#include "common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int test_failures = 0;
+
+void test_fail(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout); /* keep stdout's "ok" lines and stderr's failures in order */
+    va_start(ap, fmt);
+    fputs("FAIL: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    test_failures++;
+}
+
+const char *test_package_dir(int argc, char **argv) {
+    if (argc > 1 && argv[1][0] != '\0') {
+        return argv[1];
+    }
+    const char *env = getenv("ATRANK_PACKAGE");
+    if (env != NULL && env[0] != '\0') {
+        return env;
+    }
+    return NULL;
+}
+
+const char *test_code_name(atrank_code code) {
+    switch (code) {
+    case ATRANK_OK: return "ATRANK_OK";
+    case ATRANK_ERROR_NULL_ARGUMENT: return "ATRANK_ERROR_NULL_ARGUMENT";
+    case ATRANK_ERROR_INVALID_ARGUMENT: return "ATRANK_ERROR_INVALID_ARGUMENT";
+    case ATRANK_ERROR_INVALID_UTF8: return "ATRANK_ERROR_INVALID_UTF8";
+    case ATRANK_ERROR_IO: return "ATRANK_ERROR_IO";
+    case ATRANK_ERROR_INVALID_PACKAGE: return "ATRANK_ERROR_INVALID_PACKAGE";
+    case ATRANK_ERROR_BACKEND_UNAVAILABLE: return "ATRANK_ERROR_BACKEND_UNAVAILABLE";
+    case ATRANK_ERROR_BACKEND: return "ATRANK_ERROR_BACKEND";
+    case ATRANK_ERROR_PANIC: return "ATRANK_ERROR_PANIC";
+    case ATRANK_ERROR_BUFFER_SIZE: return "ATRANK_ERROR_BUFFER_SIZE";
+    default: return "(unknown code)";
+    }
+}
+
+const char *test_backend_name(atrank_backend backend) {
+    switch (backend) {
+    case ATRANK_BACKEND_ORT: return "ort";
+    case ATRANK_BACKEND_TRACT: return "tract";
+    default: return "(unknown backend)";
+    }
+}
+
+char *test_read_file(const char *path, size_t *len_out) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    while (buf != NULL) {
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (len < cap) {
+            break;
+        }
+        cap *= 2;
+        char *bigger = realloc(buf, cap + 1);
+        if (bigger == NULL) {
+            free(buf);
+        }
+        buf = bigger;
+    }
+    int read_error = ferror(f);
+    fclose(f);
+    if (buf == NULL) {
+        fprintf(stderr, "out of memory reading %s\n", path);
+        return NULL;
+    }
+    if (read_error) {
+        fprintf(stderr, "cannot read %s\n", path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (len_out != NULL) {
+        *len_out = len;
+    }
+    return buf;
+}
+
+cJSON *test_read_json(const char *path) {
+    char *text = test_read_file(path, NULL);
+    if (text == NULL) {
+        return NULL;
+    }
+    cJSON *json = cJSON_Parse(text);
+    if (json == NULL) {
+        const char *at = cJSON_GetErrorPtr();
+        fprintf(stderr, "%s is not valid JSON (near: %.40s)\n", path, at != NULL ? at : "?");
+    }
+    free(text);
+    return json;
+}
+
+char *test_join_path(const char *dir, const char *name) {
+    size_t n = strlen(dir) + 1 + strlen(name) + 1;
+    char *p = malloc(n);
+    if (p != NULL) {
+        snprintf(p, n, "%s/%s", dir, name);
+    }
+    return p;
+}
+
+/* An integral JSON number that fits an int64 exactly (JSON numbers are doubles in cJSON, exact
+ * up to 2^53, which covers any unix time). */
+static int json_int64(const cJSON *item, int64_t *out) {
+    if (!cJSON_IsNumber(item)) {
+        return -1;
+    }
+    double v = item->valuedouble;
+    if (!(v >= -9007199254740992.0 && v <= 9007199254740992.0) || v != floor(v)) {
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int parse_request(const cJSON *req, size_t index, golden_request *out) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
+    const cJSON *time = cJSON_GetObjectItemCaseSensitive(req, "request_time");
+    const cJSON *behaviors = cJSON_GetObjectItemCaseSensitive(req, "behaviors");
+    const cJSON *candidates = cJSON_GetObjectItemCaseSensitive(req, "candidates");
+    const cJSON *scores = cJSON_GetObjectItemCaseSensitive(req, "scores");
+    memset(out, 0, sizeof *out);
+    out->name = cJSON_IsString(name) ? name->valuestring : "(unnamed)";
+    if (json_int64(time, &out->request_time) != 0) {
+        fprintf(stderr, "golden requests[%zu] (%s): request_time is not an integer\n", index, out->name);
+        return -1;
+    }
+    if (!cJSON_IsArray(behaviors) || !cJSON_IsArray(candidates) || !cJSON_IsArray(scores)) {
+        fprintf(stderr, "golden requests[%zu] (%s): behaviors, candidates and scores must be arrays\n",
+                index, out->name);
+        return -1;
+    }
+    int nb = cJSON_GetArraySize(behaviors), nc = cJSON_GetArraySize(candidates);
+    if (cJSON_GetArraySize(scores) != nc) {
+        fprintf(stderr, "golden requests[%zu] (%s): %d candidates but %d scores\n", index, out->name, nc,
+                cJSON_GetArraySize(scores));
+        return -1;
+    }
+    out->behaviors_len = (size_t)nb;
+    out->candidates_len = (size_t)nc;
+    if (nb > 0) {
+        out->behaviors = calloc((size_t)nb, sizeof *out->behaviors);
+    }
+    out->candidates = calloc(nc > 0 ? (size_t)nc : 1, sizeof *out->candidates);
+    out->scores = calloc(nc > 0 ? (size_t)nc : 1, sizeof *out->scores);
+    if ((nb > 0 && out->behaviors == NULL) || out->candidates == NULL || out->scores == NULL) {
+        fprintf(stderr, "out of memory\n");
+        return -1;
+    }
+    size_t i = 0;
+    const cJSON *b;
+    cJSON_ArrayForEach(b, behaviors) {
+        const cJSON *item = cJSON_GetObjectItemCaseSensitive(b, "item");
+        const cJSON *category = cJSON_GetObjectItemCaseSensitive(b, "category");
+        const cJSON *action = cJSON_GetObjectItemCaseSensitive(b, "action");
+        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(b, "timestamp");
+        if (!cJSON_IsString(item) || json_int64(ts, &out->behaviors[i].timestamp) != 0 ||
+            !(category == NULL || cJSON_IsNull(category) || cJSON_IsString(category)) ||
+            !(action == NULL || cJSON_IsNull(action) || cJSON_IsString(action))) {
+            fprintf(stderr,
+                    "golden requests[%zu] (%s) behaviors[%zu]: need a string item, an integer timestamp, "
+                    "and a string or null category and action\n",
+                    index, out->name, i);
+            return -1;
+        }
+        out->behaviors[i].item = item->valuestring;
+        out->behaviors[i].category = cJSON_IsString(category) ? category->valuestring : NULL;
+        out->behaviors[i].action = cJSON_IsString(action) ? action->valuestring : NULL;
+        i++;
+    }
+    i = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, candidates) {
+        if (!cJSON_IsString(c)) {
+            fprintf(stderr, "golden requests[%zu] (%s) candidates[%zu] is not a string\n", index, out->name, i);
+            return -1;
+        }
+        out->candidates[i++] = c->valuestring;
+    }
+    i = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, scores) {
+        if (!cJSON_IsNumber(s)) {
+            fprintf(stderr, "golden requests[%zu] (%s) scores[%zu] is not a number\n", index, out->name, i);
+            return -1;
+        }
+        out->scores[i++] = s->valuedouble;
+    }
+    return 0;
+}
+
+int golden_load(const char *package_dir, golden_set *out) {
+    memset(out, 0, sizeof *out);
+    char *spec_path = test_join_path(package_dir, "spec.json");
+    cJSON *spec = spec_path != NULL ? test_read_json(spec_path) : NULL;
+    free(spec_path);
+    if (spec == NULL) {
+        return -1;
+    }
+    const cJSON *golden_name = cJSON_GetObjectItemCaseSensitive(spec, "golden");
+    char *path = test_join_path(package_dir, cJSON_IsString(golden_name) ? golden_name->valuestring : "golden.json");
+    cJSON_Delete(spec);
+    if (path == NULL) {
+        return -1;
+    }
+    out->json = test_read_json(path);
+    if (out->json == NULL) {
+        free(path);
+        return -1;
+    }
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(out->json, "format");
+    const cJSON *tolerance = cJSON_GetObjectItemCaseSensitive(out->json, "tolerance");
+    const cJSON *requests = cJSON_GetObjectItemCaseSensitive(out->json, "requests");
+    if (!cJSON_IsString(format) || strcmp(format->valuestring, "atrank-golden") != 0 ||
+        !cJSON_IsNumber(tolerance) || !cJSON_IsArray(requests)) {
+        fprintf(stderr, "%s: need format \"atrank-golden\", a numeric tolerance and a requests array\n", path);
+        free(path);
+        golden_free(out);
+        return -1;
+    }
+    out->tolerance = tolerance->valuedouble;
+    const char *env = getenv("ATRANK_TOLERANCE");
+    if (env != NULL && env[0] != '\0') {
+        char *end = NULL;
+        double t = strtod(env, &end);
+        if (end == env || *end != '\0' || !(t >= 0.0) || !isfinite(t)) {
+            fprintf(stderr, "ATRANK_TOLERANCE=%s is not a non-negative number\n", env);
+            free(path);
+            golden_free(out);
+            return -1;
+        }
+        out->tolerance = t;
+    }
+    int n = cJSON_GetArraySize(requests);
+    out->requests = calloc(n > 0 ? (size_t)n : 1, sizeof *out->requests);
+    if (out->requests == NULL) {
+        free(path);
+        golden_free(out);
+        return -1;
+    }
+    const cJSON *req;
+    cJSON_ArrayForEach(req, requests) {
+        /* Count first, so golden_free releases a partially parsed request too. */
+        size_t i = out->requests_len++;
+        if (parse_request(req, i, &out->requests[i]) != 0) {
+            fprintf(stderr, "in %s\n", path);
+            free(path);
+            golden_free(out);
+            return -1;
+        }
+    }
+    free(path);
+    if (out->requests_len == 0) {
+        fprintf(stderr, "golden file of %s has no requests\n", package_dir);
+        golden_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+void golden_free(golden_set *set) {
+    for (size_t i = 0; i < set->requests_len; i++) {
+        free(set->requests[i].behaviors);
+        free((void *)set->requests[i].candidates);
+        free(set->requests[i].scores);
+    }
+    free(set->requests);
+    cJSON_Delete(set->json);
+    memset(set, 0, sizeof *set);
+}
+
+size_t test_spec_max_candidates(const char *package_dir) {
+    char *path = test_join_path(package_dir, "spec.json");
+    cJSON *spec = path != NULL ? test_read_json(path) : NULL;
+    size_t result = 0;
+    if (spec != NULL) {
+        const cJSON *limits = cJSON_GetObjectItemCaseSensitive(spec, "limits");
+        const cJSON *max = cJSON_GetObjectItemCaseSensitive(limits, "max_candidates");
+        int64_t v = 0;
+        if (json_int64(max, &v) == 0 && v > 0) {
+            result = (size_t)v;
+        } else {
+            fprintf(stderr, "%s: limits.max_candidates is not a positive integer\n", path);
+        }
+        cJSON_Delete(spec);
+    }
+    free(path);
+    return result;
+}
+
+int expect_error(const char *what, atrank_error *err, atrank_code want, const char *needle) {
+    if (err == NULL) {
+        test_fail("%s: expected %s, but the call succeeded", what, test_code_name(want));
+        return 0;
+    }
+    atrank_code got = atrank_error_code(err);
+    const char *msg = atrank_error_message(err);
+    int ok = 1;
+    if (got != want) {
+        test_fail("%s: expected %s, got %s (%u): %s", what, test_code_name(want), test_code_name(got),
+                  (unsigned)got, msg != NULL ? msg : "(NULL message)");
+        ok = 0;
+    } else if (msg == NULL || msg[0] == '\0') {
+        test_fail("%s: %s with an empty message", what, test_code_name(got));
+        ok = 0;
+    } else if (needle != NULL && strstr(msg, needle) == NULL) {
+        test_fail("%s: message does not name \"%s\": %s", what, needle, msg);
+        ok = 0;
+    } else {
+        printf("ok   %-48s %s: %s\n", what, test_code_name(got), msg);
+    }
+    atrank_error_free(err);
+    return ok;
+}
+
+int expect_ok(const char *what, atrank_error *err) {
+    if (err == NULL) {
+        return 1;
+    }
+    atrank_code code = atrank_error_code(err);
+    test_fail("%s: %s (%u): %s", what, test_code_name(code), (unsigned)code, atrank_error_message(err));
+    atrank_error_free(err);
+    return 0;
+}

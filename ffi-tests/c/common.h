@@ -1,0 +1,83 @@
+/*
+ * Shared helpers for the atrank C tests: locating the model package, reading spec.json and
+ * golden.json (cJSON), and reporting failures that say why.
+ *
+ * Exit codes of every test program: 0 = pass, 1 = a check failed, 77 = skipped (a package or
+ * a library the test needs is missing; CTest's SKIP_RETURN_CODE).
+ */
+#ifndef ATRANK_TEST_COMMON_H
+#define ATRANK_TEST_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "atrank.h"
+
+#define TEST_EXIT_SKIP 77
+
+/* Number of failed checks so far (test_fail increments it). */
+extern int test_failures;
+
+/* Prints "FAIL: <message>" to stderr and counts the failure. */
+void test_fail(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* The package directory: argv[1] if given, else $ATRANK_PACKAGE, else NULL. */
+const char *test_package_dir(int argc, char **argv);
+
+/* The human name of a code ("ATRANK_ERROR_IO"), for messages. */
+const char *test_code_name(atrank_code code);
+
+/* The human name of a backend ("ort", "tract"). */
+const char *test_backend_name(atrank_backend backend);
+
+/* Reads a whole file into a NUL-terminated heap buffer (caller frees); NULL with a message on
+ * stderr if it cannot. `len_out` may be NULL. */
+char *test_read_file(const char *path, size_t *len_out);
+
+/* "<dir>/<name>" in a new heap buffer (caller frees); NULL if out of memory. */
+char *test_join_path(const char *dir, const char *name);
+
+/* Parses a JSON file; NULL with a message on stderr if it cannot. Free with cJSON_Delete. */
+cJSON *test_read_json(const char *path);
+
+/* One golden request. Strings point into the owning golden_set's JSON tree. */
+typedef struct golden_request {
+    const char *name;
+    int64_t request_time;
+    atrank_behavior *behaviors; /* NULL when behaviors_len == 0 */
+    size_t behaviors_len;
+    const char **candidates;
+    size_t candidates_len;
+    double *scores; /* the trainer's scores, one per candidate */
+} golden_request;
+
+typedef struct golden_set {
+    double tolerance; /* from golden.json, or $ATRANK_TOLERANCE when set */
+    golden_request *requests;
+    size_t requests_len;
+    cJSON *json; /* owns the strings */
+} golden_set;
+
+/* Loads <package_dir>/<spec.golden or "golden.json">. Returns 0 on success; on failure prints
+ * why and returns -1. Free with golden_free. */
+int golden_load(const char *package_dir, golden_set *out);
+void golden_free(golden_set *set);
+
+/* limits.max_candidates from <package_dir>/spec.json, or 0 (with a message) if unreadable. */
+size_t test_spec_max_candidates(const char *package_dir);
+
+/* Checks that `err` is an error with code `want` whose message is non-empty and contains
+ * `needle` (unless NULL); reports a failure naming `what` otherwise. Frees `err`. Returns 1 if
+ * the check passed. */
+int expect_error(const char *what, atrank_error *err, atrank_code want, const char *needle);
+
+/* Checks that `err` is NULL (success); otherwise reports code and message. Frees `err`. */
+int expect_ok(const char *what, atrank_error *err);
+
+#endif /* ATRANK_TEST_COMMON_H */

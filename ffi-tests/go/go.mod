@@ -1,0 +1,3 @@
+module atrank.test/ffitests
+
+go 1.22
