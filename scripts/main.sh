@@ -21,5 +21,15 @@ make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/release" BUILD="$ROOT/build/e
 step "score the golden requests through the C ABI"
 "$ROOT/build/examples-c/score_golden" "$OUT/package"
 
-step "metrics (from $OUT/metrics.json)"
-"$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); print(json.dumps(m.get("test", m), indent=2))' "$OUT/metrics.json"
+step "summary"
+"$PY" - "$OUT/metrics.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"trained {len(m['epochs'])} epochs on {m['train_samples']} samples in {m['train_seconds']:.0f} s "
+      f"({m['samples_per_s']:.0f} samples/s); epoch {m['best_epoch']} chosen on {m['selection']}")
+print(f"{'split':<11}{'users':>6}{'one-neg AUC':>13}{'all-items AUC':>15}{'global ROC AUC':>16}")
+for split in ("valid", "test"):
+    r = m[split]
+    print(f"{split:<11}{r['users']:>6}{r['one_neg_auc']:>13.4f}{r['all_items_auc']:>15.4f}{r['global_auc']:>16.4f}")
+print("parity and latency per backend: see the C scorer's summary above")
+PY
