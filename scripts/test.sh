@@ -8,9 +8,11 @@ cd "$ROOT"
 bash scripts/setup.sh
 export ATRANK_REQUIRE_ORT=1
 
-step "lint: ruff, rustfmt, header drift"
+step "lint: ruff, rustfmt, clippy, rustdoc, header drift"
 "$VENV/bin/ruff" check export
 cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
 bash scripts/gen-header.sh --check
 
 step "exporter tests (pytest)"

@@ -51,7 +51,7 @@ pub struct GraphSpec {
     pub opset: u32,
     /// Input tensor names.
     pub inputs: GraphInputs,
-    /// Output tensor name (float32 [B, N]).
+    /// Output tensor name (float32 `[B, N]`).
     pub output: String,
     /// What the output holds (`logit`).
     #[serde(default)]

@@ -5,18 +5,21 @@ mod common;
 use atrank::{Backend, Behavior, Model, Request};
 use common::{check_golden, packages, GoldenRequest};
 
+fn behaviors(req: &GoldenRequest) -> Vec<Behavior<'_>> {
+    req.behaviors
+        .iter()
+        .map(|b| Behavior {
+            item: &b.item,
+            category: b.category.as_deref(),
+            action: b.action.as_deref(),
+            timestamp: b.timestamp,
+        })
+        .collect()
+}
+
 fn score_with(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
     move |req| {
-        let behaviors: Vec<Behavior<'_>> = req
-            .behaviors
-            .iter()
-            .map(|b| Behavior {
-                item: &b.item,
-                category: b.category.as_deref(),
-                action: b.action.as_deref(),
-                timestamp: b.timestamp,
-            })
-            .collect();
+        let behaviors = behaviors(req);
         let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
         model
             .score(&Request {
@@ -64,15 +67,7 @@ fn a_batch_of_users_scores_as_each_user_alone() {
         .iter()
         .map(|r| {
             (
-                r.behaviors
-                    .iter()
-                    .map(|b| Behavior {
-                        item: &b.item,
-                        category: b.category.as_deref(),
-                        action: b.action.as_deref(),
-                        timestamp: b.timestamp,
-                    })
-                    .collect(),
+                behaviors(r),
                 r.candidates.iter().take(n).map(String::as_str).collect(),
                 r.request_time,
             )

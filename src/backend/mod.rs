@@ -40,7 +40,7 @@ impl std::fmt::Display for Backend {
 
 /// A loaded graph, ready to score from any number of threads.
 pub trait Scorer: Send + Sync {
-    /// Runs the graph; returns the [B, N] logits, row-major.
+    /// Runs the graph; returns the `[B, N]` logits, row-major.
     fn score(&self, inputs: &Prepared) -> Result<Vec<f32>>;
 }
 

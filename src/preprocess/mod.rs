@@ -94,19 +94,19 @@ pub struct Prepared {
     pub history_len: usize,
     /// Candidates per user.
     pub candidates: usize,
-    /// [B, L] item indices.
+    /// `[B, L]` item indices.
     pub hist_item: Vec<i64>,
-    /// [B, L] category indices.
+    /// `[B, L]` category indices.
     pub hist_category: Vec<i64>,
-    /// [B, L] action indices.
+    /// `[B, L]` action indices.
     pub hist_action: Vec<i64>,
-    /// [B, L] time buckets.
+    /// `[B, L]` time buckets.
     pub hist_time: Vec<i64>,
-    /// [B] real history lengths.
+    /// `[B]` real history lengths.
     pub hist_len: Vec<i64>,
-    /// [B, N] candidate item indices.
+    /// `[B, N]` candidate item indices.
     pub cand_item: Vec<i64>,
-    /// [B, N] candidate category indices.
+    /// `[B, N]` candidate category indices.
     pub cand_category: Vec<i64>,
 }
 
