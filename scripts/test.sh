@@ -25,6 +25,8 @@ PKG_RUN="$ROOT/build/test-ml100k"
 export ATRANK_PACKAGE="$PKG_RUN/package"
 
 step "Rust tests (dev profile; tract and ONNX Runtime; Rust API and C ABI)"
+# `cargo test` alone does not produce the cdylib that the C-ABI test opens: build it first.
+cargo build
 cargo test
 
 step "C tests (ctest), then again with ASan+UBSan (leak checks on)"

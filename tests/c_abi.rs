@@ -62,8 +62,12 @@ impl Api {
     fn open() -> Api {
         let path = cdylib_path();
         // SAFETY: the library is atrank's own cdylib; its initialisers are Rust statics only.
-        let lib =
-            unsafe { Library::new(&path) }.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let lib = unsafe { Library::new(&path) }.unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run `cargo build` first: `cargo test` does not build the cdylib)",
+                path.display()
+            )
+        });
         // SAFETY: the symbol types match include/atrank.h.
         unsafe {
             let load: Symbol<'_, LoadFn> = lib.get(b"atrank_model_load").unwrap();
