@@ -43,11 +43,49 @@ def run_train(dataset, out: Path, epochs: int, max_history: int, model_kw: dict,
     return metrics
 
 
+_DATA_PATHS = {"amazon": ["reviews", "meta"], "movielens-csv": ["ratings", "movies"],
+               "log": ["log"]}
+
+
+def _log_dataset(parser: argparse.ArgumentParser, a: argparse.Namespace):
+    """The item-group Dataset (and checkpoint name) of a reader-backed ``--data`` choice."""
+    from .behaviors import to_item_dataset
+    from .readers import read_amazon, read_behavior_log, read_movielens_csv
+
+    missing = [f"--{k}" for k in _DATA_PATHS[a.data] if getattr(a, k) is None]
+    if missing:
+        parser.error(f"--data {a.data} needs {' and '.join(missing)}")
+    if a.data == "amazon":
+        log = read_amazon(a.reviews, a.meta)
+    elif a.data == "movielens-csv":
+        log = read_movielens_csv(a.ratings, a.movies)
+    else:
+        log = read_behavior_log(a.log, catalogs=a.catalog, target_group=a.group)
+    group = a.group if a.data == "log" else log.target_group
+    actions = sorted({e.action for e in log.events if e.group == group})
+    if not actions:
+        parser.error(f"--data {a.data}: no behaviors of group {group!r} (groups: {log.groups})")
+    dataset = to_item_dataset(log, group=group, actions=actions, seed=a.seed)
+    return dataset, f"atrank-{log.name}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="atrank_export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train on a data set, write checkpoint.pt + metrics.json")
-    t.add_argument("--data", choices=["ml100k", "synthetic"], default="ml100k")
+    t.add_argument("--data", default="ml100k",
+                   choices=["ml100k", "synthetic", "amazon", "movielens-csv", "log"],
+                   help="amazon: --reviews/--meta (SNAP files); movielens-csv: --ratings/--movies;"
+                        " log: --log [--catalog ...] [--group]")
+    t.add_argument("--reviews", type=Path, help="amazon: reviews_<Category>_5.json[.gz]")
+    t.add_argument("--meta", type=Path, help="amazon: meta_<Category>.json[.gz]")
+    t.add_argument("--ratings", type=Path, help="movielens-csv: ratings.csv")
+    t.add_argument("--movies", type=Path, help="movielens-csv: movies.csv")
+    t.add_argument("--log", type=Path, help="log: behavior log (.csv, .jsonl/.json, .parquet)")
+    t.add_argument("--catalog", type=Path, action="append", default=None,
+                   help="log: catalog file (repeatable; same formats)")
+    t.add_argument("--group", default="item",
+                   help="log: the group to train on and the default catalog group")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--max-users", type=int, default=None)
@@ -74,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "train":
         if a.data == "ml100k":
             dataset, name = load_ml100k(seed=a.seed), "atrank-ml100k"
-        else:
+        elif a.data == "synthetic":
             dataset, name = synthetic_dataset(seed=a.seed), "atrank-synthetic"
+        else:
+            dataset, name = _log_dataset(t, a)
         kw = {"embedding_dim": a.embedding_dim, "hidden": 2 * a.embedding_dim,
               "heads": a.heads, "ffn": a.ffn}
         run_train(dataset, a.out, a.epochs, a.max_history, kw, name, a.seed, a.max_users,

@@ -1,0 +1,251 @@
+"""The generic behavior log a search/recommendation team exports, as a BehaviorLog.
+
+One behavior per record. Required columns:
+
+==============  ===============================================================================
+``user``        user id (non-empty)
+``group``       object type, e.g. ``item``, ``coupon``, ``query`` (non-empty)
+``action``      behavior type, e.g. ``click``, ``buy`` (non-empty)
+``object_id``   id of the object acted on (non-empty)
+``timestamp``   unix seconds (an integer; in JSON/Parquet a float with an integral value is
+                accepted), or an ISO-8601 string such as ``2024-03-01T12:30:00Z`` /
+                ``2024-03-01 12:30:00+01:00`` / ``2024-03-01``, converted to UTC unix
+                seconds. An ISO string without an offset is taken as UTC; fractional seconds
+                are floored. A string of digits only is unix seconds. Parquet timestamp/date
+                columns are accepted too.
+==============  ===============================================================================
+
+Every other column is a feature of the behavior's object (``category``, ``shop``, ``brand``,
+...). In JSON Lines, features may also sit in a nested ``"features"`` object (a name given both
+ways must have one value). Missing values (empty CSV cell, JSON ``null``, Parquet null) mean
+"no such feature" for that behavior. Ids and feature values become strings: integers as
+decimals, booleans as ``true``/``false``; nested lists/objects are rejected.
+
+Formats, chosen by the ``format`` argument or else by the extension (``.gz`` allowed for the
+text formats): CSV (``.csv``: header line, :mod:`csv` module, UTF-8 with or without BOM),
+JSON Lines (``.jsonl``, ``.ndjson``, ``.json`` -- one object per line, not a JSON array),
+Parquet (``.parquet``, ``.pq``; needs pyarrow).
+
+Catalogs (optional side tables, same formats): ``object_id`` plus feature columns, and an
+optional ``group`` column; records without a group (no such column, or an empty value) belong
+to the default group (``catalog_group``, else the log's target group). They fill
+``BehaviorLog.catalogs``; a feature on an event overrides the catalog for that event.
+
+Errors -- missing required columns, non-integer timestamps, empty ids, malformed records --
+raise ValueError naming the file, the line (CSV/JSONL, 1-based, header = line 1) or the row
+(Parquet, 1-based data row) and the column.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from ..behaviors import BehaviorLog, Event
+from ._io import numbered_lines, open_text, strip_gz
+
+REQUIRED = ("user", "group", "action", "object_id", "timestamp")
+CATALOG_REQUIRED = ("object_id",)
+FORMATS = ("csv", "jsonl", "parquet")
+_ALIASES = {"csv": "csv", "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl",
+            "parquet": "parquet", "pq": "parquet"}
+_INT = re.compile(r"[+-]?\d+")
+
+
+def detect_format(path: Path, format: str | None = None) -> str:
+    """``format`` (csv, jsonl/json/ndjson, parquet/pq) or the one the file extension names."""
+    key = format if format is not None else strip_gz(path).rsplit(".", 1)[-1]
+    fmt = _ALIASES.get(key.lower().lstrip("."))
+    if fmt is None:
+        how = f"format {format!r}" if format is not None else "its extension"
+        raise ValueError(f"{path}: cannot tell the format from {how}; use one of "
+                         f".csv, .jsonl/.json, .parquet or pass format= {FORMATS}")
+    return fmt
+
+
+def _records(path: Path, fmt: str, required: Sequence[str]) -> Iterator[tuple[str, dict]]:
+    """(location, record) pairs; header-level checks of ``required`` for CSV and Parquet."""
+    path = Path(path)
+    if fmt == "csv":
+        with open_text(path, encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            _check_columns(path, "line 1", fields, required)
+            for row in reader:
+                where = f"line {reader.line_num}"
+                if None in row:
+                    raise ValueError(f"{path} {where}: more fields than the header has columns")
+                yield where, {k: v for k, v in row.items() if v is not None and v != ""}
+    elif fmt == "jsonl":
+        for lineno, line in numbered_lines(path):
+            where = f"line {lineno}"
+            try:
+                rec = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"{path} {where}: not valid JSON ({err})") from None
+            if isinstance(rec, dict):
+                _check_columns(path, where, rec, required)
+                yield where, rec
+                continue
+            raise ValueError(f"{path} {where}: expected one JSON object per line, got "
+                             f"{type(rec).__name__} (a JSON array is not read: use JSON Lines)")
+    elif fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as err:  # pragma: no cover - pyarrow is pinned in requirements
+            raise ImportError("reading Parquet needs pyarrow") from err
+        table = pq.read_table(path)
+        _check_columns(path, "schema", table.column_names, required)
+        n = 0
+        for batch in table.to_batches():
+            for rec in batch.to_pylist():
+                n += 1
+                yield f"row {n}", rec
+    else:
+        raise ValueError(f"{path}: unknown format {fmt!r}; use one of {FORMATS}")
+
+
+def _check_columns(path: Path, where: str, present, required: Sequence[str]) -> None:
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise ValueError(f"{path} {where}: missing required column(s) {', '.join(missing)}")
+
+
+def _text(value, path: Path, where: str, col: str) -> str | None:
+    """A cell as a string (None when missing)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value != "" else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise ValueError(f"{path} {where}: column {col}: expected a scalar, got "
+                     f"{type(value).__name__} {value!r}")
+
+
+def _id(rec: dict, path: Path, where: str, col: str) -> str:
+    v = _text(rec.get(col), path, where, col)
+    if v is None or not v.strip():
+        raise ValueError(f"{path} {where}: column {col}: empty id")
+    return v
+
+
+def parse_timestamp(value) -> int:
+    """Unix seconds from an int, an integral float, a digit string, an ISO-8601 string or a
+    datetime/date (naive = UTC). Raises ValueError (without location) otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return calendar.timegm(value.utctimetuple())
+    if isinstance(value, date):
+        return calendar.timegm(value.timetuple())
+    if isinstance(value, str):
+        s = value.strip()
+        if _INT.fullmatch(s):
+            return int(s)
+        if re.match(r"\d{4}-\d{2}-\d{2}", s):
+            try:
+                iso = s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s     # "Z": Python < 3.11
+                return parse_timestamp(datetime.fromisoformat(iso))
+            except ValueError:
+                pass
+        raise ValueError(f"not an integer timestamp or ISO-8601 time: {value!r}")
+    raise ValueError(f"not an integer timestamp: {value!r}")
+
+
+def _features(rec: dict, exclude: Sequence[str], path: Path, where: str) -> dict[str, str]:
+    feats: dict[str, str] = {}
+    nested = rec.get("features")
+    for k, v in rec.items():
+        if k in exclude or (k == "features" and (isinstance(nested, dict) or v is None)):
+            continue
+        t = _text(v, path, where, k)
+        if t is not None:
+            feats[k] = t
+    if isinstance(nested, dict):
+        for k, v in nested.items():
+            t = _text(v, path, where, f"features.{k}")
+            if t is None:
+                continue
+            if k in feats and feats[k] != t:
+                raise ValueError(f"{path} {where}: column {k}: given as {feats[k]!r} and as "
+                                 f"features.{k} = {t!r}")
+            feats[str(k)] = t
+    return feats
+
+
+def read_events(path: Path, format: str | None = None) -> list[Event]:
+    path = Path(path)
+    events = []
+    intern: dict[str, str] = {}
+    for where, rec in _records(path, detect_format(path, format), REQUIRED):
+        user, group, action, oid = (intern.setdefault(v, v) for v in
+                                    (_id(rec, path, where, c) for c in REQUIRED[:4]))
+        ts_raw = rec.get("timestamp")
+        if ts_raw is None or ts_raw == "":
+            raise ValueError(f"{path} {where}: column timestamp: empty value")
+        try:
+            ts = parse_timestamp(ts_raw)
+        except ValueError as err:
+            raise ValueError(f"{path} {where}: column timestamp: {err}") from None
+        events.append(Event(user, group, action, oid, ts, _features(rec, REQUIRED, path, where)))
+    return events
+
+
+def read_catalog(path: Path, group: str = "item",
+                 format: str | None = None) -> list[tuple[str, str, dict[str, str]]]:
+    """(group, object_id, features) per catalog record; ``group`` unless the record has one."""
+    path = Path(path)
+    rows = []
+    for where, rec in _records(path, detect_format(path, format), CATALOG_REQUIRED):
+        oid = _id(rec, path, where, "object_id")
+        g = _text(rec.get("group"), path, where, "group")
+        g = group if g is None or not g.strip() else g
+        rows.append((g, oid, _features(rec, ("object_id", "group"), path, where)))
+    return rows
+
+
+CatalogArg = str | Path | Sequence[str | Path] | Mapping[str, str | Path] | None
+
+
+def read_behavior_log(path: Path, format: str | None = None, catalogs: CatalogArg = None,
+                      catalog_format: str | None = None, name: str | None = None,
+                      target_group: str = "item",
+                      catalog_group: str | None = None) -> BehaviorLog:
+    """Read a behavior log (CSV/JSONL/Parquet) and optional catalogs into a BehaviorLog.
+
+    ``catalogs``: one path, a list of paths, or a mapping group -> path (the group a file's
+    records belong to unless they carry a ``group`` column). ``catalog_format`` overrides the
+    catalogs' extensions. ``name`` defaults to the log file's stem.
+    """
+    path = Path(path)
+    events = read_events(path, format)
+    if name is None:
+        name = strip_gz(path).rsplit(".", 1)[0] or "log"
+    log = BehaviorLog(name, events, {}, target_group)
+    if catalogs is None:
+        pairs: list[tuple[str, Path]] = []
+    elif isinstance(catalogs, Mapping):
+        pairs = [(g, Path(p)) for g, p in catalogs.items()]
+    elif isinstance(catalogs, (str, Path)):
+        pairs = [(catalog_group or target_group, Path(catalogs))]
+    else:
+        pairs = [(catalog_group or target_group, Path(p)) for p in catalogs]
+    for default_group, cpath in pairs:
+        by_group: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for g, oid, feats in read_catalog(cpath, default_group, catalog_format):
+            by_group.setdefault(g, []).append((oid, feats))
+        for g, rows in by_group.items():
+            log.extend_catalog(g, rows)
+    return log
