@@ -21,7 +21,8 @@ FIXTURE_MAX_HISTORY = 10
 
 def run_train(dataset, out: Path, epochs: int, max_history: int, model_kw: dict, name: str,
               seed: int, max_users: int | None = None, batch_size: int = 128,
-              lr: float = 1e-3, progress: bool = True) -> dict:
+              lr: float = 1e-3, progress: bool = True, checkpoint_dir: Path | None = None,
+              resume: bool = False, parallel=None, l2: float = 1e-5) -> dict:
     from .train import save_checkpoint, train
 
     t0 = time.perf_counter()
@@ -33,8 +34,11 @@ def run_train(dataset, out: Path, epochs: int, max_history: int, model_kw: dict,
     config = ModelConfig(n_items=len(pre.item_vocab), n_categories=len(pre.category_vocab),
                          n_actions=len(pre.actions), **model_kw)
     model, metrics = train(split, config, epochs=epochs, batch_size=batch_size, lr=lr,
-                           seed=seed, progress=progress)
+                           seed=seed, progress=progress, l2=l2, checkpoint_dir=checkpoint_dir,
+                           resume=resume, parallel=parallel)
     metrics["wall_seconds"] = time.perf_counter() - t0
+    if parallel is not None and not parallel.is_main:
+        return metrics                # DDP: only the main process writes
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_checkpoint(out / "checkpoint.pt", model, split, dataset, metrics, name)
@@ -69,7 +73,8 @@ def _log_dataset(parser: argparse.ArgumentParser, a: argparse.Namespace):
     return dataset, f"atrank-{log.name}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parallel=None) -> int:
+    """``parallel``: a ``distributed.Parallel`` for ``train`` (see distributed.py)."""
     p = argparse.ArgumentParser(prog="atrank_export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train on a data set, write checkpoint.pt + metrics.json")
@@ -93,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-history", type=int, default=50)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--l2", type=float, default=1e-5, help="embedding L2 weight (0: off)")
     t.add_argument("--embedding-dim", type=int, default=32)
     t.add_argument("--heads", type=int, default=4)
     t.add_argument("--ffn", type=int, default=32)
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="write the resumable training state DIR/last.pt after every epoch")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint-dir/last.pt (--epochs is the total)")
     e = sub.add_parser("export", help="write a model package from a checkpoint")
     e.add_argument("--checkpoint", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -110,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_threads()
     if a.cmd == "train":
+        if a.resume and a.checkpoint_dir is None:
+            t.error("--resume needs --checkpoint-dir")
         if a.data == "ml100k":
             dataset, name = load_ml100k(seed=a.seed), "atrank-ml100k"
         elif a.data == "synthetic":
@@ -119,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         kw = {"embedding_dim": a.embedding_dim, "hidden": 2 * a.embedding_dim,
               "heads": a.heads, "ffn": a.ffn}
         run_train(dataset, a.out, a.epochs, a.max_history, kw, name, a.seed, a.max_users,
-                  a.batch_size, a.lr, progress=not a.no_progress)
+                  a.batch_size, a.lr, progress=not a.no_progress,
+                  checkpoint_dir=a.checkpoint_dir, resume=a.resume, parallel=parallel,
+                  l2=a.l2)
     elif a.cmd == "export":
         from .export import write_package
 

@@ -9,8 +9,9 @@ Objects (all ids are strings):
   model has to learn which category a query is about from co-occurrence).
 
 Each user lives through sessions, days apart (exponential gaps, mean ``gap_days``). A session
-has one *intent* category, drawn from the user's taste (a flat Dirichlet over categories, so
-past items say little about the next one). In a session the user searches a query about the
+has one *intent* category, drawn from the user's taste (a Dirichlet(``taste_concentration``)
+over categories: with the default 1.0, tastes are mildly peaked, so past items say something,
+but not much, about the next one). In a session the user searches a query about the
 intent (probability ``p_query``), then may claim a coupon of a shop of the intent
 (``p_coupon``), then clicks an item (action ``click``; ``buy`` with probability 0.3) which
 belongs to the intent with probability ``p_on_intent`` and is uniform otherwise. Query and
@@ -36,7 +37,7 @@ def synthetic_multigroup(n_users: int = 400, n_categories: int = 12, items_per_c
                          queries_per_category: int = 5, min_sessions: int = 12,
                          max_sessions: int = 30, p_query: float = 0.7, p_coupon: float = 0.5,
                          p_on_intent: float = 0.85, gap_days: float = 6.0,
-                         taste_concentration: float = 5.0, seed: int = 1234) -> BehaviorLog:
+                         taste_concentration: float = 1.0, seed: int = 1234) -> BehaviorLog:
     rng = np.random.default_rng(seed)
     n_shops = n_categories * shops_per_category
     shop_category = [s // shops_per_category for s in range(n_shops)]

@@ -25,13 +25,15 @@ from . import __version__
 from .data import DEFAULT_SEED, Dataset, Split
 from .metrics import one_negative_auc, pos_vs_many_auc, roc_auc
 from .model import ATRank, ModelConfig
+from .train_state import LAST, check_resumable, load_train_state, save_train_state
 
 CHECKPOINT_FORMAT = "atrank-checkpoint"
 
 
 def setup_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    n = int(os.environ.get("ATRANK_NUM_THREADS") or 0)   # e.g. set per process by DDP
+    torch.set_num_threads(n if n > 0 else min(2, os.cpu_count() or 1))
 
 
 def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -79,14 +81,43 @@ def fmt_metrics(m: dict) -> str:
             f"global ROC AUC {m['global_auc']:.4f} ({m['users']} users)")
 
 
+def l2_penalty(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Sum of squares of the embedding rows a batch touches: ``model.l2_penalty(batch)`` if
+    the model defines it, else its ``item_emb``/``cate_emb`` rows (ATRank), else None."""
+    if hasattr(model, "l2_penalty"):
+        return model.l2_penalty(batch)
+    item_emb, cate_emb = getattr(model, "item_emb", None), getattr(model, "cate_emb", None)
+    if item_emb is None or cate_emb is None:
+        return None
+    items = torch.unique(torch.cat([batch["hist_item"].ravel(), batch["cand_item"].ravel()]))
+    cates = torch.unique(torch.cat([batch["hist_category"].ravel(),
+                                    batch["cand_category"].ravel()]))
+    return item_emb.weight[items].pow(2).sum() + cate_emb.weight[cates].pow(2).sum()
+
+
 def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 128,
           lr: float = 1e-3, l2: float = 1e-5, seed: int = DEFAULT_SEED,
-          progress: bool = True, log: Callable[[str], None] = print) -> tuple[ATRank, dict]:
-    """Train with Adam + BCE; keep the best state by validation all-items AUC."""
+          progress: bool = True, log: Callable[[str], None] = print,
+          model_factory: Callable[[ModelConfig], torch.nn.Module] | None = None,
+          loss: str = "bce", checkpoint_dir: Path | str | None = None, resume: bool = False,
+          parallel: Any = None) -> tuple[ATRank, dict]:
+    """Train with Adam + BCE; keep the best state by validation all-items AUC.
+
+    ``model_factory(config)`` builds another model with ATRank's forward signature (default
+    ATRank); ``loss="bpr"`` uses the pairwise BPR loss -log sigmoid(s_pos - s_neg) instead
+    of BCE on (target, negative).
+
+    ``checkpoint_dir``: write ``last.pt`` (see train_state.py) at the end of every epoch;
+    ``resume``: continue from it with the next epoch (``epochs`` is the total; starts fresh
+    when there is no ``last.pt`` yet). ``parallel``: a ``distributed.Parallel`` (DDP): each
+    process trains on its shard of every global batch of ``batch_size`` rows; only its main
+    process evaluates, selects the epoch and writes ``last.pt``."""
+    if loss not in ("bce", "bpr"):
+        raise ValueError(f"loss must be 'bce' or 'bpr', not {loss!r}")
     setup_threads()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = ATRank(config)
+    model = (model_factory or ATRank)(config)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     labels = torch.tensor([[1.0, 0.0]])
     best: dict[str, Any] = {"score": -1.0, "state": copy.deepcopy(model.state_dict()),
@@ -94,8 +125,29 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
     history = []
     t_train = 0.0
     n_seen = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
+    start = 1
+    hparams = {"config": config.to_dict(), "model": type(model).__name__, "loss": loss,
+               "batch_size": batch_size, "lr": lr, "l2": l2, "seed": seed,
+               "train_samples": len(split.train), "valid_users": len(split.valid)}
+    if resume:
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        st = load_train_state(checkpoint_dir)
+        if st is None:
+            log(f"no {Path(checkpoint_dir) / LAST} yet: starting from epoch 1")
+        else:
+            check_resumable(st, hparams, Path(checkpoint_dir) / LAST)
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            rng.bit_generator.state = st["numpy_rng"]
+            torch.set_rng_state(st["torch_rng"])
+            best, history = st["best"], st["history"]
+            t_train, n_seen, start = st["train_seconds"], st["samples_seen"], st["epoch"] + 1
+            log(f"resumed from {Path(checkpoint_dir) / LAST} after epoch {st['epoch']}")
+    main = parallel is None or parallel.is_main
+    net = model if parallel is None else parallel.wrap(model)
+    for epoch in range(start, epochs + 1):
+        net.train()
         order = rng.permutation(len(split.train))
         t0 = time.perf_counter()
         total = 0.0
@@ -103,29 +155,38 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
                    unit="batch", disable=not progress, mininterval=1.0)
         for s in bar:
             rows = split.train[order[s:s + batch_size]]
+            scale, n_rows = 1.0, len(rows)
+            if parallel is not None:      # this process's rows; scale makes the DDP mean exact
+                rows, scale, n_rows = parallel.shard(rows)
             pos = split.target_items(rows[:, :2])
             cands = np.stack([pos, rows[:, 2]], axis=1)
             batch = to_tensors(split.batch(rows[:, :2], cands))
-            logits = model(**batch)
-            loss = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
+            logits = net(**batch)
+            if loss == "bpr":
+                value = -F.logsigmoid(logits[:, 0] - logits[:, 1]).mean()
+            else:
+                value = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
             if l2 > 0:
-                items = torch.unique(torch.cat([batch["hist_item"].ravel(),
-                                                batch["cand_item"].ravel()]))
-                cates = torch.unique(torch.cat([batch["hist_category"].ravel(),
-                                                batch["cand_category"].ravel()]))
-                reg = (model.item_emb.weight[items].pow(2).sum()
-                       + model.cate_emb.weight[cates].pow(2).sum()) / len(rows)
-                loss = loss + l2 * reg
+                reg = l2_penalty(model, batch)
+                if reg is not None:
+                    value = value + l2 * reg / len(rows)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (value if scale == 1.0 else value * scale).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            total += float(loss.detach()) * len(rows)
+            total += float(value.detach()) * n_rows
             if progress:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{float(value.detach()):.4f}", refresh=False)
         dt = time.perf_counter() - t0
         t_train += dt
         n_seen += len(order)
+        if parallel is not None:
+            total = parallel.all_sum(total)
+        if not main:                  # the main process evaluates and checkpoints
+            history.append({"epoch": epoch, "loss": total / max(1, len(order)),
+                            "seconds": dt, "samples_per_s": len(order) / dt, "valid": None})
+            parallel.barrier()
+            continue
         valid = evaluate(model, split, split.valid)
         history.append({"epoch": epoch, "loss": total / max(1, len(order)), "seconds": dt,
                         "samples_per_s": len(order) / dt, "valid": valid})
@@ -135,11 +196,20 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
         if valid["all_items_auc"] > best["score"]:
             best = {"score": valid["all_items_auc"], "state": copy.deepcopy(model.state_dict()),
                     "epoch": epoch, "valid": valid}
-    model.load_state_dict(best["state"])
-    test = evaluate(model, split, split.test)
-    log(f"best epoch {best['epoch']} (selected on validation all-items AUC)")
-    log(f"  validation: {fmt_metrics(best['valid'])}" if best["valid"] else "  (no epochs)")
-    log(f"  test:       {fmt_metrics(test)}")
+        if checkpoint_dir is not None:
+            save_train_state(checkpoint_dir, epoch=epoch, model=model, optimizer=opt,
+                             numpy_rng_state=rng.bit_generator.state, best=best,
+                             history=history, train_seconds=t_train, samples_seen=n_seen,
+                             hparams=hparams)
+        if parallel is not None:
+            parallel.barrier()
+    test = None
+    if main:
+        model.load_state_dict(best["state"])
+        test = evaluate(model, split, split.test)
+        log(f"best epoch {best['epoch']} (selected on validation all-items AUC)")
+        log(f"  validation: {fmt_metrics(best['valid'])}" if best["valid"] else "  (no epochs)")
+        log(f"  test:       {fmt_metrics(test)}")
     metrics = {
         "best_epoch": best["epoch"], "selection": "validation all_items_auc",
         "valid": best["valid"], "test": test, "epochs": history,
@@ -148,6 +218,13 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
         "samples_per_s": n_seen / t_train if t_train else None,
         "config": config.to_dict(), "batch_size": batch_size, "lr": lr, "l2": l2, "seed": seed,
     }
+    if model_factory is not None or loss != "bce":
+        metrics["model"] = type(model).__name__
+        metrics["loss"] = loss
+    if parallel is not None:
+        metrics["world_size"] = parallel.world
+    if resume and start > 1:
+        metrics["resumed_after_epoch"] = start - 1
     return model, metrics
 
 

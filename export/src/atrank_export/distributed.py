@@ -1,0 +1,118 @@
+"""Data-parallel training on CPU: torch.distributed (gloo) + DistributedDataParallel.
+
+Launch with torchrun; the arguments are those of ``python -m atrank_export train``::
+
+    torchrun --nproc_per_node 2 -m atrank_export.distributed --data synthetic --out DIR \\
+        --epochs N [--batch-size 128] [--checkpoint-dir DIR/state [--resume]] ...
+
+(for loopback only add ``--master_addr 127.0.0.1 --master_port PORT``; run without torchrun
+it trains in one process.)
+
+Semantics. ``--batch-size`` is the GLOBAL batch. Every process seeds identically, so every
+epoch's permutation and the initial parameters are the same on all ranks (DDP also
+broadcasts rank 0's parameters). Rank r takes the r-th contiguous slice of each global batch
+(``np.array_split``, sizes differ by at most one); its loss is the mean over its local rows
+times ``local_rows * world / global_rows`` (exactly 1 when the batch divides evenly), and
+DDP's all-reduce averages gradients, so each update is the gradient of the mean loss over the
+global batch: the same update as one process with the same batch size, up to floating-point
+reduction order (per-rank partial sums are added in a different order, and each shard is
+padded to its own longest history), so not bit-identical. Most parameters then agree to
+~1e-7; a parameter whose true gradient is ~0 (e.g. the attention key bias: softmax ignores a
+shift shared by all keys) gets rounding-noise gradients that Adam normalises into steps of
+up to ~lr, so after a few epochs such a parameter can differ by ~1e-5.
+Gradient clipping and Adam then run on identical averaged gradients on every rank. Two
+deliberate differences: with ``l2 > 0`` the embedding penalty covers the rows each shard
+touches, scaled by its local row count (the single-process penalty de-duplicates over the
+global batch), and a rank whose slice is empty (a final batch smaller than the world size)
+does a zero-weighted step on a placeholder row so that the all-reduce still happens.
+
+Evaluation: rank 0 alone evaluates on validation after every epoch, selects the best epoch,
+writes ``last.pt`` (``--checkpoint-dir``) and, at the end, evaluates on test and writes
+``checkpoint.pt`` + ``metrics.json``; the other ranks wait at a barrier after each epoch (so
+none starts the next epoch before the checkpoint is on disk) and write nothing. Per-process
+torch threads: ``ATRANK_NUM_THREADS`` (default: CPU count // world size).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
+
+import contextlib
+import sys
+
+import numpy as np
+
+
+class Parallel:
+    """What ``train.train`` needs from the process group (see the module docstring)."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model):
+        import inspect
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        # the model's buffers are constants (one-hot tables): no per-step broadcast needed
+        # (newer torch renamed broadcast_buffers to forward_sync_buffers)
+        new = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        kw = {"forward_sync_buffers" if new else "broadcast_buffers": False}
+        return DistributedDataParallel(model, **kw)
+
+    def shard(self, rows: np.ndarray) -> tuple[np.ndarray, float, int]:
+        """-> (this rank's rows, loss scale, rows it counts) of one global batch."""
+        bounds = np.cumsum([0] + [len(p) for p in np.array_split(rows, self.world)])
+        local = rows[bounds[self.rank]:bounds[self.rank + 1]]
+        if len(local) == 0:
+            return rows[:1], 0.0, 0
+        return local, len(local) * self.world / len(rows), len(local)
+
+    def all_sum(self, x: float) -> float:
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([x], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "WORLD_SIZE" not in os.environ:
+        print("distributed: not launched by torchrun; training in one process")
+        from .cli import main as cli_main
+
+        return cli_main(["train", *argv])
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    os.environ.setdefault("ATRANK_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    par = Parallel(rank, world)
+    try:
+        from .cli import main as cli_main
+
+        if par.is_main:
+            print(f"distributed: {world} processes (gloo), "
+                  f"{os.environ['ATRANK_NUM_THREADS']} torch thread(s) each")
+            return cli_main(["train", *argv], parallel=par)
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            return cli_main(["train", *argv, "--no-progress"], parallel=par)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
