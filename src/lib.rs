@@ -10,7 +10,7 @@
 //! ```no_run
 //! use atrank::{Backend, Behavior, Model, Request};
 //! let model = Model::load("package/", Backend::Tract)?;
-//! let history = [Behavior { item: "242", category: None, action: Some("like"), timestamp: 881250949 }];
+//! let history = [Behavior::item("242", None, Some("like"), 881250949)];
 //! let scores = model.score(&Request {
 //!     behaviors: &history,
 //!     candidates: &["302", "377"],

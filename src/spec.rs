@@ -1,4 +1,10 @@
-//! The model package's `spec.json` (format version 1, see `docs/package-format.md`).
+//! The model package's `spec.json`, versions 1 and 2 (see `docs/package-format.md`).
+//!
+//! Both versions are read into one normalized [`Spec`]: embedding tables (vocabularies),
+//! behavior groups with their features and graph inputs, the target group whose objects are
+//! the candidates, actions, time buckets and limits. Version 1 is the single-group Amazon
+//! configuration (group `item` with features `id` and `category`); version 2 has any number of
+//! groups and shared feature tables.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,84 +15,87 @@ use crate::{Error, Result};
 
 /// The value of `format` every spec must carry.
 pub const FORMAT: &str = "atrank-model-package";
-/// The only spec version this runtime reads.
-pub const SPEC_VERSION: u32 = 1;
+/// The spec versions this runtime reads.
+pub const SPEC_VERSIONS: [u32; 2] = [1, 2];
 /// Upper bound on any `max_history`, `max_candidates` or `max_behaviors` a spec may ask for,
 /// so a corrupt spec cannot make the runtime allocate without bound.
 pub const HARD_LIMIT: usize = 1 << 20;
 
-/// A parsed and validated `spec.json`.
-#[derive(Debug, Clone, Deserialize)]
+/// A parsed and validated package spec, the same shape for every spec version.
+#[derive(Debug, Clone)]
 pub struct Spec {
-    /// Always [`FORMAT`].
-    pub format: String,
-    /// Always [`SPEC_VERSION`].
-    pub spec_version: u32,
+    /// The `spec_version` the package was written with.
+    pub version: u32,
     /// A human-readable model name.
-    #[serde(default)]
     pub name: String,
-    /// The ONNX graph and its input/output names.
-    pub graph: GraphSpec,
-    /// Behavior groups (format 1: exactly one, named `item`).
+    /// The encode-once ONNX graph, relative to the package.
+    pub graph_file: String,
+    /// The graph's input names, in graph order.
+    pub inputs: Vec<String>,
+    /// The graph's output name (float32 `[B, N]` logits).
+    pub output: String,
+    /// Embedding tables: name and vocabulary file (relative to the package).
+    pub tables: Vec<TableSpec>,
+    /// Behavior groups, in graph order.
     pub groups: Vec<GroupSpec>,
+    /// Index into `groups` of the group whose objects are scored.
+    pub target: usize,
+    /// Candidate inputs: (index into the target group's features, input name).
+    pub candidate_inputs: Vec<(usize, String)>,
     /// Action vocabulary: `actions[k]` has index k+1, anything else 0.
     pub actions: Vec<String>,
     /// Time bucketing relative to the request time.
     pub time_buckets: TimeBuckets,
-    /// The item side table (item id -> category).
-    pub catalog: CatalogSpec,
     /// Request size limits.
     pub limits: Limits,
-    /// Golden requests file, relative to the package.
-    #[serde(default)]
-    pub golden: Option<String>,
 }
 
-/// The graph file and the names of its inputs and output.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GraphSpec {
-    /// ONNX file, relative to the package.
-    pub file: String,
-    /// ONNX opset the graph was exported with.
-    pub opset: u32,
-    /// Input tensor names.
-    pub inputs: GraphInputs,
-    /// Output tensor name (float32 `[B, N]`).
-    pub output: String,
-    /// What the output holds (`logit`).
-    #[serde(default)]
-    pub output_kind: String,
-}
-
-/// Names of the graph's inputs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GraphInputs {
-    /// History feature -> input name; keys `item`, `category`, `action`, `time_bucket`.
-    pub history: BTreeMap<String, String>,
-    /// The per-user history length input.
-    pub history_length: String,
-    /// Candidate feature -> input name; keys `item`, `category`.
-    pub candidate: BTreeMap<String, String>,
-}
-
-/// One behavior group.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GroupSpec {
-    /// Group name (object type).
-    pub name: String,
-    /// Most recent behaviors kept per request.
-    pub max_history: usize,
-    /// The group's id features, each with a vocabulary file.
-    pub features: Vec<FeatureSpec>,
-}
-
-/// One id feature of a group.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FeatureSpec {
-    /// Feature name (`item`, `category`).
+/// One embedding table and its vocabulary file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Table name (e.g. `item_id`, `category`).
     pub name: String,
     /// Vocabulary file, relative to the package: line k has index k+1.
     pub vocab: String,
+}
+
+/// One behavior group.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// Group name (object type).
+    pub name: String,
+    /// Most recent behaviors of this group kept per request.
+    pub max_history: usize,
+    /// Features; the first is the object id.
+    pub features: Vec<FeatureSpec>,
+    /// Input name of the action tensor.
+    pub action_input: String,
+    /// Input name of the time-bucket tensor.
+    pub time_input: String,
+    /// Input name of the length tensor.
+    pub length_input: String,
+    /// The group's catalog (object id -> features), if any.
+    pub catalog: Option<CatalogSpec>,
+}
+
+/// One feature of a group.
+#[derive(Debug, Clone)]
+pub struct FeatureSpec {
+    /// Feature name (`id`, `category`, `shop`, ...).
+    pub name: String,
+    /// Index into [`Spec::tables`].
+    pub table: usize,
+    /// Graph input name.
+    pub input: String,
+}
+
+/// A group's catalog file.
+#[derive(Debug, Clone)]
+pub struct CatalogSpec {
+    /// TSV file, relative to the package.
+    pub file: String,
+    /// Version 1: no header, `item<TAB>category`; version 2: a header row naming the columns.
+    pub has_header: bool,
 }
 
 /// Time bucketing: `d = floor(req/unit) - floor(t/unit) + offset`; bucket = #{b <= d}.
@@ -100,17 +109,6 @@ pub struct TimeBuckets {
     pub boundaries: Vec<i64>,
 }
 
-/// The catalog side table.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CatalogSpec {
-    /// TSV file, relative to the package: `item<TAB>category` per line.
-    pub file: String,
-    /// Key feature (`item`).
-    pub key: String,
-    /// Features the catalog supplies (`["category"]`).
-    pub features: Vec<String>,
-}
-
 /// Request limits.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Limits {
@@ -120,14 +118,125 @@ pub struct Limits {
     pub max_behaviors: usize,
 }
 
-const HISTORY_KEYS: [&str; 4] = ["item", "category", "action", "time_bucket"];
-const CANDIDATE_KEYS: [&str; 2] = ["item", "category"];
+#[derive(Deserialize)]
+struct Header {
+    format: String,
+    spec_version: u32,
+}
+
+#[derive(Deserialize)]
+struct V1 {
+    #[serde(default)]
+    name: String,
+    graph: V1Graph,
+    groups: Vec<V1Group>,
+    actions: Vec<String>,
+    time_buckets: TimeBuckets,
+    catalog: V1Catalog,
+    limits: Limits,
+}
+
+#[derive(Deserialize)]
+struct V1Graph {
+    file: String,
+    inputs: V1Inputs,
+    output: String,
+}
+
+#[derive(Deserialize)]
+struct V1Inputs {
+    history: BTreeMap<String, String>,
+    history_length: String,
+    candidate: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct V1Group {
+    name: String,
+    max_history: usize,
+    features: Vec<V1Feature>,
+}
+
+#[derive(Deserialize)]
+struct V1Feature {
+    name: String,
+    vocab: String,
+}
+
+#[derive(Deserialize)]
+struct V1Catalog {
+    file: String,
+    key: String,
+    features: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct V2 {
+    #[serde(default)]
+    name: String,
+    graph: V2Graph,
+    tables: BTreeMap<String, String>,
+    groups: Vec<V2Group>,
+    target_group: String,
+    candidate_inputs: BTreeMap<String, String>,
+    actions: Vec<String>,
+    time_buckets: TimeBuckets,
+    limits: Limits,
+}
+
+#[derive(Deserialize)]
+struct V2Graph {
+    file: String,
+    inputs: Vec<String>,
+    output: String,
+}
+
+#[derive(Deserialize)]
+struct V2Group {
+    name: String,
+    max_history: usize,
+    features: Vec<V2Feature>,
+    inputs: V2GroupInputs,
+    #[serde(default)]
+    catalog: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct V2Feature {
+    name: String,
+    table: String,
+    input: String,
+}
+
+#[derive(Deserialize)]
+struct V2GroupInputs {
+    action: String,
+    time_bucket: String,
+    length: String,
+}
+
+fn bad<T>(msg: impl std::fmt::Display) -> Result<T> {
+    Err(Error::package(format!("spec.json: {msg}")))
+}
 
 impl Spec {
     /// Parses and validates a spec from JSON text.
     pub fn from_json(text: &str) -> Result<Spec> {
-        let spec: Spec =
-            serde_json::from_str(text).map_err(|e| Error::package(format!("spec.json: {e}")))?;
+        let json = |e: serde_json::Error| Error::package(format!("spec.json: {e}"));
+        let header: Header = serde_json::from_str(text).map_err(json)?;
+        if header.format != FORMAT {
+            return bad(format!(
+                "format is {:?}, expected {FORMAT:?}",
+                header.format
+            ));
+        }
+        let spec = match header.spec_version {
+            1 => Spec::from_v1(serde_json::from_str(text).map_err(json)?)?,
+            2 => Spec::from_v2(serde_json::from_str(text).map_err(json)?)?,
+            v => return bad(format!(
+                "spec_version {v} is not supported (this runtime reads versions {SPEC_VERSIONS:?})"
+            )),
+        };
         spec.validate()?;
         Ok(spec)
     }
@@ -139,47 +248,225 @@ impl Spec {
         Spec::from_json(&text)
     }
 
-    /// The single item group of a format-1 package.
-    pub fn item_group(&self) -> &GroupSpec {
-        // validate() guarantees exactly one group.
-        &self.groups[0]
+    /// The group whose objects are the candidates.
+    pub fn target_group(&self) -> &GroupSpec {
+        &self.groups[self.target]
+    }
+
+    /// The index of the group called `name`.
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+
+    fn from_v1(raw: V1) -> Result<Spec> {
+        let [group] = &raw.groups[..] else {
+            return bad("version 1 needs exactly one group");
+        };
+        if group.name != "item" {
+            return bad("version 1's group must be named \"item\"");
+        }
+        if raw.catalog.key != "item" || raw.catalog.features != ["category"] {
+            return bad("version 1's catalog must map \"item\" to [\"category\"]");
+        }
+        let vocab = |name: &str| -> Result<String> {
+            match group.features.iter().find(|f| f.name == name) {
+                Some(f) => Ok(f.vocab.clone()),
+                None => bad(format!("groups[0] has no {name:?} feature")),
+            }
+        };
+        let hist = |k: &str| -> Result<String> {
+            match raw.graph.inputs.history.get(k) {
+                Some(v) => Ok(v.clone()),
+                None => bad(format!("graph.inputs.history has no {k:?}")),
+            }
+        };
+        let cand = |k: &str| -> Result<String> {
+            match raw.graph.inputs.candidate.get(k) {
+                Some(v) => Ok(v.clone()),
+                None => bad(format!("graph.inputs.candidate has no {k:?}")),
+            }
+        };
+        let tables = vec![
+            TableSpec {
+                name: "item".into(),
+                vocab: vocab("item")?,
+            },
+            TableSpec {
+                name: "category".into(),
+                vocab: vocab("category")?,
+            },
+        ];
+        let g = GroupSpec {
+            name: "item".into(),
+            max_history: group.max_history,
+            features: vec![
+                FeatureSpec {
+                    name: "id".into(),
+                    table: 0,
+                    input: hist("item")?,
+                },
+                FeatureSpec {
+                    name: "category".into(),
+                    table: 1,
+                    input: hist("category")?,
+                },
+            ],
+            action_input: hist("action")?,
+            time_input: hist("time_bucket")?,
+            length_input: raw.graph.inputs.history_length.clone(),
+            catalog: Some(CatalogSpec {
+                file: raw.catalog.file.clone(),
+                has_header: false,
+            }),
+        };
+        let candidate_inputs = vec![(0, cand("item")?), (1, cand("category")?)];
+        let mut inputs: Vec<String> = g.features.iter().map(|f| f.input.clone()).collect();
+        inputs.extend([
+            g.action_input.clone(),
+            g.time_input.clone(),
+            g.length_input.clone(),
+        ]);
+        inputs.extend(candidate_inputs.iter().map(|(_, n)| n.clone()));
+        Ok(Spec {
+            version: 1,
+            name: raw.name,
+            graph_file: raw.graph.file,
+            inputs,
+            output: raw.graph.output,
+            tables,
+            groups: vec![g],
+            target: 0,
+            candidate_inputs,
+            actions: raw.actions,
+            time_buckets: raw.time_buckets,
+            limits: raw.limits,
+        })
+    }
+
+    fn from_v2(raw: V2) -> Result<Spec> {
+        let tables: Vec<TableSpec> = raw
+            .tables
+            .iter()
+            .map(|(name, vocab)| TableSpec {
+                name: name.clone(),
+                vocab: vocab.clone(),
+            })
+            .collect();
+        let table_index = |name: &str, at: &str| -> Result<usize> {
+            match tables.iter().position(|t| t.name == name) {
+                Some(i) => Ok(i),
+                None => bad(format!("{at}: table {name:?} is not in \"tables\"")),
+            }
+        };
+        let mut groups = Vec::with_capacity(raw.groups.len());
+        for (gi, g) in raw.groups.iter().enumerate() {
+            let mut features = Vec::with_capacity(g.features.len());
+            for (fi, f) in g.features.iter().enumerate() {
+                features.push(FeatureSpec {
+                    name: f.name.clone(),
+                    table: table_index(&f.table, &format!("groups[{gi}].features[{fi}]"))?,
+                    input: f.input.clone(),
+                });
+            }
+            if features.first().map(|f| f.name.as_str()) != Some("id") {
+                return bad(format!("groups[{gi}] must list the \"id\" feature first"));
+            }
+            groups.push(GroupSpec {
+                name: g.name.clone(),
+                max_history: g.max_history,
+                features,
+                action_input: g.inputs.action.clone(),
+                time_input: g.inputs.time_bucket.clone(),
+                length_input: g.inputs.length.clone(),
+                catalog: g.catalog.clone().map(|file| CatalogSpec {
+                    file,
+                    has_header: true,
+                }),
+            });
+        }
+        let Some(target) = groups.iter().position(|g| g.name == raw.target_group) else {
+            return bad(format!(
+                "target_group {:?} is not a group",
+                raw.target_group
+            ));
+        };
+        let mut candidate_inputs = Vec::new();
+        for (feature, input) in &raw.candidate_inputs {
+            match groups[target]
+                .features
+                .iter()
+                .position(|f| &f.name == feature)
+            {
+                Some(i) => candidate_inputs.push((i, input.clone())),
+                None => {
+                    return bad(format!(
+                        "candidate_inputs names {feature:?}, not a feature of {:?}",
+                        raw.target_group
+                    ))
+                }
+            }
+        }
+        candidate_inputs.sort();
+        if candidate_inputs.first().map(|c| c.0) != Some(0) {
+            return bad("candidate_inputs must include \"id\"");
+        }
+        Ok(Spec {
+            version: 2,
+            name: raw.name,
+            graph_file: raw.graph.file,
+            inputs: raw.graph.inputs,
+            output: raw.graph.output,
+            tables,
+            groups,
+            target,
+            candidate_inputs,
+            actions: raw.actions,
+            time_buckets: raw.time_buckets,
+            limits: raw.limits,
+        })
+    }
+
+    /// Every tensor the preprocessing produces must be a graph input, and the reverse.
+    fn produced_inputs(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            out.extend(g.features.iter().map(|f| f.input.as_str()));
+            out.extend([
+                g.action_input.as_str(),
+                g.time_input.as_str(),
+                g.length_input.as_str(),
+            ]);
+        }
+        out.extend(self.candidate_inputs.iter().map(|(_, n)| n.as_str()));
+        out
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::package(format!("spec.json: {m}")));
-        if self.format != FORMAT {
-            return bad(format!("format is {:?}, expected {FORMAT:?}", self.format));
+        if self.groups.is_empty() {
+            return bad("no groups");
         }
-        if self.spec_version != SPEC_VERSION {
+        for (i, g) in self.groups.iter().enumerate() {
+            if g.max_history == 0 || g.max_history > HARD_LIMIT {
+                return bad(format!(
+                    "groups[{i}].max_history {} is out of range",
+                    g.max_history
+                ));
+            }
+            if self.groups[..i].iter().any(|h| h.name == g.name) {
+                return bad(format!("group {:?} is listed twice", g.name));
+            }
+        }
+        let mut produced = self.produced_inputs();
+        let mut graph: Vec<&str> = self.inputs.iter().map(String::as_str).collect();
+        produced.sort_unstable();
+        graph.sort_unstable();
+        if produced.windows(2).any(|w| w[0] == w[1]) {
+            return bad("two tensors share one input name");
+        }
+        if produced != graph {
             return bad(format!(
-                "spec_version {} is not supported (this runtime reads version {SPEC_VERSION})",
-                self.spec_version
+                "graph inputs {graph:?} do not match the inputs the groups name {produced:?}"
             ));
-        }
-        if self.groups.len() != 1 || self.groups[0].name != "item" {
-            return bad("format 1 needs exactly one group, named \"item\"".into());
-        }
-        let group = &self.groups[0];
-        if group.max_history == 0 || group.max_history > HARD_LIMIT {
-            return bad(format!(
-                "groups[0].max_history {} is out of range",
-                group.max_history
-            ));
-        }
-        for name in ["item", "category"] {
-            if !group.features.iter().any(|f| f.name == name) {
-                return bad(format!("groups[0] has no {name:?} feature"));
-            }
-        }
-        for key in HISTORY_KEYS {
-            if !self.graph.inputs.history.contains_key(key) {
-                return bad(format!("graph.inputs.history has no {key:?}"));
-            }
-        }
-        for key in CANDIDATE_KEYS {
-            if !self.graph.inputs.candidate.contains_key(key) {
-                return bad(format!("graph.inputs.candidate has no {key:?}"));
-            }
         }
         let tb = &self.time_buckets;
         if tb.unit_seconds <= 0 {
@@ -189,10 +476,7 @@ impl Spec {
             ));
         }
         if tb.boundaries.windows(2).any(|w| w[0] > w[1]) {
-            return bad("time_buckets.boundaries must be ascending".into());
-        }
-        if self.catalog.key != "item" || self.catalog.features != ["category"] {
-            return bad("catalog must map \"item\" to [\"category\"] in format 1".into());
+            return bad("time_buckets.boundaries must be ascending");
         }
         let l = &self.limits;
         if l.max_candidates == 0 || l.max_candidates > HARD_LIMIT {
@@ -207,25 +491,16 @@ impl Spec {
                 l.max_behaviors
             ));
         }
-        for (what, file) in [
-            ("graph.file", &self.graph.file),
-            ("catalog.file", &self.catalog.file),
-        ]
-        .into_iter()
-        .chain(group.features.iter().map(|f| ("vocab", &f.vocab)))
-        {
-            check_relative(what, file)?;
+        check_relative("graph file", &self.graph_file)?;
+        for t in &self.tables {
+            check_relative("vocab", &t.vocab)?;
+        }
+        for g in &self.groups {
+            if let Some(c) = &g.catalog {
+                check_relative("catalog", &c.file)?;
+            }
         }
         Ok(())
-    }
-
-    /// The vocabulary file of the named feature of the item group.
-    pub fn vocab_file(&self, feature: &str) -> Option<&str> {
-        self.item_group()
-            .features
-            .iter()
-            .find(|f| f.name == feature)
-            .map(|f| f.vocab.as_str())
     }
 }
 
@@ -237,9 +512,9 @@ fn check_relative(what: &str, file: &str) -> Result<()> {
         || p.components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        return Err(Error::package(format!(
-            "spec.json: {what} {file:?} must be a relative path inside the package"
-        )));
+        return bad(format!(
+            "{what} {file:?} must be a relative path inside the package"
+        ));
     }
     Ok(())
 }

@@ -105,7 +105,11 @@ impl Api {
 }
 
 fn run_backend(api: &Api, backend: u32, label: &str) {
-    for pkg in common::packages() {
+    // The C ABI's atrank_behavior has no group field yet: format-1 packages only.
+    for pkg in common::packages()
+        .into_iter()
+        .filter(|p| common::spec_version(p) == 1)
+    {
         let dir = CString::new(pkg.to_str().unwrap()).unwrap();
         let mut model: *const CModel = ptr::null();
         // SAFETY: valid C string and out-pointer.
@@ -119,7 +123,7 @@ fn run_backend(api: &Api, backend: u32, label: &str) {
                 .iter()
                 .map(|b| {
                     (
-                        CString::new(b.item.as_str()).unwrap(),
+                        CString::new(b.id.as_str()).unwrap(),
                         b.category.as_deref().map(|c| CString::new(c).unwrap()),
                         b.action.as_deref().map(|a| CString::new(a).unwrap()),
                     )

@@ -5,12 +5,23 @@ mod common;
 use atrank::{Backend, Behavior, Model, Request};
 use common::{check_golden, packages, GoldenRequest};
 
-fn behaviors(req: &GoldenRequest) -> Vec<Behavior<'_>> {
+/// Feature pairs of every behavior, kept alive while `Behavior`s borrow them.
+fn feature_pairs(req: &GoldenRequest) -> Vec<Vec<(&str, &str)>> {
+    req.behaviors.iter().map(|b| b.feature_pairs()).collect()
+}
+
+fn behaviors<'a>(
+    req: &'a GoldenRequest,
+    features: &'a [Vec<(&'a str, &'a str)>],
+) -> Vec<Behavior<'a>> {
     req.behaviors
         .iter()
-        .map(|b| Behavior {
-            item: &b.item,
+        .zip(features)
+        .map(|(b, f)| Behavior {
+            group: b.group.as_deref(),
+            id: &b.id,
             category: b.category.as_deref(),
+            features: f,
             action: b.action.as_deref(),
             timestamp: b.timestamp,
         })
@@ -19,7 +30,8 @@ fn behaviors(req: &GoldenRequest) -> Vec<Behavior<'_>> {
 
 fn score_with(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
     move |req| {
-        let behaviors = behaviors(req);
+        let features = feature_pairs(req);
+        let behaviors = behaviors(req, &features);
         let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
         model
             .score(&Request {
@@ -56,51 +68,86 @@ fn ort_matches_the_trainer() {
 
 #[test]
 fn a_batch_of_users_scores_as_each_user_alone() {
-    // Padding invariance end to end: users batched together (padded to the longest history)
-    // score as they do alone.
-    let pkg = &packages()[0];
-    let model = Model::load(pkg, Backend::Tract).unwrap();
-    let golden = common::read_golden(pkg);
-    let reqs: Vec<&GoldenRequest> = golden.requests.iter().take(4).collect();
-    let n = reqs.iter().map(|r| r.candidates.len()).min().unwrap();
-    let owned: Vec<(Vec<Behavior<'_>>, Vec<&str>, i64)> = reqs
-        .iter()
-        .map(|r| {
-            (
-                behaviors(r),
-                r.candidates.iter().take(n).map(String::as_str).collect(),
-                r.request_time,
-            )
-        })
-        .collect();
-    let requests: Vec<Request<'_>> = owned
-        .iter()
-        .map(|(b, c, t)| Request {
-            behaviors: b,
-            candidates: c,
-            request_time: *t,
-        })
-        .collect();
-    let batch = model.score_batch(&requests).unwrap();
-    assert_eq!(batch.len(), requests.len());
-    for (u, r) in requests.iter().enumerate() {
-        let alone = model.score(r).unwrap();
-        assert_eq!(batch[u].len(), n);
-        for k in 0..n {
-            let want = reqs[u].scores[k];
-            assert!(
-                (alone[k] - want).abs() <= 1e-4,
-                "user {u} cand {k}: {} vs trainer {want}",
-                alone[k]
-            );
-            assert!(
-                (batch[u][k] - alone[k]).abs() <= 1e-5,
-                "user {u} cand {k}: batched {} vs alone {}",
-                batch[u][k],
-                alone[k]
-            );
+    // Padding invariance end to end: users batched together (each group padded to the longest
+    // history in the batch) score as they do alone, on both package formats.
+    for pkg in &packages()[..2] {
+        let model = Model::load(pkg, Backend::Tract).unwrap();
+        let golden = common::read_golden(pkg);
+        let reqs: Vec<&GoldenRequest> = golden.requests.iter().take(5).collect();
+        let n = reqs.iter().map(|r| r.candidates.len()).min().unwrap();
+        let features: Vec<_> = reqs.iter().map(|r| feature_pairs(r)).collect();
+        let owned: Vec<(Vec<Behavior<'_>>, Vec<&str>, i64)> = reqs
+            .iter()
+            .zip(&features)
+            .map(|(r, f)| {
+                let cands = r.candidates.iter().take(n).map(String::as_str).collect();
+                (behaviors(r, f), cands, r.request_time)
+            })
+            .collect();
+        let requests: Vec<Request<'_>> = owned
+            .iter()
+            .map(|(b, c, t)| Request {
+                behaviors: b,
+                candidates: c,
+                request_time: *t,
+            })
+            .collect();
+        let batch = model.score_batch(&requests).unwrap();
+        assert_eq!(batch.len(), requests.len());
+        for (u, r) in requests.iter().enumerate() {
+            let alone = model.score(r).unwrap();
+            assert_eq!(batch[u].len(), n);
+            for k in 0..n {
+                let want = reqs[u].scores[k];
+                assert!(
+                    (alone[k] - want).abs() <= 1e-4,
+                    "{} user {u} cand {k}: {} vs trainer {want}",
+                    pkg.display(),
+                    alone[k]
+                );
+                assert!(
+                    (batch[u][k] - alone[k]).abs() <= 1e-5,
+                    "{} user {u} cand {k}: batched {} vs alone {}",
+                    pkg.display(),
+                    batch[u][k],
+                    alone[k]
+                );
+            }
         }
     }
+}
+
+#[test]
+fn a_behavior_of_an_unknown_group_is_an_error_naming_it() {
+    let model = Model::load(&packages()[1], Backend::Tract).unwrap();
+    let history = [
+        Behavior {
+            group: Some("query"),
+            id: "q1_0",
+            action: Some("search"),
+            timestamp: 10,
+            ..Default::default()
+        },
+        Behavior {
+            group: Some("shops"),
+            id: "s1",
+            timestamp: 10,
+            ..Default::default()
+        },
+    ];
+    let e = model
+        .score(&Request {
+            behaviors: &history,
+            candidates: &["i1"],
+            request_time: 20,
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), atrank::ErrorCode::InvalidArgument);
+    assert!(
+        e.to_string()
+            .contains("behaviors[1].group \"shops\" is not a group"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -118,13 +165,13 @@ fn load_errors_name_the_problem() {
     let spec = std::fs::read_to_string(packages()[0].join("spec.json")).unwrap();
     std::fs::write(
         dir.join("spec.json"),
-        spec.replace("\"spec_version\": 1", "\"spec_version\": 2"),
+        spec.replace("\"spec_version\": 1", "\"spec_version\": 99"),
     )
     .unwrap();
     let e = Model::load(&dir, Backend::Tract).unwrap_err();
     assert_eq!(e.code(), atrank::ErrorCode::InvalidPackage);
     assert!(
-        e.to_string().contains("spec_version 2 is not supported"),
+        e.to_string().contains("spec_version 99 is not supported"),
         "{e}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

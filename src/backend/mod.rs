@@ -44,37 +44,9 @@ pub trait Scorer: Send + Sync {
     fn score(&self, inputs: &Prepared) -> Result<Vec<f32>>;
 }
 
-/// One graph input: its name, shape and row-major data.
-pub(crate) type NamedInput<'p> = (String, Vec<usize>, &'p [i64]);
-
-/// The graph's input names in the order the backends feed them, paired with the tensors.
-pub(crate) fn named_inputs<'p>(spec: &Spec, p: &'p Prepared) -> Result<Vec<NamedInput<'p>>> {
-    let h = &spec.graph.inputs.history;
-    let c = &spec.graph.inputs.candidate;
-    let name = |m: &std::collections::BTreeMap<String, String>, k: &str| -> Result<String> {
-        m.get(k)
-            .cloned()
-            .ok_or_else(|| Error::package(format!("graph input {k:?} missing")))
-    };
-    let (b, l, n) = (p.users, p.history_len, p.candidates);
-    Ok(vec![
-        (name(h, "item")?, vec![b, l], &p.hist_item[..]),
-        (name(h, "category")?, vec![b, l], &p.hist_category[..]),
-        (name(h, "action")?, vec![b, l], &p.hist_action[..]),
-        (name(h, "time_bucket")?, vec![b, l], &p.hist_time[..]),
-        (
-            spec.graph.inputs.history_length.clone(),
-            vec![b],
-            &p.hist_len[..],
-        ),
-        (name(c, "item")?, vec![b, n], &p.cand_item[..]),
-        (name(c, "category")?, vec![b, n], &p.cand_category[..]),
-    ])
-}
-
 /// Loads the package's graph into the chosen backend.
 pub fn prepare(backend: Backend, spec: &Spec, dir: &Path) -> Result<Box<dyn Scorer>> {
-    let graph = dir.join(&spec.graph.file);
+    let graph = dir.join(&spec.graph_file);
     if !graph.is_file() {
         return Err(Error::package(format!(
             "graph file {} is missing",

@@ -125,13 +125,12 @@ impl OrtScorer {
 
 impl Scorer for OrtScorer {
     fn score(&self, p: &Prepared) -> Result<Vec<f32>> {
-        let named = super::named_inputs(&self.spec, p)?;
-        let mut inputs = Vec::with_capacity(named.len());
-        for (name, shape, data) in &named {
-            let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            let t = TensorRef::from_array_view((shape, *data))
-                .map_err(|e| Error::backend(&format!("ONNX Runtime input {name}"), e))?;
-            inputs.push((name.as_str(), t));
+        let mut inputs = Vec::with_capacity(p.tensors.len());
+        for t in &p.tensors {
+            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            let value = TensorRef::from_array_view((shape, &t.data[..]))
+                .map_err(|e| Error::backend(&format!("ONNX Runtime input {}", t.name), e))?;
+            inputs.push((t.name.as_str(), value));
         }
         let mut session = self
             .session
@@ -141,8 +140,8 @@ impl Scorer for OrtScorer {
             .run(inputs)
             .map_err(|e| Error::backend("ONNX Runtime run", e))?;
         let out = outputs
-            .get(&self.spec.graph.output)
-            .ok_or_else(|| Error::Backend(format!("no output {:?}", self.spec.graph.output)))?;
+            .get(&self.spec.output)
+            .ok_or_else(|| Error::Backend(format!("no output {:?}", self.spec.output)))?;
         let (shape, data) = out
             .try_extract_tensor::<f32>()
             .map_err(|e| Error::backend("ONNX Runtime output", e))?;

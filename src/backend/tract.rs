@@ -14,9 +14,8 @@ use crate::{Error, Result};
 /// A tract plan for the package's graph.
 pub struct TractScorer {
     plan: Arc<TypedRunnableModel>,
-    spec: Spec,
-    /// For each graph input (in graph order), its index in `named_inputs`.
-    order: Vec<usize>,
+    /// The graph's input names, in graph order.
+    order: Vec<String>,
     output: usize,
 }
 
@@ -32,23 +31,21 @@ impl TractScorer {
             .into_runnable()
             .map_err(ctx)?;
         let graph = plan.model();
-        let names: Vec<String> = super::named_inputs(spec, &dummy())?
-            .into_iter()
-            .map(|(n, _, _)| n)
-            .collect();
         let mut order = Vec::new();
         for outlet in graph.input_outlets().map_err(ctx)? {
             let node = graph.node(outlet.node).name.as_str();
-            let at = names.iter().position(|n| n == node).ok_or_else(|| {
-                Error::package(format!("graph input {node:?} is not named in spec.json"))
-            })?;
-            order.push(at);
+            if !spec.inputs.iter().any(|n| n == node) {
+                return Err(Error::package(format!(
+                    "graph input {node:?} is not named in spec.json"
+                )));
+            }
+            order.push(node.to_owned());
         }
-        if order.len() != names.len() {
+        if order.len() != spec.inputs.len() {
             return Err(Error::package(format!(
                 "graph has {} inputs, spec.json names {}",
                 order.len(),
-                names.len()
+                spec.inputs.len()
             )));
         }
         let output = graph
@@ -56,45 +53,28 @@ impl TractScorer {
             .map_err(ctx)?
             .iter()
             .position(|o| {
-                graph.node(o.node).name == spec.graph.output
-                    || graph.outlet_label(*o) == Some(spec.graph.output.as_str())
+                graph.node(o.node).name == spec.output
+                    || graph.outlet_label(*o) == Some(spec.output.as_str())
             })
-            .ok_or_else(|| {
-                Error::package(format!("graph has no output {:?}", spec.graph.output))
-            })?;
+            .ok_or_else(|| Error::package(format!("graph has no output {:?}", spec.output)))?;
         Ok(TractScorer {
             plan,
-            spec: spec.clone(),
             order,
             output,
         })
     }
 }
 
-fn dummy() -> Prepared {
-    Prepared {
-        users: 0,
-        history_len: 0,
-        candidates: 0,
-        hist_item: vec![],
-        hist_category: vec![],
-        hist_action: vec![],
-        hist_time: vec![],
-        hist_len: vec![],
-        cand_item: vec![],
-        cand_category: vec![],
-    }
-}
-
 impl Scorer for TractScorer {
     fn score(&self, p: &Prepared) -> Result<Vec<f32>> {
-        let named = super::named_inputs(&self.spec, p)?;
         let mut inputs: TVec<TValue> = TVec::new();
-        for &at in &self.order {
-            let (_, shape, data) = &named[at];
-            let t =
-                Tensor::from_shape(shape, data).map_err(|e| Error::backend("tract input", e))?;
-            inputs.push(t.into_tvalue());
+        for name in &self.order {
+            let t = p.get(name).ok_or_else(|| {
+                Error::Backend(format!("no tensor prepared for graph input {name:?}"))
+            })?;
+            let value = Tensor::from_shape(&t.shape, &t.data)
+                .map_err(|e| Error::backend("tract input", e))?;
+            inputs.push(value.into_tvalue());
         }
         let outputs = self
             .plan

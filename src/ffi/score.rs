@@ -67,12 +67,12 @@ pub extern "C" fn atrank_model_score(
         for (i, b) in raw_behaviors.iter().enumerate() {
             // SAFETY: each string field is NULL or NUL-terminated, per `atrank_behavior`.
             let behavior = unsafe {
-                Behavior {
-                    item: str_arg(b.item, &|| format!("behaviors[{i}].item"))?,
-                    category: opt_str_arg(b.category, &|| format!("behaviors[{i}].category"))?,
-                    action: opt_str_arg(b.action, &|| format!("behaviors[{i}].action"))?,
-                    timestamp: b.timestamp,
-                }
+                Behavior::item(
+                    str_arg(b.item, &|| format!("behaviors[{i}].item"))?,
+                    opt_str_arg(b.category, &|| format!("behaviors[{i}].category"))?,
+                    opt_str_arg(b.action, &|| format!("behaviors[{i}].action"))?,
+                    b.timestamp,
+                )
             };
             history.push(behavior);
         }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::TimeBuckets;
+use crate::spec::{Spec, TimeBuckets};
 
 fn buckets() -> TimeBuckets {
     TimeBuckets {
@@ -9,21 +9,53 @@ fn buckets() -> TimeBuckets {
     }
 }
 
+fn spec(max_history: usize) -> Spec {
+    let json = format!(
+        r#"{{"format": "atrank-model-package", "spec_version": 1,
+        "graph": {{"file": "model.onnx", "opset": 20, "output": "logits",
+          "inputs": {{"history": {{"item": "hist_item", "category": "hist_category",
+                                  "action": "hist_action", "time_bucket": "hist_time"}},
+                     "history_length": "hist_len",
+                     "candidate": {{"item": "cand_item", "category": "cand_category"}}}}}},
+        "groups": [{{"name": "item", "max_history": {max_history},
+                    "features": [{{"name": "item", "vocab": "vocab/item.txt"}},
+                                 {{"name": "category", "vocab": "vocab/category.txt"}}]}}],
+        "actions": ["like", "other"],
+        "time_buckets": {{"unit_seconds": 86400, "offset": 1,
+                         "boundaries": [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]}},
+        "catalog": {{"file": "catalog.tsv", "key": "item", "features": ["category"]}},
+        "limits": {{"max_candidates": 3, "max_behaviors": 5}}}}"#
+    );
+    Spec::from_json(&json).unwrap()
+}
+
 fn preprocessor(max_history: usize) -> Preprocessor {
-    let items = Vocab::from_ids(["a", "b", "c", "d"].map(String::from)).unwrap();
-    let categories = Vocab::from_ids(["x", "y"].map(String::from)).unwrap();
-    let catalog =
-        parse_catalog("a\tx\nb\ty\nc\tx\nz\ty\nq\tnot-a-category\n", &categories).unwrap();
+    let spec = spec(max_history);
+    let tables = vec![
+        Vocab::from_ids(["a", "b", "c", "d"].map(String::from)).unwrap(),
+        Vocab::from_ids(["x", "y"].map(String::from)).unwrap(),
+    ];
+    let catalog = parse_catalog(
+        "a\tx\nb\ty\nc\tx\nz\ty\nq\tnot-a-category\n",
+        false,
+        &spec.groups[0],
+        &tables,
+    )
+    .unwrap();
     Preprocessor {
-        items,
-        categories,
+        spec,
+        tables,
+        groups: vec![GroupTables { catalog }],
         actions: Vocab::from_ids(["like", "other"].map(String::from)).unwrap(),
-        catalog,
-        time_buckets: buckets(),
-        max_history,
-        max_candidates: 3,
-        max_behaviors: 5,
     }
+}
+
+fn col<'p>(p: &'p Prepared, name: &str) -> &'p [i64] {
+    &p.get(name).unwrap().data
+}
+
+fn len_of(p: &Prepared) -> usize {
+    p.get("hist_item").unwrap().shape[1]
 }
 
 const DAY: i64 = 86_400;
@@ -69,24 +101,9 @@ fn prepare_sorts_truncates_and_looks_up_categories() {
     let p = preprocessor(2);
     let t = 100 * DAY;
     let behaviors = [
-        Behavior {
-            item: "c",
-            category: None,
-            action: Some("like"),
-            timestamp: t - 2 * DAY,
-        },
-        Behavior {
-            item: "a",
-            category: Some("y"),
-            action: Some("other"),
-            timestamp: t - 9 * DAY,
-        },
-        Behavior {
-            item: "zz",
-            category: None,
-            action: Some("shrug"),
-            timestamp: t - DAY,
-        },
+        Behavior::item("c", None, Some("like"), t - 2 * DAY),
+        Behavior::item("a", Some("y"), Some("other"), t - 9 * DAY),
+        Behavior::item("zz", None, Some("shrug"), t - DAY),
     ];
     let req = Request {
         behaviors: &behaviors,
@@ -94,35 +111,30 @@ fn prepare_sorts_truncates_and_looks_up_categories() {
         request_time: t,
     };
     let out = p.prepare(&[req]).unwrap();
-    assert_eq!((out.users, out.history_len, out.candidates), (1, 2, 3));
+    assert_eq!((out.users, len_of(&out), out.candidates), (1, 2, 3));
     // Oldest ("a", 9 days) is dropped; order is oldest first: c, then zz.
-    assert_eq!(out.hist_item, vec![3, 0]);
+    assert_eq!(col(&out, "hist_item"), vec![3, 0]);
     assert_eq!(
-        out.hist_category,
+        col(&out, "hist_category"),
         vec![1, 0],
         "c from catalog (x=1); unknown item -> 0"
     );
-    assert_eq!(out.hist_action, vec![1, 0], "unknown action -> 0");
+    assert_eq!(col(&out, "hist_action"), vec![1, 0], "unknown action -> 0");
     assert_eq!(
-        out.hist_time,
+        col(&out, "hist_time"),
         vec![1, 1],
         "d = 3 and d = 2 both pass only the boundary 2"
     );
-    assert_eq!(out.hist_len, vec![2]);
-    assert_eq!(out.cand_item, vec![2, 0, 0]);
+    assert_eq!(col(&out, "hist_len"), vec![2]);
+    assert_eq!(col(&out, "cand_item"), vec![2, 0, 0]);
     // "z" is not in the item vocabulary but the catalog knows its category.
-    assert_eq!(out.cand_category, vec![2, 0, 2]);
+    assert_eq!(col(&out, "cand_category"), vec![2, 0, 2]);
 }
 
 #[test]
 fn equal_timestamps_keep_caller_order() {
     let p = preprocessor(10);
-    let b = |item| Behavior {
-        item,
-        category: None,
-        action: None,
-        timestamp: 5,
-    };
+    let b = |item| Behavior::item(item, None, None, 5);
     let behaviors = [b("d"), b("a"), b("c")];
     let out = p
         .prepare(&[Request {
@@ -131,7 +143,7 @@ fn equal_timestamps_keep_caller_order() {
             request_time: 5,
         }])
         .unwrap();
-    assert_eq!(out.hist_item, vec![4, 1, 3]);
+    assert_eq!(col(&out, "hist_item"), vec![4, 1, 3]);
 }
 
 #[test]
@@ -144,29 +156,16 @@ fn empty_history_is_one_padded_position_with_length_0() {
             request_time: 0,
         }])
         .unwrap();
-    assert_eq!(out.history_len, 1);
-    assert_eq!(out.hist_len, vec![0]);
-    assert_eq!(out.hist_item, vec![0]);
+    assert_eq!(len_of(&out), 1);
+    assert_eq!(col(&out, "hist_len"), vec![0]);
+    assert_eq!(col(&out, "hist_item"), vec![0]);
 }
 
 #[test]
 fn batches_pad_to_the_longest_history() {
     let p = preprocessor(4);
-    let one = [Behavior {
-        item: "a",
-        category: None,
-        action: None,
-        timestamp: 0,
-    }];
-    let two = [
-        one[0],
-        Behavior {
-            item: "b",
-            category: None,
-            action: None,
-            timestamp: 1,
-        },
-    ];
+    let one = [Behavior::item("a", None, None, 0)];
+    let two = [one[0], Behavior::item("b", None, None, 1)];
     let reqs = [
         Request {
             behaviors: &one,
@@ -180,9 +179,9 @@ fn batches_pad_to_the_longest_history() {
         },
     ];
     let out = p.prepare(&reqs).unwrap();
-    assert_eq!(out.history_len, 2);
-    assert_eq!(out.hist_item, vec![1, 0, 1, 2]);
-    assert_eq!(out.hist_len, vec![1, 2]);
+    assert_eq!(len_of(&out), 2);
+    assert_eq!(col(&out, "hist_item"), vec![1, 0, 1, 2]);
+    assert_eq!(col(&out, "hist_len"), vec![1, 2]);
 }
 
 #[test]
@@ -211,12 +210,7 @@ fn limits_are_enforced_with_messages_that_say_what() {
             .contains("4 candidates exceed this model's limit of 3"),
         "{e}"
     );
-    let b = Behavior {
-        item: "a",
-        category: None,
-        action: None,
-        timestamp: 0,
-    };
+    let b = Behavior::item("a", None, None, 0);
     let lots = [b; 6];
     let e = p
         .prepare(&[Request {
@@ -248,6 +242,8 @@ fn limits_are_enforced_with_messages_that_say_what() {
 #[test]
 fn catalog_rejects_lines_without_a_tab() {
     let categories = Vocab::from_ids(["x".to_string()]).unwrap();
-    let e = parse_catalog("a\tx\nbroken line\n", &categories).unwrap_err();
+    let spec = spec(4);
+    let tables = vec![Vocab::default(), categories];
+    let e = parse_catalog("a\tx\nbroken line\n", false, &spec.groups[0], &tables).unwrap_err();
     assert!(e.to_string().contains("line 2"), "{e}");
 }

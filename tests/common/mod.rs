@@ -2,6 +2,7 @@
 //! suite, several ways in). Golden scores come from the trainer (PyTorch), not from atrank.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -21,26 +22,55 @@ pub struct GoldenRequest {
     pub scores: Vec<f32>,
 }
 
+/// A golden behavior: version 1 (`item`, `category`) or version 2 (`group`, `id`,
+/// `features`).
 #[derive(Debug, Deserialize)]
 pub struct GoldenBehavior {
-    pub item: String,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(alias = "item")]
+    pub id: String,
+    #[serde(default)]
     pub category: Option<String>,
+    #[serde(default)]
+    pub features: BTreeMap<String, String>,
     pub action: Option<String>,
     pub timestamp: i64,
+}
+
+impl GoldenBehavior {
+    /// The `(name, value)` feature pairs, borrowed.
+    pub fn feature_pairs(&self) -> Vec<(&str, &str)> {
+        self.features
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
 }
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The committed tiny fixture, plus the package named by `ATRANK_PACKAGE` (e.g. the freshly
-/// trained MovieLens package the test command exports).
+/// The committed fixtures (format 1 and format 2), plus the package named by `ATRANK_PACKAGE`
+/// (e.g. the freshly trained MovieLens package the test command exports).
 pub fn packages() -> Vec<PathBuf> {
-    let mut out = vec![repo().join("tests/fixtures/tiny")];
+    let mut out = vec![
+        repo().join("tests/fixtures/tiny"),
+        repo().join("tests/fixtures/tiny-multigroup"),
+    ];
     if let Some(p) = std::env::var_os("ATRANK_PACKAGE").filter(|p| !p.is_empty()) {
         out.push(PathBuf::from(p));
     }
     out
+}
+
+/// The package's `spec_version`.
+pub fn spec_version(package: &Path) -> u64 {
+    let path = package.join("spec.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["spec_version"].as_u64().unwrap_or(0)
 }
 
 pub fn read_golden(package: &Path) -> Golden {
