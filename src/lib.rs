@@ -32,7 +32,7 @@ mod model;
 pub mod preprocess;
 pub mod spec;
 
-pub use backend::Backend;
+pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
 pub use model::Model;
 pub use preprocess::{Behavior, Request};

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{self, Backend, Scorer};
+use crate::backend::{self, Backend, LoadOptions, Scorer, Serving};
 use crate::preprocess::{Prepared, Preprocessor, Request};
 use crate::spec::Spec;
 use crate::Result;
@@ -13,6 +13,8 @@ pub struct Model {
     spec: Spec,
     dir: PathBuf,
     backend: Backend,
+    serving: Serving,
+    fallback_reason: Option<String>,
     preprocessor: Preprocessor,
     scorer: Box<dyn Scorer>,
 }
@@ -27,19 +29,38 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads the package in `dir` and prepares its graph on `backend`.
+    /// Loads the package in `dir` and prepares its graph on `backend` with default options
+    /// (1 intra-op thread, CPU only).
     pub fn load(dir: impl AsRef<Path>, backend: Backend) -> Result<Model> {
+        Model::load_with(dir, &LoadOptions::new(backend))
+    }
+
+    /// Loads the package in `dir` as `options` say (backend, threads, GPU policy, ONNX Runtime
+    /// library).
+    pub fn load_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
         let spec = Spec::read(dir)?;
         let preprocessor = Preprocessor::load(&spec, dir)?;
-        let scorer = backend::prepare(backend, &spec, dir)?;
+        let loaded = backend::prepare(options, &spec, dir)?;
         Ok(Model {
             spec,
             dir: dir.to_path_buf(),
-            backend,
+            backend: options.backend,
+            serving: loaded.serving,
+            fallback_reason: loaded.fallback_reason,
             preprocessor,
-            scorer,
+            scorer: loaded.scorer,
         })
+    }
+
+    /// What actually runs the graph (e.g. `OrtCpu` after a permissive GPU fallback).
+    pub fn serving(&self) -> Serving {
+        self.serving
+    }
+
+    /// Why a permissive GPU request is served by the CPU, if it is.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
     }
 
     /// The package's spec.

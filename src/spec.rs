@@ -233,9 +233,11 @@ impl Spec {
         let spec = match header.spec_version {
             1 => Spec::from_v1(serde_json::from_str(text).map_err(json)?)?,
             2 => Spec::from_v2(serde_json::from_str(text).map_err(json)?)?,
-            v => return bad(format!(
+            v => {
+                return bad(format!(
                 "spec_version {v} is not supported (this runtime reads versions {SPEC_VERSIONS:?})"
-            )),
+            ))
+            }
         };
         spec.validate()?;
         Ok(spec)

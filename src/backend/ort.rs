@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::Scorer;
+use super::{GpuPolicy, LoadOptions, Loaded, Scorer, Serving};
 use crate::preprocess::Prepared;
 use crate::spec::Spec;
 use crate::{Error, Result};
@@ -99,28 +99,54 @@ pub struct OrtScorer {
     spec: Spec,
 }
 
-impl OrtScorer {
-    /// Creates a session (1 intra-op thread) for the graph at `path`.
-    pub fn load(spec: &Spec, path: &Path) -> Result<OrtScorer> {
-        let env = environment()?;
-        let ctx = |e: ort::Error<_>| {
-            Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e)
-        };
-        let session = Session::builder(env)
-            .map_err(|e| Error::backend("ONNX Runtime session builder", e))?
-            .with_intra_threads(1)
-            .map_err(ctx)?
-            .with_inter_threads(1)
-            .map_err(ctx)?
-            .commit_from_file(path)
-            .map_err(|e| {
-                Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e)
-            })?;
-        Ok(OrtScorer {
+/// Creates a session for the graph at `path` as `options` say (threads, GPU policy, library).
+pub fn load(spec: &Spec, path: &Path, options: &LoadOptions) -> Result<Loaded> {
+    init(options.ort_library.as_deref())?;
+    let cpu = || session(path, options.intra_threads, false);
+    let (session, serving, fallback_reason) = match options.gpu {
+        GpuPolicy::Off => (cpu()?, Serving::OrtCpu, None),
+        GpuPolicy::Strict => match session(path, options.intra_threads, true) {
+            Ok(s) => (s, Serving::OrtCuda, None),
+            Err(e) => {
+                return Err(Error::BackendUnavailable(format!(
+                    "GPU requested with the strict policy: {e}"
+                )))
+            }
+        },
+        GpuPolicy::Permissive => match session(path, options.intra_threads, true) {
+            Ok(s) => (s, Serving::OrtCuda, None),
+            Err(e) => (cpu()?, Serving::OrtCpu, Some(e.to_string())),
+        },
+    };
+    Ok(Loaded {
+        scorer: Box::new(OrtScorer {
             session: Mutex::new(session),
             spec: spec.clone(),
-        })
+        }),
+        serving,
+        fallback_reason,
+    })
+}
+
+fn session(path: &Path, threads: usize, cuda: bool) -> Result<Session> {
+    let env = environment()?;
+    let ctx = |e: ort::Error<_>| {
+        Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e)
+    };
+    let mut builder = Session::builder(env)
+        .map_err(|e| Error::backend("ONNX Runtime session builder", e))?
+        .with_intra_threads(threads)
+        .map_err(ctx)?
+        .with_inter_threads(1)
+        .map_err(ctx)?;
+    if cuda {
+        builder = builder
+            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| Error::backend("CUDA execution provider", e))?;
     }
+    builder
+        .commit_from_file(path)
+        .map_err(|e| Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e))
 }
 
 impl Scorer for OrtScorer {
