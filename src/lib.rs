@@ -28,11 +28,13 @@ pub mod backend;
 mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
+mod handle;
 mod model;
 pub mod preprocess;
 pub mod spec;
 
 pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
+pub use handle::ModelHandle;
 pub use model::Model;
 pub use preprocess::{Behavior, Request};

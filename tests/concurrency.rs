@@ -1,0 +1,149 @@
+//! One model shared by many threads gives the sequential results; a handle swaps models under
+//! load with zero failed requests, and a failed load leaves the old model serving.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use atrank::{Backend, Behavior, LoadOptions, Model, ModelHandle, Request};
+use common::{packages, read_golden, Golden};
+
+fn score_all(model: &Model, golden: &Golden) -> Vec<Vec<f32>> {
+    golden
+        .requests
+        .iter()
+        .map(|req| {
+            let behaviors: Vec<Behavior<'_>> = req
+                .behaviors
+                .iter()
+                .map(|b| {
+                    Behavior::item(
+                        &b.id,
+                        b.category.as_deref(),
+                        b.action.as_deref(),
+                        b.timestamp,
+                    )
+                })
+                .collect();
+            let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
+            model
+                .score(&Request {
+                    behaviors: &behaviors,
+                    candidates: &candidates,
+                    request_time: req.request_time,
+                })
+                .unwrap()
+        })
+        .collect()
+}
+
+fn concurrent_equals_sequential(backend: Backend) {
+    let pkg = &packages()[0];
+    let golden = read_golden(pkg);
+    let model = Arc::new(Model::load(pkg, backend).unwrap());
+    let sequential = score_all(&model, &golden);
+    let results: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| score_all(&model, &golden)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (t, r) in results.iter().enumerate() {
+        assert_eq!(
+            r, &sequential,
+            "{backend} thread {t} differs from the sequential scores"
+        );
+    }
+}
+
+#[test]
+fn eight_threads_on_one_tract_model_score_as_one() {
+    concurrent_equals_sequential(Backend::Tract);
+}
+
+#[test]
+fn eight_threads_on_one_ort_model_score_as_one() {
+    let Some(lib) = common::ort_library() else {
+        return;
+    };
+    atrank::backend::ort::init(Some(&lib)).unwrap();
+    concurrent_equals_sequential(Backend::Ort);
+}
+
+#[test]
+fn hot_swap_under_load_drops_no_request_and_a_failed_load_keeps_the_old_model() {
+    let good = &packages()[0];
+    let golden = read_golden(good);
+    let opts = LoadOptions::new(Backend::Tract);
+    let handle = ModelHandle::load(good, &opts).unwrap();
+    let broken = std::env::temp_dir().join(format!("atrank-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("spec.json"), "{ not json").unwrap();
+
+    let stop = AtomicBool::new(false);
+    let served = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    for req in &golden.requests {
+                        let behaviors: Vec<Behavior<'_>> = req
+                            .behaviors
+                            .iter()
+                            .map(|b| {
+                                Behavior::item(
+                                    &b.id,
+                                    b.category.as_deref(),
+                                    b.action.as_deref(),
+                                    b.timestamp,
+                                )
+                            })
+                            .collect();
+                        let candidates: Vec<&str> =
+                            req.candidates.iter().map(String::as_str).collect();
+                        let r = handle.score(&Request {
+                            behaviors: &behaviors,
+                            candidates: &candidates,
+                            request_time: req.request_time,
+                        });
+                        match r {
+                            Ok(scores) if scores.len() == req.scores.len() => {
+                                served.fetch_add(1, Ordering::SeqCst)
+                            }
+                            _ => failed.fetch_add(1, Ordering::SeqCst),
+                        };
+                    }
+                }
+            });
+        }
+        let mut swaps = 0;
+        for round in 0..6 {
+            if round % 2 == 0 {
+                let e = handle.reload(&broken, &opts).unwrap_err();
+                assert_eq!(e.code(), atrank::ErrorCode::InvalidPackage, "{e}");
+            } else {
+                handle.reload(good, &opts).unwrap();
+                swaps += 1;
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(handle.generation(), 1 + swaps);
+    });
+    std::fs::remove_dir_all(&broken).unwrap();
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during swaps"
+    );
+    assert!(served.load(Ordering::SeqCst) > 0);
+    // The handle still serves the trainer's scores after all that.
+    let model = handle.current().unwrap();
+    let after = score_all(&model, &golden);
+    for (req, got) in golden.requests.iter().zip(after) {
+        for (g, w) in got.iter().zip(&req.scores) {
+            assert!((g - w).abs() <= 1e-4, "{}: {g} vs {w}", req.name);
+        }
+    }
+}
