@@ -162,8 +162,40 @@ def plot_curves(runs: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def multigroup_section(mg: dict) -> list[str]:
+    """The synthetic multi-group check: multi-group ATRank vs item-only ATRank."""
+    res, f = mg["runs"], mg["facts"]
+    lines = [
+        "## Multi-group ATRank vs item-only ATRank (synthetic multi-group data)", "",
+        (f"Data: `atrank_export.synthetic.synthetic_multigroup` ({f['users']} users; items, "
+         "coupons and queries; the category of the next item is planted in the same "
+         "session's query and coupon, see that module's docstring). Both models are the "
+         "multi-group ATRank of `atrank_export.multigroup` with the same targets, negatives, "
+         f"sizes (embedding {f['embedding_dim']} per feature) and training (up to "
+         f"{f['epochs']} epochs, epoch chosen on validation all-items AUC); item-only reads "
+         "only the item group. Seeds: " + ", ".join(str(r["seed"]) for r in
+                                                     res["multi-group"]) + "."), "",
+        ("| model | all-items AUC | one-neg AUC | global ROC AUC | valid all-items AUC | "
+        "chosen epochs | wall time / run |"),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in res.items():
+        lines.append(
+            f"| {name} | {mean_std([r['all_items_auc'] for r in rs])} | "
+            f"{mean_std([r['one_neg_auc'] for r in rs])} | "
+            f"{mean_std([r['global_auc'] for r in rs])} | "
+            f"{mean_std([r['valid']['all_items_auc'] for r in rs])} | "
+            f"{', '.join(str(r['best_epoch']) for r in rs)} | "
+            f"{np.mean([r['seconds'] for r in rs]):.0f}s |")
+    a = np.array([r["all_items_auc"] for r in res["multi-group"]])
+    b = np.array([r["all_items_auc"] for r in res["item-only"]])
+    lines += ["", (f"Paired difference multi-group − item-only (test all-items AUC): "
+              f"{mean_std(a - b)}."), ""]
+    return lines
+
+
 def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict,
-                 command: str, reading: str | None) -> None:
+                 command: str, reading: str | None, multigroup: dict | None = None) -> None:
     seeds = facts["seeds"]
     lines = [
         "# ATRank vs. baselines on MovieLens-100k" if facts["data"] == "ml100k"
@@ -174,6 +206,9 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
         "## How it was made",
         "",
         f"- Command: `{command}`",
+        ("- Regenerate everything: `bash scripts/results.sh` (about 30 min on 2 cores); "
+         "`--models ATRank --reuse docs/results-runs.json` retrains one model and keeps the "
+         "other runs."),
         (f"- Data: {facts['data']}: {facts['users']} users, {facts['items']} items, "
         f"{facts['categories']} categories (first genre; incl. 'unknown'), "
         f"{facts['behaviors']} behaviors; {facts['train']} training samples, "
@@ -181,7 +216,7 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
         f"{seeds[0]}; they are the same for every seed). History truncated to the last "
         f"{facts['max_history']} behaviors."),
         ("- Order / tie rule: per user by (timestamp, seeded random tie-break) — `data.py`'s rule. "
-        "The reference calibration (docs/atrank-reference.md) broke ties by item id, which it "
+        "The calibration in the shared atrank-reference.md broke ties by item id, which it "
         "says lowers learned models by ~0.013-0.024 all-items AUC; compare with it only "
         "loosely."),
         ("- Split: test target = last behavior, validation target = the one before, training "
@@ -257,6 +292,8 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
               ("Training curves: validation all-items AUC per epoch (left) and mean training "
               "loss (right; BPR's is the pairwise loss, not comparable in scale), means over "
               "seeds."), ""]
+    if multigroup:
+        lines += multigroup_section(multigroup)
     if reading:
         lines += ["## Reading", "", reading.rstrip(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,13 +320,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="a Markdown file with the 'Reading' paragraph to include")
     p.add_argument("--from-json", type=Path, default=None,
                    help="no training: re-render the report and PNG from a --json dump")
+    p.add_argument("--reuse", type=Path, default=None,
+                   help="a --json dump whose runs stand in for the models not in --models")
+    p.add_argument("--multigroup-seeds", type=int, default=3,
+                   help="seeds of the synthetic multi-group vs item-only check (0: skip)")
+    p.add_argument("--multigroup-users", type=int, default=400)
+    p.add_argument("--multigroup-epochs", type=int, default=8)
     a = p.parse_args(argv)
     png = a.png or a.out.parent / "training-curves.png"
     reading = a.reading.read_text() if a.reading else None
     if a.from_json:
         dump = json.loads(a.from_json.read_text())
         plot_curves(dump["runs"], png)
-        write_report(a.out, png, dump["runs"], dump["facts"], dump["command"], reading)
+        write_report(a.out, png, dump["runs"], dump["facts"], dump["command"], reading,
+                     dump.get("multigroup"))
         print(f"wrote {a.out} and {png} from {a.from_json}")
         return 0
     setup_threads()
@@ -320,15 +364,34 @@ def main(argv: list[str] | None = None) -> int:
             runs[n].append(run_one(n, split, config, epochs, seed, SETTINGS[n],
                                    log=lambda s: print(s, flush=True)))
     facts["wall_seconds"] = time.perf_counter() - t0
+    if a.reuse:
+        old = json.loads(a.reuse.read_text())
+        for n in ORDER:
+            if n not in runs and n in old["runs"]:
+                runs[n] = old["runs"][n]
+        facts["wall_seconds"] += sum(m["wall_seconds"] for n in old["runs"] if n not in names
+                                     for m in old["runs"][n])
+        runs = {n: runs[n] for n in ORDER if n in runs}
+    multigroup = None
+    if a.multigroup_seeds > 0:
+        from .multigroup import compare_groups
+        from .synthetic import synthetic_multigroup
+
+        data = synthetic_multigroup(n_users=a.multigroup_users)
+        mg_runs = compare_groups(data, seeds=tuple(range(1, a.multigroup_seeds + 1)),
+                                 epochs=a.multigroup_epochs,
+                                 log=lambda s: print(s, flush=True))
+        multigroup = {"runs": mg_runs, "facts": {
+            "users": a.multigroup_users, "epochs": a.multigroup_epochs, "embedding_dim": 16}}
     command = "python -m atrank_export.compare " + " ".join(
         sys.argv[1:] if argv is None else argv)
     command = command.strip()
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"facts": facts, "runs": runs, "command": command},
-                                     indent=1) + "\n")
+        a.json.write_text(json.dumps({"facts": facts, "runs": runs, "command": command,
+                                      "multigroup": multigroup}, indent=1) + "\n")
     plot_curves(runs, png)
-    write_report(a.out, png, runs, facts, command, reading)
+    write_report(a.out, png, runs, facts, command, reading, multigroup)
     print(f"wrote {a.out} and {png} ({facts['wall_seconds'] / 60:.1f} min)")
     return 0
 
