@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .data import DEFAULT_SEED, build_split, describe, load_ml100k, synthetic_dataset
 from .model import ModelConfig
+from .preprocess import DEFAULT_UNIT_SECONDS, TimeBuckets
 
 FIXTURE_MODEL = {"embedding_dim": 8, "hidden": 16, "heads": 2, "ffn": 16}
 FIXTURE_MAX_HISTORY = 10
@@ -22,12 +23,14 @@ FIXTURE_MAX_HISTORY = 10
 def run_train(dataset, out: Path, epochs: int, max_history: int, model_kw: dict, name: str,
               seed: int, max_users: int | None = None, batch_size: int = 128,
               lr: float = 1e-3, progress: bool = True, checkpoint_dir: Path | None = None,
-              resume: bool = False, parallel=None, l2: float = 1e-5) -> dict:
+              resume: bool = False, parallel=None, l2: float = 1e-5,
+              time_unit: int = DEFAULT_UNIT_SECONDS) -> dict:
     from .train import save_checkpoint, train
 
     t0 = time.perf_counter()
     print(describe(dataset))
-    split = build_split(dataset, max_history=max_history, seed=seed, max_users=max_users)
+    split = build_split(dataset, max_history=max_history, seed=seed, max_users=max_users,
+                        time_buckets=TimeBuckets(unit_seconds=time_unit))
     pre = split.preprocessor
     print(f"split: {len(split.users)} users, {len(split.train)} training samples, "
           f"{len(split.valid)} validation, {len(split.test)} test; max_history {max_history}")
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--l2", type=float, default=1e-5, help="embedding L2 weight (0: off)")
+    t.add_argument("--time-unit", type=int, default=DEFAULT_UNIT_SECONDS,
+                   help="seconds per time-bucket unit (86400: days, as the paper; the "
+                   "boundaries 2, 4, ..., 4096 count units)")
     t.add_argument("--embedding-dim", type=int, default=32)
     t.add_argument("--heads", type=int, default=4)
     t.add_argument("--ffn", type=int, default=32)
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
         run_train(dataset, a.out, a.epochs, a.max_history, kw, name, a.seed, a.max_users,
                   a.batch_size, a.lr, progress=not a.no_progress,
                   checkpoint_dir=a.checkpoint_dir, resume=a.resume, parallel=parallel,
-                  l2=a.l2)
+                  l2=a.l2, time_unit=a.time_unit)
     elif a.cmd == "export":
         from .export import write_package
 

@@ -414,9 +414,15 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--epochs", type=int, default=8)
     c.add_argument("--users", type=int, default=400)
     c.add_argument("--out", type=Path, default=None, help="write the raw results as JSON")
-    k = sub.add_parser("package", help="train on synthetic multi-group data, export format 2")
+    k = sub.add_parser("package", help="train a multi-group model, export format 2 (with "
+                       "the split encoder/scorer graphs)")
     k.add_argument("--out", type=Path, required=True)
-    k.add_argument("--users", type=int, default=60)
+    k.add_argument("--data", choices=["synthetic", "ml100k", "log"], default="synthetic")
+    k.add_argument("--log", type=Path, default=None, help="with --data log: a behavior log "
+                   "(CSV, JSONL or Parquet; see atrank_export.readers.behavior_log)")
+    k.add_argument("--max-history", type=int, default=None,
+                   help="per group (default: 10/4/5 for synthetic data, else 50)")
+    k.add_argument("--users", type=int, default=60, help="synthetic users")
     k.add_argument("--epochs", type=int, default=2)
     k.add_argument("--embedding-dim", type=int, default=8)
     a = p.parse_args(argv)
@@ -435,12 +441,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .export_multigroup import write_package
 
-    data = synthetic_multigroup(n_users=a.users)
+    if a.data == "synthetic":
+        data = synthetic_multigroup(n_users=a.users)
+        max_history = a.max_history or {"item": 10, "coupon": 4, "query": 5}
+    elif a.data == "ml100k":
+        from .readers import ml100k_log
+
+        data, max_history = ml100k_log(), a.max_history or 50
+    else:
+        from .readers import read_behavior_log
+
+        if a.log is None:
+            p.error("--data log needs --log PATH")
+        data, max_history = read_behavior_log(a.log), a.max_history or 50
     split = build_multigroup_split(data, embedding_dim=a.embedding_dim, heads=2,
-                                   ffn=2 * a.embedding_dim,
-                                   max_history={"item": 10, "coupon": 4, "query": 5})
-    model, _ = train_multigroup(split, epochs=a.epochs)
-    write_package(model.eval(), split, a.out, name="atrank-synthetic-multigroup")
+                                   ffn=2 * a.embedding_dim, max_history=max_history)
+    model, _ = train_multigroup(split, epochs=a.epochs, progress=True)
+    write_package(model.eval(), split, a.out, name=f"atrank-{data.name}")
     return 0
 
 
