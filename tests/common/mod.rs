@@ -13,6 +13,15 @@ pub struct Golden {
     pub requests: Vec<GoldenRequest>,
 }
 
+/// A raw request without scores (the shared preprocessing vectors).
+#[derive(Debug, Deserialize)]
+pub struct GoldenRequestRaw {
+    pub name: String,
+    pub request_time: i64,
+    pub behaviors: Vec<GoldenBehavior>,
+    pub candidates: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct GoldenRequest {
     pub name: String,

@@ -65,6 +65,34 @@ class MultiGroupPreprocessor:
     def from_split(cls, split: MultiGroupSplit) -> MultiGroupPreprocessor:
         return cls(split.config, split.vocabs, split.catalogs, split.actions, split.time_buckets)
 
+    @classmethod
+    def from_package(cls, package_dir: str | Path) -> MultiGroupPreprocessor:
+        """Reads a version-2 package's spec, vocabularies and catalogs (no model)."""
+        from .multigroup import GroupConfig
+
+        package_dir = Path(package_dir)
+        spec = json.loads((package_dir / "spec.json").read_text(encoding="utf-8"))
+        if spec.get("format") != "atrank-model-package" or spec.get("spec_version") != 2:
+            raise ValueError(f"{package_dir} is not an atrank model package of spec_version 2")
+        vocabs = {t: Vocab.read(package_dir / f) for t, f in spec["tables"].items()}
+        catalogs: dict[str, dict[str, dict[str, str]]] = {}
+        groups = []
+        for g in spec["groups"]:
+            feats = [f["name"] for f in g["features"]]
+            groups.append(GroupConfig(g["name"], feats, int(g["max_history"])))
+            table: dict[str, dict[str, str]] = {}
+            if g.get("catalog"):
+                lines = (package_dir / g["catalog"]).read_text(encoding="utf-8").split("\n")
+                header = lines[0].split("\t")
+                for line in lines[1:]:
+                    if line:
+                        cells = line.split("\t")
+                        table[cells[0]] = {k: v for k, v in zip(header[1:], cells[1:]) if v}
+            catalogs[g["name"]] = table
+        config = MultiGroupConfig(groups=groups, table_sizes={t: len(v) for t, v in vocabs.items()},
+                                  n_actions=len(spec["actions"]), target_group=spec["target_group"])
+        return cls(config, vocabs, catalogs, spec["actions"], TimeBuckets.from_json(spec["time_buckets"]))
+
     def _index(self, group: str, feature: str, value: str | None) -> int:
         return self.vocabs[table_name(group, feature)].index(value)
 

@@ -1,0 +1,92 @@
+//! The shared preprocessing vectors (tests/fixtures/preprocess-vectors.json, written by the
+//! exporter's reference preprocessing): the runtime's independent implementation must turn
+//! every raw request into exactly the same tensors. The exporter's tests read the same file.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use atrank::preprocess::Preprocessor;
+use atrank::spec::Spec;
+use atrank::{Behavior, Request};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Vectors {
+    format: String,
+    vectors: Vec<Vector>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    package: String,
+    request: common::GoldenRequestRaw,
+    tensors: BTreeMap<String, TensorJson>,
+}
+
+#[derive(Deserialize, PartialEq, Debug)]
+struct TensorJson {
+    shape: Vec<usize>,
+    data: Vec<i64>,
+}
+
+#[test]
+fn runtime_preprocessing_matches_the_shared_vectors() {
+    let path = common::repo().join("tests/fixtures/preprocess-vectors.json");
+    let all: Vectors = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(all.format, "atrank-preprocess-vectors");
+    assert!(all.vectors.len() >= 50);
+    let mut cache: BTreeMap<String, Preprocessor> = BTreeMap::new();
+    for v in &all.vectors {
+        let pre = cache.entry(v.package.clone()).or_insert_with(|| {
+            let dir = common::repo().join(&v.package);
+            Preprocessor::load(&Spec::read(&dir).unwrap(), &dir).unwrap()
+        });
+        let r = &v.request;
+        let features: Vec<Vec<(&str, &str)>> =
+            r.behaviors.iter().map(|b| b.feature_pairs()).collect();
+        let behaviors: Vec<Behavior<'_>> = r
+            .behaviors
+            .iter()
+            .zip(&features)
+            .map(|(b, f)| Behavior {
+                group: b.group.as_deref(),
+                id: &b.id,
+                category: b.category.as_deref(),
+                features: f,
+                action: b.action.as_deref(),
+                timestamp: b.timestamp,
+            })
+            .collect();
+        let candidates: Vec<&str> = r.candidates.iter().map(String::as_str).collect();
+        let p = pre
+            .prepare(&[Request {
+                behaviors: &behaviors,
+                candidates: &candidates,
+                request_time: r.request_time,
+            }])
+            .unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        let got: BTreeMap<String, TensorJson> = p
+            .tensors
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name,
+                    TensorJson {
+                        shape: t.shape,
+                        data: t.data,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            v.tensors.keys().collect::<Vec<_>>(),
+            "{}",
+            r.name
+        );
+        for (name, want) in &v.tensors {
+            assert_eq!(&got[name], want, "{} {}: {name}", v.package, r.name);
+        }
+    }
+}
