@@ -6,35 +6,14 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use atrank::{Backend, Behavior, LoadOptions, Model, ModelHandle, Request};
+use atrank::{Backend, LoadOptions, Model, ModelHandle};
 use common::{packages, read_golden, Golden};
 
 fn score_all(model: &Model, golden: &Golden) -> Vec<Vec<f32>> {
     golden
         .requests
         .iter()
-        .map(|req| {
-            let behaviors: Vec<Behavior<'_>> = req
-                .behaviors
-                .iter()
-                .map(|b| {
-                    Behavior::item(
-                        &b.id,
-                        b.category.as_deref(),
-                        b.action.as_deref(),
-                        b.timestamp,
-                    )
-                })
-                .collect();
-            let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
-            model
-                .score(&Request {
-                    behaviors: &behaviors,
-                    candidates: &candidates,
-                    request_time: req.request_time,
-                })
-                .unwrap()
-        })
+        .map(|req| common::score_golden(model, req))
         .collect()
 }
 
@@ -89,25 +68,12 @@ fn hot_swap_under_load_drops_no_request_and_a_failed_load_keeps_the_old_model() 
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
                     for req in &golden.requests {
-                        let behaviors: Vec<Behavior<'_>> = req
-                            .behaviors
-                            .iter()
-                            .map(|b| {
-                                Behavior::item(
-                                    &b.id,
-                                    b.category.as_deref(),
-                                    b.action.as_deref(),
-                                    b.timestamp,
-                                )
-                            })
-                            .collect();
-                        let candidates: Vec<&str> =
-                            req.candidates.iter().map(String::as_str).collect();
-                        let r = handle.score(&Request {
-                            behaviors: &behaviors,
-                            candidates: &candidates,
-                            request_time: req.request_time,
-                        });
+                        let r = common::with_request(
+                            &req.behaviors,
+                            &req.candidates,
+                            req.request_time,
+                            |r| handle.score(r),
+                        );
                         match r {
                             Ok(scores) if scores.len() == req.scores.len() => {
                                 served.fetch_add(1, Ordering::SeqCst)

@@ -29,18 +29,7 @@ fn behaviors<'a>(
 }
 
 fn score_with(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
-    move |req| {
-        let features = feature_pairs(req);
-        let behaviors = behaviors(req, &features);
-        let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
-        model
-            .score(&Request {
-                behaviors: &behaviors,
-                candidates: &candidates,
-                request_time: req.request_time,
-            })
-            .unwrap_or_else(|e| panic!("{}: {e}", req.name))
-    }
+    move |req| common::score_golden(model, req)
 }
 
 #[test]

@@ -3,32 +3,11 @@
 
 mod common;
 
-use atrank::{Backend, Behavior, ErrorCode, GpuPolicy, LoadOptions, Model, Request, Serving};
+use atrank::{Backend, ErrorCode, GpuPolicy, LoadOptions, Model, Serving};
 use common::{check_golden, packages, GoldenRequest};
 
 fn score(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
-    move |req| {
-        let behaviors: Vec<Behavior<'_>> = req
-            .behaviors
-            .iter()
-            .map(|b| {
-                Behavior::item(
-                    &b.id,
-                    b.category.as_deref(),
-                    b.action.as_deref(),
-                    b.timestamp,
-                )
-            })
-            .collect();
-        let candidates: Vec<&str> = req.candidates.iter().map(String::as_str).collect();
-        model
-            .score(&Request {
-                behaviors: &behaviors,
-                candidates: &candidates,
-                request_time: req.request_time,
-            })
-            .unwrap()
-    }
+    move |req| common::score_golden(model, req)
 }
 
 fn ort_options(gpu: GpuPolicy, threads: usize) -> Option<LoadOptions> {

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use atrank::preprocess::Preprocessor;
 use atrank::spec::Spec;
-use atrank::{Behavior, Request};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -43,29 +42,10 @@ fn runtime_preprocessing_matches_the_shared_vectors() {
             Preprocessor::load(&Spec::read(&dir).unwrap(), &dir).unwrap()
         });
         let r = &v.request;
-        let features: Vec<Vec<(&str, &str)>> =
-            r.behaviors.iter().map(|b| b.feature_pairs()).collect();
-        let behaviors: Vec<Behavior<'_>> = r
-            .behaviors
-            .iter()
-            .zip(&features)
-            .map(|(b, f)| Behavior {
-                group: b.group.as_deref(),
-                id: &b.id,
-                category: b.category.as_deref(),
-                features: f,
-                action: b.action.as_deref(),
-                timestamp: b.timestamp,
-            })
-            .collect();
-        let candidates: Vec<&str> = r.candidates.iter().map(String::as_str).collect();
-        let p = pre
-            .prepare(&[Request {
-                behaviors: &behaviors,
-                candidates: &candidates,
-                request_time: r.request_time,
-            }])
-            .unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        let p = common::with_request(&r.behaviors, &r.candidates, r.request_time, |req| {
+            pre.prepare(std::slice::from_ref(req))
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", r.name));
         let got: BTreeMap<String, TensorJson> = p
             .tensors
             .into_iter()

@@ -154,3 +154,40 @@ pub fn check_golden(
     );
     max_diff
 }
+
+/// Builds the borrowed [`atrank::Request`] for a golden request's raw parts and hands it to
+/// `f` (the behaviors borrow from `behaviors`, so they cannot outlive this call).
+pub fn with_request<R>(
+    behaviors: &[GoldenBehavior],
+    candidates: &[String],
+    request_time: i64,
+    f: impl FnOnce(&atrank::Request<'_>) -> R,
+) -> R {
+    let features: Vec<Vec<(&str, &str)>> = behaviors.iter().map(|b| b.feature_pairs()).collect();
+    let behaviors: Vec<atrank::Behavior<'_>> = behaviors
+        .iter()
+        .zip(&features)
+        .map(|(b, f)| atrank::Behavior {
+            group: b.group.as_deref(),
+            id: &b.id,
+            category: b.category.as_deref(),
+            features: f,
+            action: b.action.as_deref(),
+            timestamp: b.timestamp,
+        })
+        .collect();
+    let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    f(&atrank::Request {
+        behaviors: &behaviors,
+        candidates: &candidates,
+        request_time,
+    })
+}
+
+/// Scores a golden request on `model`, panicking with the request's name on error.
+pub fn score_golden(model: &atrank::Model, req: &GoldenRequest) -> Vec<f32> {
+    with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
+        model.score(r)
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", req.name))
+}
