@@ -36,5 +36,5 @@ pub mod spec;
 pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::ModelHandle;
-pub use model::Model;
+pub use model::{CacheStats, Model};
 pub use preprocess::{Behavior, Request};

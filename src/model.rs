@@ -1,14 +1,91 @@
-//! [`Model`]: a loaded package (spec + preprocessing tables + backend scorer).
+//! [`Model`]: a loaded package (spec + preprocessing tables + graphs on a backend), and its
+//! bounded user-encoding cache.
 
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use crate::backend::{self, Backend, LoadOptions, Scorer, Serving};
+use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, Serving};
 use crate::preprocess::{Prepared, Preprocessor, Request};
-use crate::spec::Spec;
-use crate::Result;
+use crate::spec::{Spec, SplitSpec};
+use crate::{Error, Result};
 
-/// A loaded model package. Immutable once loaded; `Send + Sync`, so one `Model` (e.g. in an
-/// `Arc`) serves any number of threads.
+/// The split pair of graphs and the cache of user encodings they make possible.
+struct Split {
+    spec: SplitSpec,
+    encoder: Box<dyn Graph>,
+    scorer: Box<dyn Graph>,
+    cache: Mutex<EncodingCache>,
+}
+
+/// One user's encoded behaviors (the encoder's outputs for one request).
+#[derive(Debug)]
+struct Encoding {
+    encoded: Fetched,
+    mask: Fetched,
+}
+
+/// A bounded least-recently-used map from (user key, history fingerprint) to encodings.
+#[derive(Default)]
+struct EncodingCache {
+    capacity: usize,
+    map: HashMap<(String, u64), Arc<Encoding>>,
+    order: VecDeque<(String, u64)>,
+    hits: u64,
+    misses: u64,
+}
+
+impl EncodingCache {
+    fn get(&mut self, key: &(String, u64)) -> Option<Arc<Encoding>> {
+        let found = self.map.get(key).cloned();
+        if found.is_some() {
+            self.hits += 1;
+            if let Some(at) = self.order.iter().position(|k| k == key) {
+                if let Some(k) = self.order.remove(at) {
+                    self.order.push_back(k);
+                }
+            }
+        } else {
+            self.misses += 1;
+        }
+        found
+    }
+
+    fn insert(&mut self, key: (String, u64), value: Arc<Encoding>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+        }
+        while self.map.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Counters of a model's user-encoding cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Requests served from a cached encoding.
+    pub hits: u64,
+    /// Requests that had to run the encoder.
+    pub misses: u64,
+    /// Encodings held now.
+    pub entries: usize,
+    /// The most encodings held.
+    pub capacity: usize,
+}
+
+/// A loaded model package. Immutable once loaded (apart from its encoding cache, which has its
+/// own lock); `Send + Sync`, so one `Model` (e.g. in an `Arc`) serves any number of threads.
 pub struct Model {
     spec: Spec,
     dir: PathBuf,
@@ -16,7 +93,8 @@ pub struct Model {
     serving: Serving,
     fallback_reason: Option<String>,
     preprocessor: Preprocessor,
-    scorer: Box<dyn Scorer>,
+    graph: Box<dyn Graph>,
+    split: Option<Split>,
 }
 
 impl std::fmt::Debug for Model {
@@ -24,6 +102,7 @@ impl std::fmt::Debug for Model {
         f.debug_struct("Model")
             .field("dir", &self.dir)
             .field("backend", &self.backend)
+            .field("serving", &self.serving)
             .finish()
     }
 }
@@ -36,12 +115,49 @@ impl Model {
     }
 
     /// Loads the package in `dir` as `options` say (backend, threads, GPU policy, ONNX Runtime
-    /// library).
+    /// library, cache size). A package with the split pair of graphs also loads them.
     pub fn load_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
         let spec = Spec::read(dir)?;
         let preprocessor = Preprocessor::load(&spec, dir)?;
-        let loaded = backend::prepare(options, &spec, dir)?;
+        let loaded = backend::load_graph(
+            options,
+            &dir.join(&spec.graph_file),
+            &spec.inputs,
+            std::slice::from_ref(&spec.output),
+        )?;
+        let split = match &spec.split {
+            Some(sp) if options.cache_capacity > 0 => {
+                let history: Vec<String> = spec
+                    .inputs
+                    .iter()
+                    .filter(|n| !spec.candidate_inputs.iter().any(|(_, c)| c == *n))
+                    .cloned()
+                    .collect();
+                let encoder = backend::load_graph(
+                    options,
+                    &dir.join(&sp.encoder_file),
+                    &history,
+                    &sp.encoder_outputs,
+                )?;
+                let scorer = backend::load_graph(
+                    options,
+                    &dir.join(&sp.scorer_file),
+                    &sp.scorer_inputs,
+                    std::slice::from_ref(&sp.scorer_output),
+                )?;
+                Some(Split {
+                    spec: sp.clone(),
+                    encoder: encoder.graph,
+                    scorer: scorer.graph,
+                    cache: Mutex::new(EncodingCache {
+                        capacity: options.cache_capacity,
+                        ..EncodingCache::default()
+                    }),
+                })
+            }
+            _ => None,
+        };
         Ok(Model {
             spec,
             dir: dir.to_path_buf(),
@@ -49,7 +165,8 @@ impl Model {
             serving: loaded.serving,
             fallback_reason: loaded.fallback_reason,
             preprocessor,
-            scorer: loaded.scorer,
+            graph: loaded.graph,
+            split,
         })
     }
 
@@ -83,21 +200,136 @@ impl Model {
         self.preprocessor.prepare(requests)
     }
 
+    fn feeds(p: &Prepared) -> Vec<Feed<'_>> {
+        p.tensors
+            .iter()
+            .map(|t| Feed::I64(&t.name, &t.shape, &t.data))
+            .collect()
+    }
+
+    fn logits(out: Fetched, users: usize, candidates: usize) -> Result<Vec<f32>> {
+        if out.shape != [users, candidates] {
+            return Err(Error::Backend(format!(
+                "graph output has shape {:?}, expected [{users}, {candidates}]",
+                out.shape
+            )));
+        }
+        Ok(out.data)
+    }
+
+    fn run_full(&self, p: &Prepared) -> Result<Vec<f32>> {
+        let out = self
+            .graph
+            .run(&Model::feeds(p), &[self.spec.output.as_str()])?;
+        let first = out
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Backend("no output".into()))?;
+        Model::logits(first, p.users, p.candidates)
+    }
+
     /// Scores one user's candidates: one logit per candidate, in the candidates' order. The
     /// history is encoded once for all candidates.
     pub fn score(&self, request: &Request<'_>) -> Result<Vec<f32>> {
         let prepared = self.preprocessor.prepare(std::slice::from_ref(request))?;
-        self.scorer.score(&prepared)
+        self.run_full(&prepared)
     }
 
     /// Scores several users in one graph run (histories padded to the longest; every request
     /// must have the same number of candidates). Returns one score vector per request.
     pub fn score_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
         let prepared = self.preprocessor.prepare(requests)?;
-        let flat = self.scorer.score(&prepared)?;
+        let flat = self.run_full(&prepared)?;
         Ok(flat
             .chunks(prepared.candidates.max(1))
             .map(<[f32]>::to_vec)
             .collect())
+    }
+
+    /// Like [`Model::score`], but reuses the user's encoding when the same `user_key` comes
+    /// back with the same behaviors and request time (the fingerprint covers every behavior
+    /// tensor, time buckets included). Needs a package with the split graphs and a cache
+    /// capacity above 0; otherwise it is exactly [`Model::score`]. Results equal `score`'s.
+    pub fn score_cached(&self, user_key: &str, request: &Request<'_>) -> Result<Vec<f32>> {
+        let Some(split) = &self.split else {
+            return self.score(request);
+        };
+        let p = self.preprocessor.prepare(std::slice::from_ref(request))?;
+        let candidate = |name: &str| self.spec.candidate_inputs.iter().any(|(_, c)| c == name);
+        let mut hasher = DefaultHasher::new();
+        for t in p.tensors.iter().filter(|t| !candidate(&t.name)) {
+            t.name.hash(&mut hasher);
+            t.shape.hash(&mut hasher);
+            t.data.hash(&mut hasher);
+        }
+        let key = (user_key.to_owned(), hasher.finish());
+        let lock = || {
+            split
+                .cache
+                .lock()
+                .map_err(|_| Error::Backend("encoding cache lock poisoned".into()))
+        };
+        let cached = lock()?.get(&key);
+        let encoding = match cached {
+            Some(e) => e,
+            None => {
+                let feeds: Vec<Feed<'_>> = Model::feeds(&p)
+                    .into_iter()
+                    .filter(|f| !candidate(f.name()))
+                    .collect();
+                let outs: Vec<&str> = split
+                    .spec
+                    .encoder_outputs
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
+                let mut got = split.encoder.run(&feeds, &outs)?.into_iter();
+                let (Some(encoded), Some(mask)) = (got.next(), got.next()) else {
+                    return Err(Error::Backend(
+                        "the encoder returned too few outputs".into(),
+                    ));
+                };
+                let e = Arc::new(Encoding { encoded, mask });
+                lock()?.insert(key, Arc::clone(&e));
+                e
+            }
+        };
+        let mut feeds = vec![
+            Feed::F32(
+                &split.spec.encoder_outputs[0],
+                &encoding.encoded.shape,
+                &encoding.encoded.data,
+            ),
+            Feed::F32(
+                &split.spec.encoder_outputs[1],
+                &encoding.mask.shape,
+                &encoding.mask.data,
+            ),
+        ];
+        feeds.extend(Model::feeds(&p).into_iter().filter(|f| candidate(f.name())));
+        let out = split
+            .scorer
+            .run(&feeds, &[split.spec.scorer_output.as_str()])?;
+        let first = out
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Backend("no output".into()))?;
+        Model::logits(first, p.users, p.candidates)
+    }
+
+    /// The encoding cache's counters (all zero when the model has no cache).
+    pub fn cache_stats(&self) -> CacheStats {
+        match &self.split {
+            Some(s) => match s.cache.lock() {
+                Ok(c) => CacheStats {
+                    hits: c.hits,
+                    misses: c.misses,
+                    entries: c.map.len(),
+                    capacity: c.capacity,
+                },
+                Err(_) => CacheStats::default(),
+            },
+            None => CacheStats::default(),
+        }
     }
 }

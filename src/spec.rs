@@ -48,6 +48,24 @@ pub struct Spec {
     pub time_buckets: TimeBuckets,
     /// Request size limits.
     pub limits: Limits,
+    /// The split pair of graphs (user encoder, candidate scorer), if the package has them.
+    pub split: Option<SplitSpec>,
+}
+
+/// The split pair: `encoder` turns the behavior tensors into an encoding; `scorer` scores
+/// candidates from an encoding. Chained they compute what the encode-once graph computes.
+#[derive(Debug, Clone)]
+pub struct SplitSpec {
+    /// Encoder graph file, relative to the package.
+    pub encoder_file: String,
+    /// Encoder outputs: the encoding `[B, L, H]` and its mask `[B, L]` (float32).
+    pub encoder_outputs: Vec<String>,
+    /// Scorer graph file, relative to the package.
+    pub scorer_file: String,
+    /// Scorer inputs: the encoder's outputs, then the candidate inputs.
+    pub scorer_inputs: Vec<String>,
+    /// Scorer output (float32 `[B, N]` logits).
+    pub scorer_output: String,
 }
 
 /// One embedding table and its vocabulary file.
@@ -186,6 +204,23 @@ struct V2 {
 
 #[derive(Deserialize)]
 struct V2Graph {
+    file: String,
+    inputs: Vec<String>,
+    output: String,
+    #[serde(default)]
+    encoder: Option<V2Encoder>,
+    #[serde(default)]
+    scorer: Option<V2Scorer>,
+}
+
+#[derive(Deserialize)]
+struct V2Encoder {
+    file: String,
+    outputs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct V2Scorer {
     file: String,
     inputs: Vec<String>,
     output: String,
@@ -342,6 +377,7 @@ impl Spec {
             actions: raw.actions,
             time_buckets: raw.time_buckets,
             limits: raw.limits,
+            split: None,
         })
     }
 
@@ -412,7 +448,19 @@ impl Spec {
         if candidate_inputs.first().map(|c| c.0) != Some(0) {
             return bad("candidate_inputs must include \"id\"");
         }
+        let split = match (raw.graph.encoder, raw.graph.scorer) {
+            (Some(e), Some(s)) => Some(SplitSpec {
+                encoder_file: e.file,
+                encoder_outputs: e.outputs,
+                scorer_file: s.file,
+                scorer_inputs: s.inputs,
+                scorer_output: s.output,
+            }),
+            (None, None) => None,
+            _ => return bad("graph.encoder and graph.scorer come together or not at all"),
+        };
         Ok(Spec {
+            split,
             version: 2,
             name: raw.name,
             graph_file: raw.graph.file,
@@ -494,6 +542,23 @@ impl Spec {
             ));
         }
         check_relative("graph file", &self.graph_file)?;
+        if let Some(sp) = &self.split {
+            check_relative("graph.encoder.file", &sp.encoder_file)?;
+            check_relative("graph.scorer.file", &sp.scorer_file)?;
+            if sp.encoder_outputs.len() != 2 {
+                return bad("graph.encoder.outputs must name the encoding and its mask");
+            }
+            let mut want = sp.encoder_outputs.clone();
+            want.extend(self.candidate_inputs.iter().map(|(_, n)| n.clone()));
+            let (mut a, mut b) = (want, sp.scorer_inputs.clone());
+            a.sort_unstable();
+            b.sort_unstable();
+            if a != b {
+                return bad(format!(
+                    "graph.scorer.inputs {b:?} must be the encoder outputs plus the candidate inputs {a:?}"
+                ));
+            }
+        }
         for t in &self.tables {
             check_relative("vocab", &t.vocab)?;
         }

@@ -13,10 +13,10 @@ fn score(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
 fn ort_options(gpu: GpuPolicy, threads: usize) -> Option<LoadOptions> {
     let lib = common::ort_library()?;
     Some(LoadOptions {
-        backend: Backend::Ort,
         intra_threads: threads,
         gpu,
         ort_library: Some(lib),
+        ..LoadOptions::new(Backend::Ort)
     })
 }
 

@@ -1,11 +1,10 @@
-//! Inference backends. Each turns a [`Prepared`] batch into logits; the split follows tract's
-//! Runtime -> Runnable -> State design: [`prepare`] loads a graph once into a shareable
-//! [`Scorer`], and per-call state stays inside [`Scorer::score`].
+//! Inference backends. The split follows tract's Runtime -> Runnable -> State design:
+//! [`load_graph`] loads an ONNX graph once into a shareable [`Graph`], and per-call state stays
+//! inside [`Graph::run`]. A model uses one graph (`model.onnx`), or with the user-encoding cache
+//! also the split pair (`encoder.onnx`, `scorer.onnx`).
 
 use std::path::{Path, PathBuf};
 
-use crate::preprocess::Prepared;
-use crate::spec::Spec;
 use crate::{Error, Result};
 
 #[cfg(feature = "backend-ort")]
@@ -86,46 +85,83 @@ pub struct LoadOptions {
     pub intra_threads: usize,
     /// GPU use (ONNX Runtime only).
     pub gpu: GpuPolicy,
+    /// Most user encodings a model keeps for [`crate::Model::score_cached`] (packages with the
+    /// split graphs only); 0 turns the cache, and loading the split graphs, off.
+    pub cache_capacity: usize,
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).
     pub ort_library: Option<PathBuf>,
 }
 
 impl LoadOptions {
-    /// Defaults for `backend`: 1 intra-op thread, CPU only, the library from the environment.
+    /// Defaults for `backend`: 1 intra-op thread, CPU only, a cache of 1024 user encodings,
+    /// the library from the environment.
     pub fn new(backend: Backend) -> Self {
         LoadOptions {
             backend,
             intra_threads: 1,
             gpu: GpuPolicy::Off,
+            cache_capacity: 1024,
             ort_library: None,
         }
     }
 }
 
-/// A prepared graph and what serves it.
+/// One input tensor of a graph run.
+#[derive(Debug, Clone, Copy)]
+pub enum Feed<'a> {
+    /// An int64 tensor: name, shape, row-major data.
+    I64(&'a str, &'a [usize], &'a [i64]),
+    /// A float32 tensor: name, shape, row-major data.
+    F32(&'a str, &'a [usize], &'a [f32]),
+}
+
+impl Feed<'_> {
+    /// The graph input this feeds.
+    pub fn name(&self) -> &str {
+        match self {
+            Feed::I64(n, _, _) | Feed::F32(n, _, _) => n,
+        }
+    }
+}
+
+/// One float32 output of a graph run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major data.
+    pub data: Vec<f32>,
+}
+
+/// A loaded graph, ready to run from any number of threads.
+pub trait Graph: Send + Sync {
+    /// Runs the graph on `feeds` (any order, by name) and returns the named float32 outputs.
+    fn run(&self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>>;
+}
+
+/// A loaded graph and what serves it.
 pub struct Loaded {
-    /// The scorer.
-    pub scorer: Box<dyn Scorer>,
+    /// The graph.
+    pub graph: Box<dyn Graph>,
     /// What runs the graph.
     pub serving: Serving,
     /// Why a permissive GPU request fell back to the CPU.
     pub fallback_reason: Option<String>,
 }
 
-/// A loaded graph, ready to score from any number of threads.
-pub trait Scorer: Send + Sync {
-    /// Runs the graph; returns the `[B, N]` logits, row-major.
-    fn score(&self, inputs: &Prepared) -> Result<Vec<f32>>;
-}
-
-/// Loads the package's graph into the chosen backend.
-pub fn prepare(options: &LoadOptions, spec: &Spec, dir: &Path) -> Result<Loaded> {
-    let graph = dir.join(&spec.graph_file);
-    if !graph.is_file() {
+/// Loads the ONNX graph at `path` into the chosen backend. `inputs` and `outputs` are the
+/// names the graph must have (checked against the file).
+pub fn load_graph(
+    options: &LoadOptions,
+    path: &Path,
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<Loaded> {
+    if !path.is_file() {
         return Err(Error::package(format!(
             "graph file {} is missing",
-            graph.display()
+            path.display()
         )));
     }
     if options.intra_threads == 0 {
@@ -133,7 +169,7 @@ pub fn prepare(options: &LoadOptions, spec: &Spec, dir: &Path) -> Result<Loaded>
     }
     match options.backend {
         #[cfg(feature = "backend-ort")]
-        Backend::Ort => ort::load(spec, &graph, options),
+        Backend::Ort => ort::load(path, inputs, outputs, options),
         #[cfg(feature = "backend-tract")]
         Backend::Tract => {
             if options.gpu == GpuPolicy::Strict {
@@ -142,7 +178,7 @@ pub fn prepare(options: &LoadOptions, spec: &Spec, dir: &Path) -> Result<Loaded>
                 ));
             }
             Ok(Loaded {
-                scorer: Box::new(tract::TractScorer::load(spec, &graph)?),
+                graph: Box::new(tract::TractGraph::load(path, inputs, outputs)?),
                 serving: Serving::Tract,
                 fallback_reason: (options.gpu == GpuPolicy::Permissive)
                     .then(|| "tract has no GPU support".to_owned()),

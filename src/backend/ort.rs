@@ -13,9 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::{GpuPolicy, LoadOptions, Loaded, Scorer, Serving};
-use crate::preprocess::Prepared;
-use crate::spec::Spec;
+use super::{Feed, Fetched, GpuPolicy, Graph, LoadOptions, Loaded, Serving};
 use crate::{Error, Result};
 
 /// Environment variable naming the ONNX Runtime shared library (full file name).
@@ -90,17 +88,23 @@ fn environment() -> Result<&'static ort::environment::Environment> {
     }
 }
 
-/// An ONNX Runtime session for the package's graph.
+/// An ONNX Runtime session for one graph.
 ///
-/// `ort`'s `Session::run` takes `&mut self`, so calls are serialised by a mutex here; a session
-/// pool (or the raw, thread-safe `OrtSession`) is the planned next step for concurrent scoring.
-pub struct OrtScorer {
+/// `ort`'s `Session::run` takes `&mut self`, so runs on one session are serialised by a mutex
+/// here (ONNX Runtime's own `Run` is thread-safe; using it through the raw API, or a session
+/// pool at the cost of a copy of the weights per session, is the next step for concurrency).
+pub struct OrtGraph {
     session: Mutex<Session>,
-    spec: Spec,
 }
 
-/// Creates a session for the graph at `path` as `options` say (threads, GPU policy, library).
-pub fn load(spec: &Spec, path: &Path, options: &LoadOptions) -> Result<Loaded> {
+/// Creates a session for the graph at `path` as `options` say (threads, GPU policy, library),
+/// and checks its input and output names.
+pub fn load(
+    path: &Path,
+    inputs: &[String],
+    outputs: &[String],
+    options: &LoadOptions,
+) -> Result<Loaded> {
     init(options.ort_library.as_deref())?;
     let cpu = || session(path, options.intra_threads, false);
     let (session, serving, fallback_reason) = match options.gpu {
@@ -118,10 +122,27 @@ pub fn load(spec: &Spec, path: &Path, options: &LoadOptions) -> Result<Loaded> {
             Err(e) => (cpu()?, Serving::OrtCpu, Some(e.to_string())),
         },
     };
+    let mut have: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
+    let mut want: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    have.sort_unstable();
+    want.sort_unstable();
+    if have != want {
+        return Err(Error::package(format!(
+            "{}: graph inputs {have:?} differ from the spec's {want:?}",
+            path.display()
+        )));
+    }
+    for o in outputs {
+        if !session.outputs().iter().any(|x| x.name() == o) {
+            return Err(Error::package(format!(
+                "{}: graph has no output {o:?}",
+                path.display()
+            )));
+        }
+    }
     Ok(Loaded {
-        scorer: Box::new(OrtScorer {
+        graph: Box::new(OrtGraph {
             session: Mutex::new(session),
-            spec: spec.clone(),
         }),
         serving,
         fallback_reason,
@@ -149,34 +170,53 @@ fn session(path: &Path, threads: usize, cuda: bool) -> Result<Session> {
         .map_err(|e| Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e))
 }
 
-impl Scorer for OrtScorer {
-    fn score(&self, p: &Prepared) -> Result<Vec<f32>> {
-        let mut inputs = Vec::with_capacity(p.tensors.len());
-        for t in &p.tensors {
-            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            let value = TensorRef::from_array_view((shape, &t.data[..]))
-                .map_err(|e| Error::backend(&format!("ONNX Runtime input {}", t.name), e))?;
-            inputs.push((t.name.as_str(), value));
+impl Graph for OrtGraph {
+    fn run(&self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>> {
+        let mut inputs = Vec::with_capacity(feeds.len());
+        for feed in feeds {
+            let value = match feed {
+                Feed::I64(name, shape, data) => {
+                    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                    TensorRef::from_array_view((shape, *data))
+                        .map_err(|e| Error::backend(&format!("ONNX Runtime input {name}"), e))?
+                        .into_dyn()
+                }
+                Feed::F32(name, shape, data) => {
+                    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                    TensorRef::from_array_view((shape, *data))
+                        .map_err(|e| Error::backend(&format!("ONNX Runtime input {name}"), e))?
+                        .into_dyn()
+                }
+            };
+            inputs.push((feed.name(), value));
         }
         let mut session = self
             .session
             .lock()
             .map_err(|_| Error::Backend("ONNX Runtime session mutex poisoned".into()))?;
-        let outputs = session
+        let results = session
             .run(inputs)
             .map_err(|e| Error::backend("ONNX Runtime run", e))?;
-        let out = outputs
-            .get(&self.spec.output)
-            .ok_or_else(|| Error::Backend(format!("no output {:?}", self.spec.output)))?;
-        let (shape, data) = out
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::backend("ONNX Runtime output", e))?;
-        let want = [p.users as i64, p.candidates as i64];
-        if shape[..] != want[..] {
-            return Err(Error::Backend(format!(
-                "output has shape {shape:?}, expected {want:?}"
-            )));
+        let mut out = Vec::with_capacity(outputs.len());
+        for name in outputs {
+            let value = results
+                .get(*name)
+                .ok_or_else(|| Error::Backend(format!("no output {name:?}")))?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::backend(&format!("ONNX Runtime output {name}"), e))?;
+            let shape = shape
+                .iter()
+                .map(|&d| {
+                    usize::try_from(d)
+                        .map_err(|_| Error::Backend(format!("output {name} has dimension {d}")))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            out.push(Fetched {
+                shape,
+                data: data.to_vec(),
+            });
         }
-        Ok(data.to_vec())
+        Ok(out)
     }
 }

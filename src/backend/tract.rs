@@ -1,27 +1,27 @@
 //! The tract backend: pure Rust, CPU. The optimised plan is immutable and shared; each call
-//! spawns its own state, so any number of threads can score at once.
+//! spawns its own state, so any number of threads can run a graph at once.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::Scorer;
-use crate::preprocess::Prepared;
-use crate::spec::Spec;
+use super::{Feed, Fetched, Graph};
 use crate::{Error, Result};
 
-/// A tract plan for the package's graph.
-pub struct TractScorer {
+/// A tract plan for one graph.
+pub struct TractGraph {
     plan: Arc<TypedRunnableModel>,
     /// The graph's input names, in graph order.
-    order: Vec<String>,
-    output: usize,
+    inputs: Vec<String>,
+    /// The graph's output names, in graph order.
+    outputs: Vec<String>,
 }
 
-impl TractScorer {
-    /// Loads and optimises the graph at `path`.
-    pub fn load(spec: &Spec, path: &Path) -> Result<TractScorer> {
+impl TractGraph {
+    /// Loads and optimises the graph at `path`; checks it has exactly the named `inputs` and
+    /// every one of `outputs`.
+    pub fn load(path: &Path, inputs: &[String], outputs: &[String]) -> Result<TractGraph> {
         let ctx =
             |e: TractError| Error::backend(&format!("tract cannot load {}", path.display()), e);
         let model = tract_onnx::onnx().model_for_path(path).map_err(ctx)?;
@@ -33,67 +33,76 @@ impl TractScorer {
         let graph = plan.model();
         let mut order = Vec::new();
         for outlet in graph.input_outlets().map_err(ctx)? {
-            let node = graph.node(outlet.node).name.as_str();
-            if !spec.inputs.iter().any(|n| n == node) {
-                return Err(Error::package(format!(
-                    "graph input {node:?} is not named in spec.json"
-                )));
-            }
-            order.push(node.to_owned());
+            order.push(graph.node(outlet.node).name.clone());
         }
-        if order.len() != spec.inputs.len() {
+        let mut have: Vec<&str> = order.iter().map(String::as_str).collect();
+        let mut want: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        have.sort_unstable();
+        want.sort_unstable();
+        if have != want {
             return Err(Error::package(format!(
-                "graph has {} inputs, spec.json names {}",
-                order.len(),
-                spec.inputs.len()
+                "{}: graph inputs {have:?} differ from the spec's {want:?}",
+                path.display()
             )));
         }
-        let output = graph
-            .output_outlets()
-            .map_err(ctx)?
-            .iter()
-            .position(|o| {
-                graph.node(o.node).name == spec.output
-                    || graph.outlet_label(*o) == Some(spec.output.as_str())
-            })
-            .ok_or_else(|| Error::package(format!("graph has no output {:?}", spec.output)))?;
-        Ok(TractScorer {
+        let mut names = Vec::new();
+        for o in graph.output_outlets().map_err(ctx)? {
+            names.push(
+                graph
+                    .outlet_label(*o)
+                    .map_or_else(|| graph.node(o.node).name.clone(), str::to_owned),
+            );
+        }
+        for o in outputs {
+            if !names.contains(o) {
+                return Err(Error::package(format!(
+                    "{}: graph has no output {o:?} ({names:?})",
+                    path.display()
+                )));
+            }
+        }
+        Ok(TractGraph {
             plan,
-            order,
-            output,
+            inputs: order,
+            outputs: names,
         })
     }
 }
 
-impl Scorer for TractScorer {
-    fn score(&self, p: &Prepared) -> Result<Vec<f32>> {
-        let mut inputs: TVec<TValue> = TVec::new();
-        for name in &self.order {
-            let t = p.get(name).ok_or_else(|| {
-                Error::Backend(format!("no tensor prepared for graph input {name:?}"))
-            })?;
-            let value = Tensor::from_shape(&t.shape, &t.data)
-                .map_err(|e| Error::backend("tract input", e))?;
-            inputs.push(value.into_tvalue());
+impl Graph for TractGraph {
+    fn run(&self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>> {
+        let mut values: TVec<TValue> = TVec::new();
+        for name in &self.inputs {
+            let feed = feeds
+                .iter()
+                .find(|f| f.name() == name)
+                .ok_or_else(|| Error::Backend(format!("no tensor fed for graph input {name:?}")))?;
+            let tensor = match feed {
+                Feed::I64(_, shape, data) => Tensor::from_shape(shape, data),
+                Feed::F32(_, shape, data) => Tensor::from_shape(shape, data),
+            }
+            .map_err(|e| Error::backend("tract input", e))?;
+            values.push(tensor.into_tvalue());
         }
-        let outputs = self
+        let results = self
             .plan
-            .run(inputs)
+            .run(values)
             .map_err(|e| Error::backend("tract run", e))?;
-        let out = outputs
-            .get(self.output)
-            .ok_or_else(|| Error::Backend("tract returned no output".into()))?;
-        let view = out
-            .to_plain_array_view::<f32>()
-            .map_err(|e| Error::backend("tract output", e))?;
-        if view.shape() != [p.users, p.candidates] {
-            return Err(Error::Backend(format!(
-                "tract output has shape {:?}, expected [{}, {}]",
-                view.shape(),
-                p.users,
-                p.candidates
-            )));
+        let mut out = Vec::with_capacity(outputs.len());
+        for name in outputs {
+            let at = self
+                .outputs
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| Error::Backend(format!("no output {name:?}")))?;
+            let view = results[at]
+                .to_plain_array_view::<f32>()
+                .map_err(|e| Error::backend(&format!("tract output {name}"), e))?;
+            out.push(Fetched {
+                shape: view.shape().to_vec(),
+                data: view.iter().copied().collect(),
+            });
         }
-        Ok(view.iter().copied().collect())
+        Ok(out)
     }
 }

@@ -1,0 +1,99 @@
+//! The user-encoding cache (split encoder/scorer graphs): results identical with and without
+//! the cache, on both backends; hits when a user comes back with the same history, misses when
+//! the history or request time changes; the capacity bound holds.
+
+mod common;
+
+use atrank::{Backend, LoadOptions, Model};
+use common::{packages, read_golden, with_request};
+
+fn check_backend(backend: Backend) {
+    let pkg = &packages()[1]; // the format-2 fixture has the split graphs
+    let golden = read_golden(pkg);
+    let mut opts = LoadOptions::new(backend);
+    opts.cache_capacity = 8;
+    let model = Model::load_with(pkg, &opts).unwrap();
+    for round in 0..2 {
+        for (k, req) in golden.requests.iter().enumerate() {
+            let key = format!("user-{k}");
+            let (plain, cached) =
+                with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
+                    (
+                        model.score(r).unwrap(),
+                        model.score_cached(&key, r).unwrap(),
+                    )
+                });
+            for (i, (p, c)) in plain.iter().zip(&cached).enumerate() {
+                assert!(
+                    (p - c).abs() <= 1e-5,
+                    "{backend} round {round} {} cand {i}: {p} vs {c}",
+                    req.name
+                );
+                assert!(
+                    (c - req.scores[i]).abs() <= 1e-4,
+                    "{backend} {}: {c} vs trainer {}",
+                    req.name,
+                    req.scores[i]
+                );
+            }
+        }
+    }
+    let stats = model.cache_stats();
+    assert_eq!(stats.capacity, 8);
+    assert!(stats.entries <= 8, "{stats:?}");
+    // 22 distinct users twice through a cache of 8 in the same order: every lookup misses.
+    assert_eq!(
+        stats.hits + stats.misses,
+        2 * golden.requests.len() as u64,
+        "{stats:?}"
+    );
+
+    // The same user and history right away: a hit. A later request time changes the time
+    // buckets, so the fingerprint: a miss.
+    let req = &golden.requests[0];
+    let before = model.cache_stats();
+    with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
+        model.score_cached("again", r).unwrap()
+    });
+    with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
+        model.score_cached("again", r).unwrap()
+    });
+    with_request(
+        &req.behaviors,
+        &req.candidates,
+        req.request_time + 30 * 86_400,
+        |r| model.score_cached("again", r).unwrap(),
+    );
+    let after = model.cache_stats();
+    assert_eq!(
+        (after.hits - before.hits, after.misses - before.misses),
+        (1, 2),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn cached_scores_equal_uncached_on_tract() {
+    check_backend(Backend::Tract);
+}
+
+#[test]
+fn cached_scores_equal_uncached_on_ort() {
+    let Some(lib) = common::ort_library() else {
+        return;
+    };
+    atrank::backend::ort::init(Some(&lib)).unwrap();
+    check_backend(Backend::Ort);
+}
+
+#[test]
+fn without_split_graphs_score_cached_is_score() {
+    let pkg = &packages()[0]; // format 1: no split graphs
+    let model = Model::load(pkg, Backend::Tract).unwrap();
+    let req = &read_golden(pkg).requests[0];
+    let (a, b) = with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
+        (model.score(r).unwrap(), model.score_cached("u", r).unwrap())
+    });
+    assert_eq!(a, b);
+    assert_eq!(model.cache_stats(), atrank::CacheStats::default());
+}
