@@ -1,0 +1,220 @@
+//! Runtime benchmarks, reported as ratios measured in one run (these machines are shared and
+//! noisy). Regenerates the figures in docs/benchmarks.md:
+//!
+//!     ATRANK_ORT_LIB=.cache/onnxruntime-1.31.1/lib/libonnxruntime.so.1.31.1 \
+//!         cargo bench --bench runtime -- build/ml100k/package
+//!
+//! (the package from `bash scripts/main.sh`). Medians over repeated calls, 1 intra-op thread
+//! unless stated. Measures: encode-once (one user, N candidates: B = 1) against scoring each
+//! (user, candidate) pair as its own row (B = N, history repeated), through the same graph;
+//! end-to-end raw-request scoring against ONNX Runtime's run on already-prepared tensors;
+//! tract against ONNX Runtime; 1 against 2 intra-op threads; resident memory of one model
+//! scored by 1 and by 16 threads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atrank::backend::{load_graph, Feed, LoadOptions};
+use atrank::preprocess::Prepared;
+use atrank::{Backend, Behavior, Model, Request};
+
+fn median(mut f: impl FnMut(), reps: usize) -> Duration {
+    for _ in 0..3 {
+        f();
+    }
+    let mut t: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[t.len() / 2]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let pkg: PathBuf = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("build/ml100k/package"));
+    let model = Model::load(&pkg, Backend::Ort).expect("load the package on ONNX Runtime");
+    let spec = model.spec().clone();
+    let items: Vec<String> = std::fs::read_to_string(pkg.join(&spec.tables[0].vocab))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let t0 = 900_000_000i64;
+    let history: Vec<Behavior<'_>> = (0..50)
+        .map(|k| {
+            Behavior::item(
+                &items[(k * 7) % items.len()],
+                None,
+                Some("like"),
+                t0 - 3600 * k as i64,
+            )
+        })
+        .collect();
+    println!(
+        "package {}; history 50; medians; 1 intra-op thread unless stated\n",
+        pkg.display()
+    );
+    println!("| measurement | N = 100 | N = 1000 |\n|---|---|---|");
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let push = |name: &str, v: String, rows: &mut Vec<(String, Vec<String>)>| match rows
+        .iter_mut()
+        .find(|r| r.0 == name)
+    {
+        Some(r) => r.1.push(v),
+        None => rows.push((name.to_owned(), vec![v])),
+    };
+    let opts = LoadOptions::new(Backend::Ort);
+    let full = load_graph(
+        &opts,
+        &pkg.join(&spec.graph_file),
+        &spec.inputs,
+        std::slice::from_ref(&spec.output),
+    )
+    .unwrap();
+    let mut opts2 = LoadOptions::new(Backend::Ort);
+    opts2.intra_threads = 2;
+    let model2 = Model::load_with(&pkg, &opts2).unwrap();
+    let tract = Model::load(&pkg, Backend::Tract).unwrap();
+    for n in [100usize, 1000] {
+        let cands: Vec<&str> = (0..n)
+            .map(|k| items[(k * 13 + 5) % items.len()].as_str())
+            .collect();
+        let req = Request {
+            behaviors: &history,
+            candidates: &cands,
+            request_time: t0,
+        };
+        let reps = if n == 100 { 200 } else { 40 };
+        let e2e = median(|| drop(model.score(&req).unwrap()), reps);
+        let prepared = model.prepare(&[req]).unwrap();
+        let feeds = |p: &Prepared| -> Vec<(String, Vec<usize>, Vec<i64>)> {
+            p.tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+                .collect()
+        };
+        let owned = feeds(&prepared);
+        let run_prepared = |owned: &Vec<(String, Vec<usize>, Vec<i64>)>| {
+            let f: Vec<Feed<'_>> = owned.iter().map(|(n, s, d)| Feed::I64(n, s, d)).collect();
+            drop(full.graph.run(&f, &[spec.output.as_str()]).unwrap());
+        };
+        let prepared_only = median(|| run_prepared(&owned), reps);
+        // Naive pairs: one row per (user, candidate), history repeated N times, 1 candidate each.
+        let singles: Vec<[&str; 1]> = cands.iter().map(|c| [*c]).collect();
+        let pair_reqs: Vec<Request<'_>> = singles
+            .iter()
+            .map(|c| Request {
+                behaviors: &history,
+                candidates: c,
+                request_time: t0,
+            })
+            .collect();
+        let pairs = model.prepare(&pair_reqs).unwrap();
+        let pair_owned = feeds(&pairs);
+        let naive = median(|| run_prepared(&pair_owned), if n == 100 { 20 } else { 5 });
+        let two = median(|| drop(model2.score(&req).unwrap()), reps);
+        let tr = median(
+            || drop(tract.score(&req).unwrap()),
+            if n == 100 { 50 } else { 10 },
+        );
+        push(
+            "ORT, naive pair rows (B = N), prepared tensors",
+            format!("{:.2} ms", ms(naive)),
+            &mut rows,
+        );
+        push(
+            "ORT, encode-once (B = 1), prepared tensors",
+            format!("{:.3} ms", ms(prepared_only)),
+            &mut rows,
+        );
+        push(
+            "**encode-once speed-up over naive pairs**",
+            format!("**{:.0}x**", ms(naive) / ms(prepared_only)),
+            &mut rows,
+        );
+        push(
+            "ORT, end to end from raw behaviors (Rust API)",
+            format!("{:.3} ms", ms(e2e)),
+            &mut rows,
+        );
+        push(
+            "preprocessing + call overhead, share of the request",
+            format!("{:.1}%", 100.0 * (ms(e2e) - ms(prepared_only)) / ms(e2e)),
+            &mut rows,
+        );
+        push(
+            "ORT, 2 intra-op threads, end to end",
+            format!("{:.3} ms ({:.2}x of 1 thread)", ms(two), ms(e2e) / ms(two)),
+            &mut rows,
+        );
+        push(
+            "tract, end to end",
+            format!("{:.3} ms ({:.2}x ORT's time)", ms(tr), ms(tr) / ms(e2e)),
+            &mut rows,
+        );
+        push(
+            "candidate scores/s, ORT 1 thread, end to end",
+            format!("{:.0}", n as f64 / e2e.as_secs_f64()),
+            &mut rows,
+        );
+    }
+    for (name, vals) in &rows {
+        println!("| {name} | {} |", vals.join(" | "));
+    }
+    // Resident memory: one model shared by 1 thread, then by 16 threads.
+    let shared = Arc::new(model);
+    let cands: Vec<&str> = (0..1000)
+        .map(|k| items[(k * 13 + 5) % items.len()].as_str())
+        .collect();
+    let score = |m: &Model| {
+        for _ in 0..5 {
+            drop(
+                m.score(&Request {
+                    behaviors: &history,
+                    candidates: &cands,
+                    request_time: t0,
+                })
+                .unwrap(),
+            );
+        }
+    };
+    score(&shared);
+    let one = rss_kib();
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            let m = Arc::clone(&shared);
+            s.spawn(move || score(&m));
+        }
+    });
+    let sixteen = rss_kib();
+    println!(
+        "\nresident memory (ORT model, N = 1000): 1 thread {:.1} MiB, after 16 threads {:.1} MiB (+{:.1}%)",
+        one as f64 / 1024.0,
+        sixteen as f64 / 1024.0,
+        100.0 * (sixteen as f64 - one as f64) / one as f64
+    );
+}
