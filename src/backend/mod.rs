@@ -150,6 +150,36 @@ pub struct Loaded {
     pub fallback_reason: Option<String>,
 }
 
+/// Checks that a graph file has exactly the inputs `want` and at least the outputs
+/// `want_outputs`; the error names the file and both lists.
+pub(crate) fn check_names(
+    path: &Path,
+    have: Vec<&str>,
+    want: &[String],
+    have_outputs: &[&str],
+    want_outputs: &[String],
+) -> Result<()> {
+    let mut have = have;
+    let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
+    have.sort_unstable();
+    want.sort_unstable();
+    if have != want {
+        return Err(Error::package(format!(
+            "{}: graph inputs {have:?} differ from the spec's {want:?}",
+            path.display()
+        )));
+    }
+    for o in want_outputs {
+        if !have_outputs.contains(&o.as_str()) {
+            return Err(Error::package(format!(
+                "{}: graph has no output {o:?} ({have_outputs:?})",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the ONNX graph at `path` into the chosen backend. `inputs` and `outputs` are the
 /// names the graph must have (checked against the file).
 pub fn load_graph(

@@ -122,24 +122,14 @@ pub fn load(
             Err(e) => (cpu()?, Serving::OrtCpu, Some(e.to_string())),
         },
     };
-    let mut have: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
-    let mut want: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    have.sort_unstable();
-    want.sort_unstable();
-    if have != want {
-        return Err(Error::package(format!(
-            "{}: graph inputs {have:?} differ from the spec's {want:?}",
-            path.display()
-        )));
-    }
-    for o in outputs {
-        if !session.outputs().iter().any(|x| x.name() == o) {
-            return Err(Error::package(format!(
-                "{}: graph has no output {o:?}",
-                path.display()
-            )));
-        }
-    }
+    let have_outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    super::check_names(
+        path,
+        session.inputs().iter().map(|o| o.name()).collect(),
+        inputs,
+        &have_outputs,
+        outputs,
+    )?;
     Ok(Loaded {
         graph: Box::new(OrtGraph {
             session: Mutex::new(session),

@@ -35,16 +35,6 @@ impl TractGraph {
         for outlet in graph.input_outlets().map_err(ctx)? {
             order.push(graph.node(outlet.node).name.clone());
         }
-        let mut have: Vec<&str> = order.iter().map(String::as_str).collect();
-        let mut want: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        have.sort_unstable();
-        want.sort_unstable();
-        if have != want {
-            return Err(Error::package(format!(
-                "{}: graph inputs {have:?} differ from the spec's {want:?}",
-                path.display()
-            )));
-        }
         let mut names = Vec::new();
         for o in graph.output_outlets().map_err(ctx)? {
             names.push(
@@ -53,14 +43,14 @@ impl TractGraph {
                     .map_or_else(|| graph.node(o.node).name.clone(), str::to_owned),
             );
         }
-        for o in outputs {
-            if !names.contains(o) {
-                return Err(Error::package(format!(
-                    "{}: graph has no output {o:?} ({names:?})",
-                    path.display()
-                )));
-            }
-        }
+        let have_outputs: Vec<&str> = names.iter().map(String::as_str).collect();
+        super::check_names(
+            path,
+            order.iter().map(String::as_str).collect(),
+            inputs,
+            &have_outputs,
+            outputs,
+        )?;
         Ok(TractGraph {
             plan,
             inputs: order,
