@@ -1,8 +1,11 @@
 //! Raw behaviors to graph inputs, exactly as `docs/package-format.md` states (and as the
 //! exporter's `preprocess.py` does). Pure safe Rust; tested without any backend.
 
-use std::collections::HashMap;
 use std::path::Path;
+
+// Vocabulary and catalog look-ups run per behavior and per candidate: a fast hasher. The keys
+// are the package's own ids (inserted at load); callers' ids are only looked up.
+use foldhash::{HashMap, HashMapExt};
 
 use crate::spec::{Spec, TimeBuckets};
 use crate::{Error, Result};
@@ -153,11 +156,54 @@ impl Prepared {
     }
 }
 
-/// A group's loaded tables: its features' vocabularies (by table index) and catalog.
-#[derive(Debug, Clone)]
+/// A group's catalog: each object's feature indices, found by the object's id index (one
+/// vocabulary look-up serves the id and its features) or, for catalog objects missing from the
+/// id vocabulary, by the raw id.
+#[derive(Debug, Clone, Default)]
 struct GroupTables {
-    /// Object id -> feature indices (position k = feature k; position 0 unused).
-    catalog: HashMap<String, Vec<i64>>,
+    /// Feature indices, `width` per catalog row (position k = feature k; position 0 unused).
+    rows: Vec<i64>,
+    width: usize,
+    /// Id index -> catalog row, `u32::MAX` when the object has no catalog row.
+    by_index: Vec<u32>,
+    /// Raw id -> catalog row, for catalog objects that the id vocabulary does not know.
+    by_id: HashMap<String, u32>,
+}
+
+impl GroupTables {
+    fn build(catalog: HashMap<String, Vec<i64>>, width: usize, ids: &Vocab) -> Result<GroupTables> {
+        let mut t = GroupTables {
+            width,
+            by_index: vec![u32::MAX; ids.len() + 1],
+            ..GroupTables::default()
+        };
+        for (id, row) in catalog {
+            let at = u32::try_from(t.rows.len() / width.max(1))
+                .map_err(|_| Error::package("catalog too large"))?;
+            t.rows.extend_from_slice(&row);
+            match usize::try_from(ids.get(&id)).ok().filter(|&i| i > 0) {
+                Some(i) => t.by_index[i] = at,
+                None => {
+                    t.by_id.insert(id, at);
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// The catalog row of the object with id index `index` (0 = unknown) and raw `id`.
+    fn row(&self, index: i64, id: &str) -> Option<&[i64]> {
+        let at = if index > 0 {
+            *self.by_index.get(usize::try_from(index).ok()?)?
+        } else {
+            *self.by_id.get(id)?
+        };
+        if at == u32::MAX {
+            return None;
+        }
+        let start = at as usize * self.width;
+        self.rows.get(start..start + self.width)
+    }
 }
 
 /// Everything needed to turn raw requests into [`Prepared`] inputs, loaded once per model.
@@ -188,7 +234,8 @@ impl Preprocessor {
                 }
                 None => HashMap::new(),
             };
-            groups.push(GroupTables { catalog });
+            let ids = &tables[g.features[0].table];
+            groups.push(GroupTables::build(catalog, g.features.len(), ids)?);
         }
         let actions = Vocab::from_ids(spec.actions.iter().cloned())?;
         Ok(Preprocessor {
@@ -252,26 +299,22 @@ impl Preprocessor {
         Ok(per_group)
     }
 
-    fn feature_index(&self, g: usize, f: usize, b: &Behavior<'_>) -> i64 {
+    /// Writes the feature indices of object `id` of group `g` into `out` (one per feature):
+    /// the id's index, then each feature from `caller` if it has it, else from the catalog.
+    fn object_features(&self, g: usize, id: &str, caller: Option<&Behavior<'_>>, out: &mut [i64]) {
         let group = &self.spec.groups[g];
-        let feature = &group.features[f];
-        let vocab = &self.tables[feature.table];
-        if f == 0 {
-            return vocab.get(b.id);
+        let index = self.tables[group.features[0].table].get(id);
+        out[0] = index;
+        let mut row: Option<Option<&[i64]>> = None;
+        for (f, feature) in group.features.iter().enumerate().skip(1) {
+            out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
+                Some(v) => self.tables[feature.table].get(v),
+                None => {
+                    let r = *row.get_or_insert_with(|| self.groups[g].row(index, id));
+                    r.and_then(|r| r.get(f)).copied().unwrap_or(0)
+                }
+            };
         }
-        match b.feature(&feature.name) {
-            Some(v) => vocab.get(v),
-            None => self.catalog_feature(g, b.id, f),
-        }
-    }
-
-    fn catalog_feature(&self, g: usize, id: &str, f: usize) -> i64 {
-        self.groups[g]
-            .catalog
-            .get(id)
-            .and_then(|row| row.get(f))
-            .copied()
-            .unwrap_or(0)
     }
 
     /// Turns B requests into one padded batch. All requests must have the same number of
@@ -307,11 +350,13 @@ impl Preprocessor {
             let mut action = vec![0i64; b * l];
             let mut time = vec![0i64; b * l];
             let mut len = Vec::with_capacity(b);
+            let mut one = vec![0i64; group.features.len()];
             for (u, (r, k)) in requests.iter().zip(&kept).enumerate() {
                 for (j, beh) in k[g].iter().enumerate() {
                     let at = u * l + j;
-                    for (f, col) in feats.iter_mut().enumerate() {
-                        col[at] = self.feature_index(g, f, beh);
+                    self.object_features(g, beh.id, Some(beh), &mut one);
+                    for (col, v) in feats.iter_mut().zip(&one) {
+                        col[at] = *v;
                     }
                     action[at] = beh.action.map_or(0, |a| self.actions.get(a));
                     time[at] = time_bucket(&self.spec.time_buckets, r.request_time, beh.timestamp);
@@ -342,17 +387,18 @@ impl Preprocessor {
             });
         }
         let t = self.spec.target;
-        for (f, input) in &self.spec.candidate_inputs {
-            let mut data = Vec::with_capacity(b * n);
-            for r in requests {
-                for c in r.candidates {
-                    data.push(if *f == 0 {
-                        self.tables[self.spec.groups[t].features[0].table].get(c)
-                    } else {
-                        self.catalog_feature(t, c, *f)
-                    });
+        let width = self.spec.groups[t].features.len();
+        let mut columns = vec![Vec::with_capacity(b * n); self.spec.candidate_inputs.len()];
+        let mut one = vec![0i64; width];
+        for r in requests {
+            for c in r.candidates {
+                self.object_features(t, c, None, &mut one);
+                for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
+                    col.push(one[*f]);
                 }
             }
+        }
+        for (data, (_, input)) in columns.into_iter().zip(&self.spec.candidate_inputs) {
             tensors.push(Tensor {
                 name: input.clone(),
                 shape: vec![b, n],

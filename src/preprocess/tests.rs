@@ -42,10 +42,11 @@ fn preprocessor(max_history: usize) -> Preprocessor {
         &tables,
     )
     .unwrap();
+    let groups = GroupTables::build(catalog, 2, &tables[0]).unwrap();
     Preprocessor {
         spec,
         tables,
-        groups: vec![GroupTables { catalog }],
+        groups: vec![groups],
         actions: Vocab::from_ids(["like", "other"].map(String::from)).unwrap(),
     }
 }
