@@ -90,9 +90,12 @@ fn environment() -> Result<&'static ort::environment::Environment> {
 
 /// An ONNX Runtime session for one graph.
 ///
-/// `ort`'s `Session::run` takes `&mut self`, so runs on one session are serialised by a mutex
-/// here (ONNX Runtime's own `Run` is thread-safe; using it through the raw API, or a session
-/// pool at the cost of a copy of the weights per session, is the next step for concurrency).
+/// Runs on one session are serialised by a mutex. `ort`'s `Session::run` takes `&mut self` on
+/// purpose: its maintainers report that ONNX Runtime's `Run` is not reliably thread-safe in
+/// practice, whatever its documentation says (see the comment on `run_inner` in ort's
+/// `session/run.rs`). Concurrency across threads therefore needs several sessions. A pool would
+/// copy the weights per session unless they are shared (ONNX Runtime's shared initializers or
+/// prepacked-weights container); that is the open design question. tract has no such limit.
 pub struct OrtGraph {
     session: Mutex<Session>,
 }
