@@ -235,14 +235,15 @@ impl Model {
         self.run_full(&prepared)
     }
 
-    /// Scores several users in one graph run (histories padded to the longest; every request
-    /// must have the same number of candidates). Returns one score vector per request.
+    /// Scores several users in one graph run (histories and candidate lists padded to the
+    /// longest). Returns one score vector per request, as long as its candidate list.
     pub fn score_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
         let prepared = self.preprocessor.prepare(requests)?;
         let flat = self.run_full(&prepared)?;
         Ok(flat
             .chunks(prepared.candidates.max(1))
-            .map(<[f32]>::to_vec)
+            .zip(requests)
+            .map(|(row, r)| row[..r.candidates.len()].to_vec())
             .collect())
     }
 

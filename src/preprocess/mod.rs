@@ -317,13 +317,18 @@ impl Preprocessor {
         }
     }
 
-    /// Turns B requests into one padded batch. All requests must have the same number of
-    /// candidates.
+    /// Turns B requests into one padded batch: every group's behaviors padded to the longest
+    /// history, candidates padded (with the unknown object, index 0) to the most candidates.
+    /// Padded candidate positions score something meaningless; callers drop them.
     pub fn prepare(&self, requests: &[Request<'_>]) -> Result<Prepared> {
-        let Some(first) = requests.first() else {
+        if requests.is_empty() {
             return Err(Error::invalid("no requests to prepare"));
-        };
-        let n = first.candidates.len();
+        }
+        let n = requests
+            .iter()
+            .map(|r| r.candidates.len())
+            .max()
+            .unwrap_or(0);
         let b = requests.len();
         let mut kept = Vec::with_capacity(b);
         for (u, r) in requests.iter().enumerate() {
@@ -335,12 +340,6 @@ impl Preprocessor {
                 }
             };
             self.check(r).map_err(at)?;
-            if r.candidates.len() != n {
-                return Err(Error::invalid(format!(
-                    "requests[{u}] has {} candidates, requests[0] has {n}",
-                    r.candidates.len()
-                )));
-            }
             kept.push(self.recent(r.behaviors).map_err(at)?);
         }
         let mut tensors = Vec::new();
@@ -396,6 +395,9 @@ impl Preprocessor {
                 for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
                     col.push(one[*f]);
                 }
+            }
+            for col in columns.iter_mut() {
+                col.resize(col.len() + (n - r.candidates.len()), 0);
             }
         }
         for (data, (_, input)) in columns.into_iter().zip(&self.spec.candidate_inputs) {
