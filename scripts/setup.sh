@@ -12,9 +12,10 @@ CBINDGEN_VERSION=0.29.4
 mkdir -p "$CACHE"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# 1. Debian packages: cJSON (the C tests and the C example read golden JSON), pkg-config.
+# 1. Debian packages: cJSON (the C tests and the C example read golden JSON), pkg-config,
+# patchelf (scripts/install.sh sets the installed library's SONAME).
 need_apt=()
-for pkg in libcjson-dev pkg-config; do
+for pkg in libcjson-dev pkg-config patchelf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

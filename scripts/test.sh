@@ -42,9 +42,22 @@ for variant in plain asan; do
   ctest --test-dir "$dir" --output-on-failure
 done
 
+step "C++ tests (header-only RAII wrapper, GoogleTest), plain and with ASan+UBSan"
+echo '#include "atrank.hpp"' | g++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Iinclude -x c++ -fsyntax-only -
+for variant in plain asan; do
+  dir="build/ffi-cpp-$variant"
+  sanitize=OFF; [ "$variant" = asan ] && sanitize=ON
+  cmake -S ffi-tests/cpp -B "$dir" -DATRANK_LIB_DIR="$ROOT/target/debug" -DATRANK_SANITIZE=$sanitize >/dev/null
+  cmake --build "$dir"
+  ctest --test-dir "$dir" --output-on-failure
+done
+
 step "Go tests (go vet, go test -race)"
 ( cd ffi-tests/go && go vet ./... && go test -race -count=1 ./... \
     && GOEXPERIMENT=cgocheck2 go test -count=1 ./... )
+
+step "install into a prefix; consumers built with pkg-config (shared, static) and CMake"
+bash ffi-tests/install/run.sh
 
 step "C example: the golden scorer the main job runs"
 make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/debug" BUILD="$ROOT/build/examples-c-debug"

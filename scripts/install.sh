@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds atrank and installs it into a prefix, for C/C++ consumers:
+#
+#   bash scripts/install.sh PREFIX [--profile release|debug]      (default: release)
+#
+# installs
+#   PREFIX/lib/libatrank.so.X.Y.Z          the shared library, SONAME libatrank.so.X (patchelf)
+#   PREFIX/lib/libatrank.so.X -> libatrank.so.X.Y.Z
+#   PREFIX/lib/libatrank.so   -> libatrank.so.X
+#   PREFIX/lib/libatrank.a                 the static library
+#   PREFIX/include/atrank.h                (and atrank.hpp when include/atrank.hpp exists)
+#   PREFIX/lib/pkgconfig/atrank.pc         pkg-config: `pkg-config --cflags --libs [--static] atrank`
+#   PREFIX/lib/cmake/atrank/atrankConfig.cmake, atrankConfigVersion.cmake
+#                                          find_package(atrank CONFIG): atrank::atrank (shared),
+#                                          atrank::atrank_static
+# X.Y.Z is the crate's version (Cargo.toml); for 0.x the SONAME is libatrank.so.0.
+#
+# Idempotent (re-running overwrites the same files). cargo fetches missing dependencies from
+# crates.io (--locked: the versions in Cargo.lock). A release build compiles tract with
+# optimizations: several minutes the first time. Honours CARGO_TARGET_DIR. Linux only (the SONAME and .so layout).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+usage() { sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+log() { printf '[install] %s\n' "$*" >&2; }
+
+prefix=""
+profile=release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) [ $# -ge 2 ] || usage; profile="$2"; shift 2 ;;
+    --profile=*) profile="${1#--profile=}"; shift ;;
+    -h|--help) usage ;;
+    -*) printf 'install.sh: unknown option %s\n' "$1" >&2; usage ;;
+    *) [ -z "$prefix" ] || usage; prefix="$1"; shift ;;
+  esac
+done
+[ -n "$prefix" ] || usage
+case "$profile" in
+  release) cargo_profile=release; profile_dir=release ;;
+  debug|dev) cargo_profile=dev; profile_dir=debug ;;
+  *) die "--profile must be release or debug, not '$profile'" ;;
+esac
+[ "$(uname -s)" = Linux ] || die "only Linux is supported (shared library layout and SONAME)"
+
+# The version, from Cargo.toml's [package] section.
+version="$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -n1)"
+[[ "$version" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)$ ]] || die "cannot read a X.Y.Z version from Cargo.toml (got '$version')"
+major="${BASH_REMATCH[1]}"
+minor="${BASH_REMATCH[2]}"
+
+mkdir -p "$prefix"
+prefix="$(cd "$prefix" && pwd)"
+libdir="$prefix/lib"
+incdir="$prefix/include"
+pcdir="$libdir/pkgconfig"
+cmakedir="$libdir/cmake/atrank"
+
+# 1. Build all three crate types (rlib, cdylib, staticlib) and learn which system libraries the
+#    static library needs. `cargo rustc` replays rustc's note when the build is already fresh.
+log "cargo build ($profile profile)"
+build_log="$(mktemp)"
+trap 'rm -f "$build_log"' EXIT
+if ! (cd "$ROOT" && cargo rustc --lib --profile "$cargo_profile" --locked \
+        -- --print native-static-libs) 2>"$build_log"; then
+  cat "$build_log" >&2
+  die "cargo build failed"
+fi
+native_libs="$(sed -n 's/^.*native-static-libs: *//p' "$build_log" | tail -n1)"
+if [ -z "$native_libs" ]; then
+  # Not expected (cargo replays the note); the list rustc printed for this crate on Linux.
+  native_libs="-ldl -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+  log "warning: rustc printed no native-static-libs; using the default: $native_libs"
+fi
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$target_dir" in /*) ;; *) target_dir="$ROOT/$target_dir" ;; esac
+out="$target_dir/$profile_dir"
+for f in libatrank.so libatrank.a; do
+  [ -f "$out/$f" ] || die "$out/$f was not built"
+done
+soname="libatrank.so.$major"
+command -v patchelf >/dev/null 2>&1 || die "patchelf is missing (scripts/setup.sh installs it)"
+
+# 2. Libraries and headers.
+log "installing atrank $version into $prefix"
+install -d "$libdir" "$incdir" "$pcdir" "$cmakedir"
+install -m 0755 "$out/libatrank.so" "$libdir/libatrank.so.$version"
+# The SONAME is set on the installed copy only: in-tree builds (target/) keep none, so tests
+# and tools linking target/<profile>/libatrank.so need no extra symlink.
+patchelf --set-soname "$soname" "$libdir/libatrank.so.$version"
+ln -sfn "libatrank.so.$version" "$libdir/$soname"
+ln -sfn "$soname" "$libdir/libatrank.so"
+install -m 0644 "$out/libatrank.a" "$libdir/libatrank.a"
+install -m 0644 "$ROOT/include/atrank.h" "$incdir/atrank.h"
+if [ -f "$ROOT/include/atrank.hpp" ]; then
+  install -m 0644 "$ROOT/include/atrank.hpp" "$incdir/atrank.hpp"
+fi
+
+# 3. pkg-config and CMake package files, from packaging/*.in.
+native_libs_cmake="$(printf '%s' "$native_libs" | tr -s ' ' ';')"
+fill() {  # fill TEMPLATE DEST
+  local esc_prefix
+  esc_prefix="$(printf '%s' "$prefix" | sed 's/[&|\\]/\\&/g')"
+  sed -e "s|@PREFIX@|$esc_prefix|g" \
+      -e "s|@VERSION@|$version|g" \
+      -e "s|@VERSION_MAJOR@|$major|g" \
+      -e "s|@VERSION_MINOR@|$minor|g" \
+      -e "s|@NATIVE_STATIC_LIBS_CMAKE@|$native_libs_cmake|g" \
+      -e "s|@NATIVE_STATIC_LIBS@|$native_libs|g" \
+      "$1" >"$2.tmp"
+  chmod 0644 "$2.tmp"
+  mv -f "$2.tmp" "$2"
+}
+fill "$ROOT/packaging/atrank.pc.in" "$pcdir/atrank.pc"
+fill "$ROOT/packaging/atrankConfig.cmake.in" "$cmakedir/atrankConfig.cmake"
+fill "$ROOT/packaging/atrankConfigVersion.cmake.in" "$cmakedir/atrankConfigVersion.cmake"
+
+log "done: $libdir/libatrank.so.$version ($soname), libatrank.a, include/atrank.h,"
+log "      lib/pkgconfig/atrank.pc, lib/cmake/atrank/ (find_package(atrank))"
