@@ -27,6 +27,9 @@ export ATRANK_PACKAGE="$PKG_RUN/package"
 step "Rust tests (dev profile; tract and ONNX Runtime; Rust API and C ABI)"
 # `cargo test` alone does not produce the cdylib that the C-ABI test opens: build it first.
 cargo build
+# The C ABI exports atrank_* symbols only.
+others="$(nm -D --defined-only target/debug/libatrank.so | awk '{print $3}' | grep -v '^atrank_' || true)"
+[ -z "$others" ] || { echo "libatrank.so exports non-atrank_ symbols: $others" >&2; exit 1; }
 cargo test
 
 step "C tests (ctest), then again with ASan+UBSan (leak checks on)"
