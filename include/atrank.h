@@ -98,17 +98,52 @@ typedef struct atrank_error atrank_error;
 typedef struct atrank_model atrank_model;
 
 /*
+ Options for loading one model package; consumed by `atrank_model_builder_build`.
+
+ Thread safety: a builder may be moved to another thread but must not be used from two
+ threads at once. Ownership: created by `atrank_model_builder_new`; consumed by
+ `atrank_model_builder_build` (also on error) or freed with `atrank_model_builder_free`.
+ */
+typedef struct atrank_model_builder atrank_model_builder;
+
+/*
  Selects the inference engine (`atrank_model_load`).
  */
 typedef uint32_t atrank_backend;
 
 /*
+ GPU use (`atrank_model_builder_set_gpu_policy`).
+ */
+typedef uint32_t atrank_gpu_policy;
+
+/*
+ What runs a loaded model's graph (`atrank_model_serving`).
+ */
+typedef uint32_t atrank_serving;
+
+/*
+ One caller-supplied object feature, e.g. `{"shop", "s12"}`: overrides the package's catalog.
+ */
+typedef struct atrank_feature {
+  /*
+   Feature name (required, non-NULL), as in the package spec (e.g. "category", "shop").
+   */
+  const char *name;
+  /*
+   Raw feature value (required, non-NULL).
+   */
+  const char *value;
+} atrank_feature;
+
+/*
  One raw behavior of a user. All strings are NUL-terminated UTF-8, borrowed for the
- duration of the call only (atrank keeps no pointer after it returns).
+ duration of the call only (atrank keeps no pointer after it returns). Zero-initialise the
+ struct (`= {0}`, `calloc`) and set the fields you use: the later fields are optional.
  */
 typedef struct atrank_behavior {
   /*
-   Raw item id (required, non-NULL). Ids the model never saw are scored as "unknown".
+   Raw object id (required, non-NULL): an item id in single-group models. Ids the model
+   never saw are scored as "unknown".
    */
   const char *item;
   /*
@@ -123,7 +158,50 @@ typedef struct atrank_behavior {
    Unix time of the behavior, in seconds.
    */
   int64_t timestamp;
+  /*
+   The behavior group (object type, e.g. "query"), or NULL for the model's target group.
+   */
+  const char *group;
+  /*
+   Caller-supplied features of the object, overriding the catalog; NULL when
+   `features_len` is 0.
+   */
+  const struct atrank_feature *features;
+  /*
+   Number of entries in `features`.
+   */
+  size_t features_len;
 } atrank_behavior;
+
+/*
+ CPU only (the default).
+ */
+#define ATRANK_GPU_OFF 0
+
+/*
+ ONNX Runtime's CUDA execution provider or an error (`ATRANK_ERROR_BACKEND_UNAVAILABLE`).
+ */
+#define ATRANK_GPU_STRICT 1
+
+/*
+ CUDA when it can be registered, else the CPU; `atrank_model_serving` says which.
+ */
+#define ATRANK_GPU_PERMISSIVE 2
+
+/*
+ ONNX Runtime on the CPU.
+ */
+#define ATRANK_SERVING_ORT_CPU 0
+
+/*
+ ONNX Runtime with the CUDA execution provider.
+ */
+#define ATRANK_SERVING_ORT_CUDA 1
+
+/*
+ tract on the CPU.
+ */
+#define ATRANK_SERVING_TRACT 2
 
 /*
  ONNX Runtime on the CPU. The shared library is opened at the first ORT load from
@@ -139,6 +217,70 @@ typedef struct atrank_behavior {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/*
+ Starts a builder for the package in `package_dir` (NUL-terminated UTF-8), with defaults:
+ ONNX Runtime, 1 intra-op thread, CPU only, 1024 cached user encodings, the ONNX Runtime
+ library from `$ATRANK_ORT_LIB` / `$ORT_DYLIB_PATH` / `libonnxruntime.so`.
+
+ On success writes the new builder to `*builder_out` (the caller owns it). On error leaves
+ `*builder_out` untouched. NULL arguments: `ATRANK_ERROR_NULL_ARGUMENT`.
+ */
+struct atrank_error *atrank_model_builder_new(const char *package_dir,
+                                              struct atrank_model_builder **builder_out);
+
+/*
+ Sets the backend (`ATRANK_BACKEND_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+ */
+struct atrank_error *atrank_model_builder_set_backend(struct atrank_model_builder *builder,
+                                                      atrank_backend backend);
+
+/*
+ Sets ONNX Runtime's intra-op threads for this model (at least 1; tract ignores it).
+ */
+struct atrank_error *atrank_model_builder_set_intra_threads(struct atrank_model_builder *builder,
+                                                            size_t threads);
+
+/*
+ Sets the GPU policy (`ATRANK_GPU_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+ */
+struct atrank_error *atrank_model_builder_set_gpu_policy(struct atrank_model_builder *builder,
+                                                         atrank_gpu_policy policy);
+
+/*
+ Sets the ONNX Runtime shared library (full path of `libonnxruntime.so.<version>`). ONNX
+ Runtime loads once per process: a different path after the first load is an error.
+ */
+struct atrank_error *atrank_model_builder_set_ort_library(struct atrank_model_builder *builder,
+                                                          const char *path);
+
+/*
+ Sets how many user encodings the model caches for packages with split graphs (0: off).
+ */
+struct atrank_error *atrank_model_builder_set_cache_capacity(struct atrank_model_builder *builder,
+                                                             size_t entries);
+
+/*
+ Loads the model. Always consumes `builder` (do not use or free it afterwards). On success
+ writes a new handle to `*model_out` (free it with `atrank_model_free`); on error leaves
+ `*model_out` untouched.
+ */
+struct atrank_error *atrank_model_builder_build(struct atrank_model_builder *builder,
+                                                const struct atrank_model **model_out);
+
+/*
+ Frees a builder that was not built. NULL is accepted and ignored.
+ */
+void atrank_model_builder_free(struct atrank_model_builder *builder);
+
+/*
+ What actually runs `model`'s graph (`ATRANK_SERVING_*`), e.g. `ATRANK_SERVING_ORT_CPU`
+ after a permissive GPU request fell back. Written to `*serving_out` on success.
+
+ Thread safety: may be called concurrently with any other call on the same model.
+ */
+struct atrank_error *atrank_model_serving(const struct atrank_model *model,
+                                          atrank_serving *serving_out);
 
 /*
  The stable code of `error`; `ATRANK_OK` when `error` is NULL.

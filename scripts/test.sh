@@ -56,6 +56,8 @@ for variant in plain asan; do
 done
 
 step "Go tests (go vet, go test -race)"
+# cgo does not notice changes to a header outside the module: a build cache per header version.
+export GOCACHE="$ROOT/build/go-cache-$(sha256sum include/atrank.h | cut -c1-16)"
 ( cd ffi-tests/go && go vet ./... && go test -race -count=1 ./... \
     && GOEXPERIMENT=cgocheck2 go test -count=1 ./... )
 

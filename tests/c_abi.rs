@@ -16,6 +16,29 @@ struct CBehavior {
     category: *const c_char,
     action: *const c_char,
     timestamp: i64,
+    group: *const c_char,
+    features: *const CFeature,
+    features_len: usize,
+}
+
+#[repr(C)]
+struct CFeature {
+    name: *const c_char,
+    value: *const c_char,
+}
+
+impl CBehavior {
+    fn empty() -> CBehavior {
+        CBehavior {
+            item: ptr::null(),
+            category: ptr::null(),
+            action: ptr::null(),
+            timestamp: 0,
+            group: ptr::null(),
+            features: ptr::null(),
+            features_len: 0,
+        }
+    }
 }
 
 enum CModel {}
@@ -137,6 +160,9 @@ fn run_backend(api: &Api, backend: u32, label: &str) {
                     category: c.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
                     action: a.as_ref().map_or(ptr::null(), |a| a.as_ptr()),
                     timestamp: b.timestamp,
+                    group: ptr::null(),
+                    features: ptr::null(),
+                    features_len: 0,
                 })
                 .collect();
             let cands: Vec<CString> = req
@@ -202,15 +228,11 @@ fn c_abi_errors_carry_codes_and_name_the_argument() {
     let behaviors = [
         CBehavior {
             item: item.as_ptr(),
-            category: ptr::null(),
-            action: ptr::null(),
-            timestamp: 0,
+            ..CBehavior::empty()
         },
         CBehavior {
             item: ptr::null(),
-            category: ptr::null(),
-            action: ptr::null(),
-            timestamp: 0,
+            ..CBehavior::empty()
         },
     ];
     let cand = [item.as_ptr()];
@@ -277,6 +299,27 @@ fn c_abi_errors_carry_codes_and_name_the_argument() {
     });
     assert_eq!(code, 1, "{msg}");
     assert!(msg.contains("behaviors"), "{msg}");
+    // A misaligned array pointer is refused, not read (it would be undefined behaviour).
+    let misaligned = behaviors
+        .as_ptr()
+        .cast::<u8>()
+        .wrapping_add(1)
+        .cast::<CBehavior>();
+    // SAFETY: the pointer is misaligned on purpose; atrank must check before reading.
+    let (code, msg) = api.take_error(unsafe {
+        (api.score)(
+            model,
+            misaligned,
+            1,
+            cand.as_ptr(),
+            1,
+            0,
+            out.as_mut_ptr(),
+            1,
+        )
+    });
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("behaviors is not aligned"), "{msg}");
     // SAFETY: empty history is valid.
     let (code, msg) = api.take_error(unsafe {
         (api.score)(

@@ -230,20 +230,20 @@ static void check_scoring(const char *package_dir, atrank_backend backend, size_
 
     const char *id0 = known_ids[0], *id1 = known_ids[1];
     const atrank_behavior good[2] = {
-        {id0, NULL, "like", 881250000},
-        {id1, "no-such-category", NULL, 881250900},
+        {.item = id0, .category = NULL, .action = "like", .timestamp = 881250000},
+        {.item = id1, .category = "no-such-category", .action = NULL, .timestamp = 881250900},
     };
     const atrank_behavior null_item[2] = {
-        {id0, NULL, "like", 881250000},
-        {NULL, NULL, "like", 881250900},
+        {.item = id0, .category = NULL, .action = "like", .timestamp = 881250000},
+        {.item = NULL, .category = NULL, .action = "like", .timestamp = 881250900},
     };
     const atrank_behavior bad_category[2] = {
-        {id0, "\xff\xfe", "like", 881250000},
-        {id1, NULL, "like", 881250900},
+        {.item = id0, .category = "\xff\xfe", .action = "like", .timestamp = 881250000},
+        {.item = id1, .category = NULL, .action = "like", .timestamp = 881250900},
     };
     const atrank_behavior bad_action[2] = {
-        {id0, NULL, "like", 881250000},
-        {id1, NULL, "\xc3\x28", 881250900},
+        {.item = id0, .category = NULL, .action = "like", .timestamp = 881250000},
+        {.item = id1, .category = NULL, .action = "\xc3\x28", .timestamp = 881250900},
     };
     const char *cands[3] = {id0, id1, "no-such-item"};
     const char *bad_utf8[3] = {id0, "\xff\xfe", id1};

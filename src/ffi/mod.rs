@@ -13,11 +13,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::{Error, Result};
 
+pub mod builder;
 pub mod error;
 pub mod model;
 pub mod score;
 pub mod version;
 
+pub use builder::*;
 pub use error::*;
 pub use model::*;
 pub use score::*;
@@ -91,6 +93,11 @@ pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, what: &str) -> 
     }
     if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
         return Err(Error::invalid(format!("{what}_len {len} is too large")));
+    }
+    if !ptr.is_aligned() {
+        return Err(Error::invalid(format!(
+            "{what} is not aligned for its element type"
+        )));
     }
     // SAFETY: non-NULL, and the caller guarantees `len` valid elements.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })

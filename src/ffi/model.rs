@@ -24,7 +24,7 @@ pub struct atrank_model {
 }
 
 impl atrank_model {
-    fn into_raw(model: Arc<Model>) -> *const atrank_model {
+    pub(crate) fn into_raw(model: Arc<Model>) -> *const atrank_model {
         Arc::into_raw(model).cast()
     }
 

@@ -6,12 +6,24 @@ use std::ffi::c_char;
 use super::{atrank_error, atrank_model, opt_str_arg, slice_arg, str_arg, wrap};
 use crate::{Behavior, Error, Request};
 
+/// One caller-supplied object feature, e.g. `{"shop", "s12"}`: overrides the package's catalog.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct atrank_feature {
+    /// Feature name (required, non-NULL), as in the package spec (e.g. "category", "shop").
+    pub name: *const c_char,
+    /// Raw feature value (required, non-NULL).
+    pub value: *const c_char,
+}
+
 /// One raw behavior of a user. All strings are NUL-terminated UTF-8, borrowed for the
-/// duration of the call only (atrank keeps no pointer after it returns).
+/// duration of the call only (atrank keeps no pointer after it returns). Zero-initialise the
+/// struct (`= {0}`, `calloc`) and set the fields you use: the later fields are optional.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct atrank_behavior {
-    /// Raw item id (required, non-NULL). Ids the model never saw are scored as "unknown".
+    /// Raw object id (required, non-NULL): an item id in single-group models. Ids the model
+    /// never saw are scored as "unknown".
     pub item: *const c_char,
     /// Raw category, or NULL to take the item's category from the package's catalog.
     pub category: *const c_char,
@@ -19,6 +31,13 @@ pub struct atrank_behavior {
     pub action: *const c_char,
     /// Unix time of the behavior, in seconds.
     pub timestamp: i64,
+    /// The behavior group (object type, e.g. "query"), or NULL for the model's target group.
+    pub group: *const c_char,
+    /// Caller-supplied features of the object, overriding the catalog; NULL when
+    /// `features_len` is 0.
+    pub features: *const atrank_feature,
+    /// Number of entries in `features`.
+    pub features_len: usize,
 }
 
 /// Scores `candidates_len` candidate item ids for one user with `behaviors_len` behaviors,
@@ -63,16 +82,43 @@ pub extern "C" fn atrank_model_score(
                 "scores_out_len is {scores_out_len} but candidates_len is {candidates_len}"
             )));
         }
-        let mut history = Vec::with_capacity(raw_behaviors.len());
+        // Feature pairs first: the behaviors borrow them.
+        let mut features: Vec<Vec<(&str, &str)>> = Vec::with_capacity(raw_behaviors.len());
         for (i, b) in raw_behaviors.iter().enumerate() {
+            // SAFETY: NULL (only with length 0) or `features_len` valid structs, per
+            // `atrank_behavior`.
+            let raw = unsafe {
+                slice_arg(
+                    b.features,
+                    b.features_len,
+                    &format!("behaviors[{i}].features"),
+                )
+            }?;
+            let mut pairs = Vec::with_capacity(raw.len());
+            for (k, f) in raw.iter().enumerate() {
+                // SAFETY: each field is NULL or NUL-terminated, per `atrank_feature`.
+                let pair = unsafe {
+                    (
+                        str_arg(f.name, &|| format!("behaviors[{i}].features[{k}].name"))?,
+                        str_arg(f.value, &|| format!("behaviors[{i}].features[{k}].value"))?,
+                    )
+                };
+                pairs.push(pair);
+            }
+            features.push(pairs);
+        }
+        let mut history = Vec::with_capacity(raw_behaviors.len());
+        for (i, (b, pairs)) in raw_behaviors.iter().zip(&features).enumerate() {
             // SAFETY: each string field is NULL or NUL-terminated, per `atrank_behavior`.
             let behavior = unsafe {
-                Behavior::item(
-                    str_arg(b.item, &|| format!("behaviors[{i}].item"))?,
-                    opt_str_arg(b.category, &|| format!("behaviors[{i}].category"))?,
-                    opt_str_arg(b.action, &|| format!("behaviors[{i}].action"))?,
-                    b.timestamp,
-                )
+                Behavior {
+                    group: opt_str_arg(b.group, &|| format!("behaviors[{i}].group"))?,
+                    id: str_arg(b.item, &|| format!("behaviors[{i}].item"))?,
+                    category: opt_str_arg(b.category, &|| format!("behaviors[{i}].category"))?,
+                    features: pairs,
+                    action: opt_str_arg(b.action, &|| format!("behaviors[{i}].action"))?,
+                    timestamp: b.timestamp,
+                }
             };
             history.push(behavior);
         }

@@ -1,0 +1,192 @@
+/*
+ * The builder (options), atrank_model_serving, and behaviors of several groups with
+ * caller-supplied features, through the C ABI.
+ *
+ * - Builder: defaults, each setter's bad values (named in the message), NULL handling,
+ *   build consuming the builder on success and on error.
+ * - GPU policy on a machine without a usable CUDA provider: strict fails with
+ *   ATRANK_ERROR_BACKEND_UNAVAILABLE, permissive serves on the CPU (ATRANK_SERVING_ORT_CPU).
+ * - The format-2 fixture's golden requests (groups, features) scored from C on tract (and ORT
+ *   when ATRANK_ORT_LIB is set) match the trainer within the golden tolerance.
+ *
+ * Run from the repository root (CTest does): reads tests/fixtures/tiny-multigroup.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+static const char *MULTI = "tests/fixtures/tiny-multigroup";
+static const char *SINGLE = "tests/fixtures/tiny";
+
+/* Consumes `err`: checks its code, and that the message contains `needle` (if any). */
+static void expect(const char *what, atrank_error *err, atrank_code want, const char *needle) {
+    atrank_code got = atrank_error_code(err);
+    const char *msg = atrank_error_message(err);
+    if (got != want) {
+        test_fail("%s: got %s (%s), want %s", what, test_code_name(got), msg, test_code_name(want));
+    } else if (needle != NULL && strstr(msg, needle) == NULL) {
+        test_fail("%s: message \"%s\" does not mention \"%s\"", what, msg, needle);
+    }
+    atrank_error_free(err);
+}
+
+static const atrank_model *build(const char *dir, atrank_backend backend, atrank_gpu_policy gpu) {
+    atrank_model_builder *b = NULL;
+    expect("builder_new", atrank_model_builder_new(dir, &b), ATRANK_OK, NULL);
+    if (b == NULL) return NULL;
+    expect("set_backend", atrank_model_builder_set_backend(b, backend), ATRANK_OK, NULL);
+    expect("set_gpu_policy", atrank_model_builder_set_gpu_policy(b, gpu), ATRANK_OK, NULL);
+    expect("set_intra_threads", atrank_model_builder_set_intra_threads(b, 2), ATRANK_OK, NULL);
+    expect("set_cache_capacity", atrank_model_builder_set_cache_capacity(b, 16), ATRANK_OK, NULL);
+    const atrank_model *m = NULL;
+    atrank_error *err = atrank_model_builder_build(b, &m);
+    if (err != NULL) {
+        test_fail("build %s on %s: %s", dir, test_backend_name(backend), atrank_error_message(err));
+        atrank_error_free(err);
+        return NULL;
+    }
+    return m;
+}
+
+static void test_builder_errors(void) {
+    atrank_model_builder *b = NULL;
+    expect("builder_new(NULL dir)", atrank_model_builder_new(NULL, &b), ATRANK_ERROR_NULL_ARGUMENT, "package_dir");
+    expect("builder_new(NULL out)", atrank_model_builder_new(SINGLE, NULL), ATRANK_ERROR_NULL_ARGUMENT, "builder_out");
+    expect("set_backend(NULL)", atrank_model_builder_set_backend(NULL, ATRANK_BACKEND_TRACT), ATRANK_ERROR_NULL_ARGUMENT,
+           "builder");
+    expect("builder_new", atrank_model_builder_new(SINGLE, &b), ATRANK_OK, NULL);
+    expect("set_backend(9)", atrank_model_builder_set_backend(b, 9), ATRANK_ERROR_INVALID_ARGUMENT, "backend 9");
+    expect("set_gpu_policy(5)", atrank_model_builder_set_gpu_policy(b, 5), ATRANK_ERROR_INVALID_ARGUMENT, "policy 5");
+    expect("set_intra_threads(0)", atrank_model_builder_set_intra_threads(b, 0), ATRANK_ERROR_INVALID_ARGUMENT, "threads");
+    expect("set_ort_library(NULL)", atrank_model_builder_set_ort_library(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "path");
+    expect("build(NULL out)", atrank_model_builder_build(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "model_out");
+    /* build consumed b even though it failed: no free here. A missing package also consumes. */
+    expect("builder_new", atrank_model_builder_new("/nonexistent/atrank", &b), ATRANK_OK, NULL);
+    const atrank_model *m = NULL;
+    expect("build(missing dir)", atrank_model_builder_build(b, &m), ATRANK_ERROR_IO, "/nonexistent/atrank");
+    if (m != NULL) test_fail("model_out written on error");
+    expect("build(NULL builder)", atrank_model_builder_build(NULL, &m), ATRANK_ERROR_NULL_ARGUMENT, "builder");
+    atrank_model_builder_free(NULL);
+    /* A builder that is never built is freed. */
+    expect("builder_new", atrank_model_builder_new(SINGLE, &b), ATRANK_OK, NULL);
+    atrank_model_builder_free(b);
+    atrank_serving s = 99;
+    expect("serving(NULL model)", atrank_model_serving(NULL, &s), ATRANK_ERROR_NULL_ARGUMENT, "model");
+    if (s != 99) test_fail("serving_out written on error");
+}
+
+static void test_gpu_policy(void) {
+    const char *lib = getenv("ATRANK_ORT_LIB");
+    /* tract has no GPU: strict fails, permissive serves on tract. */
+    atrank_model_builder *b = NULL;
+    const atrank_model *m = NULL;
+    expect("builder_new", atrank_model_builder_new(SINGLE, &b), ATRANK_OK, NULL);
+    atrank_error_free(atrank_model_builder_set_backend(b, ATRANK_BACKEND_TRACT));
+    atrank_error_free(atrank_model_builder_set_gpu_policy(b, ATRANK_GPU_STRICT));
+    expect("tract strict GPU", atrank_model_builder_build(b, &m), ATRANK_ERROR_BACKEND_UNAVAILABLE, "strict");
+    if (lib == NULL || *lib == '\0') {
+        fprintf(stderr, "skip: ORT GPU-policy checks (ATRANK_ORT_LIB is not set)\n");
+        return;
+    }
+    expect("builder_new", atrank_model_builder_new(SINGLE, &b), ATRANK_OK, NULL);
+    atrank_error_free(atrank_model_builder_set_ort_library(b, lib));
+    atrank_error_free(atrank_model_builder_set_gpu_policy(b, ATRANK_GPU_STRICT));
+    expect("ort strict GPU without CUDA", atrank_model_builder_build(b, &m), ATRANK_ERROR_BACKEND_UNAVAILABLE, "CUDA");
+    m = build(SINGLE, ATRANK_BACKEND_ORT, ATRANK_GPU_PERMISSIVE);
+    if (m != NULL) {
+        atrank_serving s = 99;
+        expect("serving", atrank_model_serving(m, &s), ATRANK_OK, NULL);
+        if (s != ATRANK_SERVING_ORT_CPU) test_fail("permissive GPU: serving %u, want ATRANK_SERVING_ORT_CPU", s);
+        atrank_model_free(m);
+    }
+}
+
+/* Scores every golden request of the format-2 fixture with groups and features set. */
+static void test_multigroup_golden(atrank_backend backend) {
+    const atrank_model *m = build(MULTI, backend, ATRANK_GPU_OFF);
+    if (m == NULL) return;
+    char *path = test_join_path(MULTI, "golden.json");
+    cJSON *golden = path ? test_read_json(path) : NULL;
+    free(path);
+    if (golden == NULL) {
+        test_fail("cannot read %s/golden.json", MULTI);
+        atrank_model_free(m);
+        return;
+    }
+    double tol = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(golden, "tolerance"));
+    double worst = 0.0;
+    size_t n_req = 0;
+    const cJSON *req;
+    cJSON_ArrayForEach(req, cJSON_GetObjectItemCaseSensitive(golden, "requests")) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "name"));
+        const cJSON *behs = cJSON_GetObjectItemCaseSensitive(req, "behaviors");
+        const cJSON *cands = cJSON_GetObjectItemCaseSensitive(req, "candidates");
+        const cJSON *scores = cJSON_GetObjectItemCaseSensitive(req, "scores");
+        size_t nb = (size_t)cJSON_GetArraySize(behs), nc = (size_t)cJSON_GetArraySize(cands);
+        atrank_behavior *b = calloc(nb > 0 ? nb : 1, sizeof *b);
+        atrank_feature *feats = calloc(nb * 4 + 1, sizeof *feats);
+        const char **c = calloc(nc > 0 ? nc : 1, sizeof *c);
+        float *out = calloc(nc > 0 ? nc : 1, sizeof *out);
+        size_t i = 0, used = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, behs) {
+            b[i].group = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "group"));
+            b[i].item = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "id"));
+            b[i].action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "action"));
+            b[i].timestamp = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "timestamp"));
+            const cJSON *f;
+            b[i].features = &feats[used];
+            cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(x, "features")) {
+                if (used < nb * 4) {
+                    feats[used].name = f->string;
+                    feats[used].value = cJSON_GetStringValue(f);
+                    used++;
+                    b[i].features_len++;
+                }
+            }
+            i++;
+        }
+        i = 0;
+        cJSON_ArrayForEach(x, cands) c[i++] = cJSON_GetStringValue(x);
+        int64_t t = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(req, "request_time"));
+        atrank_error *err = atrank_model_score(m, nb > 0 ? b : NULL, nb, c, nc, t, out, nc);
+        if (err != NULL) {
+            test_fail("%s %s: %s", test_backend_name(backend), name, atrank_error_message(err));
+            atrank_error_free(err);
+        } else {
+            for (size_t k = 0; k < nc; k++) {
+                double want = cJSON_GetNumberValue(cJSON_GetArrayItem(scores, (int)k));
+                double d = fabs((double)out[k] - want);
+                if (!(d <= tol)) test_fail("%s %s candidate %zu: %g vs trainer %g", test_backend_name(backend), name, k,
+                                           (double)out[k], want);
+                if (d > worst) worst = d;
+            }
+        }
+        n_req++;
+        free(b);
+        free(feats);
+        free(c);
+        free(out);
+    }
+    printf("%s on %s from C (groups + features): %zu requests, max |diff| %.3g (tolerance %g)\n",
+           test_backend_name(backend), MULTI, n_req, worst, tol);
+    cJSON_Delete(golden);
+    atrank_model_free(m);
+}
+
+int main(void) {
+    test_builder_errors();
+    test_gpu_policy();
+    test_multigroup_golden(ATRANK_BACKEND_TRACT);
+    const char *lib = getenv("ATRANK_ORT_LIB");
+    if (lib != NULL && *lib != '\0') test_multigroup_golden(ATRANK_BACKEND_ORT);
+    if (test_failures > 0) {
+        fprintf(stderr, "%d check(s) failed\n", test_failures);
+        return 1;
+    }
+    printf("test_builder: all checks passed\n");
+    return 0;
+}

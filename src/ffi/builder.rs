@@ -1,0 +1,221 @@
+//! `atrank_model_builder`: load a model with options (backend, threads, GPU policy, ONNX
+//! Runtime library, encoding-cache size), and `atrank_model_serving`.
+
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::model::{atrank_backend, atrank_model, backend_from_c};
+use super::{atrank_error, str_arg, wrap};
+use crate::{Error, GpuPolicy, LoadOptions, Model, Result, Serving};
+
+/// GPU use (`atrank_model_builder_set_gpu_policy`).
+pub type atrank_gpu_policy = u32;
+/// CPU only (the default).
+pub const ATRANK_GPU_OFF: atrank_gpu_policy = 0;
+/// ONNX Runtime's CUDA execution provider or an error (`ATRANK_ERROR_BACKEND_UNAVAILABLE`).
+pub const ATRANK_GPU_STRICT: atrank_gpu_policy = 1;
+/// CUDA when it can be registered, else the CPU; `atrank_model_serving` says which.
+pub const ATRANK_GPU_PERMISSIVE: atrank_gpu_policy = 2;
+
+/// What runs a loaded model's graph (`atrank_model_serving`).
+pub type atrank_serving = u32;
+/// ONNX Runtime on the CPU.
+pub const ATRANK_SERVING_ORT_CPU: atrank_serving = 0;
+/// ONNX Runtime with the CUDA execution provider.
+pub const ATRANK_SERVING_ORT_CUDA: atrank_serving = 1;
+/// tract on the CPU.
+pub const ATRANK_SERVING_TRACT: atrank_serving = 2;
+
+/// Options for loading one model package; consumed by `atrank_model_builder_build`.
+///
+/// Thread safety: a builder may be moved to another thread but must not be used from two
+/// threads at once. Ownership: created by `atrank_model_builder_new`; consumed by
+/// `atrank_model_builder_build` (also on error) or freed with `atrank_model_builder_free`.
+pub struct atrank_model_builder {
+    dir: String,
+    options: LoadOptions,
+}
+
+/// Borrows a builder mutably.
+///
+/// # Safety
+/// `ptr` must be NULL or a live builder from `atrank_model_builder_new`.
+unsafe fn builder_mut<'a>(ptr: *mut atrank_model_builder) -> Result<&'a mut atrank_model_builder> {
+    // SAFETY: per this function's contract.
+    unsafe { ptr.as_mut() }.ok_or_else(|| Error::NullArgument("builder".into()))
+}
+
+/// Starts a builder for the package in `package_dir` (NUL-terminated UTF-8), with defaults:
+/// ONNX Runtime, 1 intra-op thread, CPU only, 1024 cached user encodings, the ONNX Runtime
+/// library from `$ATRANK_ORT_LIB` / `$ORT_DYLIB_PATH` / `libonnxruntime.so`.
+///
+/// On success writes the new builder to `*builder_out` (the caller owns it). On error leaves
+/// `*builder_out` untouched. NULL arguments: `ATRANK_ERROR_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_new(
+    package_dir: *const c_char,
+    builder_out: *mut *mut atrank_model_builder,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a NUL-terminated string, per the contract.
+        let dir = unsafe { str_arg(package_dir, &|| "package_dir".into()) }?;
+        if builder_out.is_null() {
+            return Err(Error::NullArgument("builder_out".into()));
+        }
+        let builder = Box::new(atrank_model_builder {
+            dir: dir.to_owned(),
+            options: LoadOptions::new(crate::Backend::Ort),
+        });
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { builder_out.write(Box::into_raw(builder)) };
+        Ok(())
+    })
+}
+
+/// Sets the backend (`ATRANK_BACKEND_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_backend(
+    builder: *mut atrank_model_builder,
+    backend: atrank_backend,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.backend = backend_from_c(backend)?;
+        Ok(())
+    })
+}
+
+/// Sets ONNX Runtime's intra-op threads for this model (at least 1; tract ignores it).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_intra_threads(
+    builder: *mut atrank_model_builder,
+    threads: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        if threads == 0 {
+            return Err(Error::invalid("threads must be at least 1"));
+        }
+        b.options.intra_threads = threads;
+        Ok(())
+    })
+}
+
+/// Sets the GPU policy (`ATRANK_GPU_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_gpu_policy(
+    builder: *mut atrank_model_builder,
+    policy: atrank_gpu_policy,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.gpu = match policy {
+            ATRANK_GPU_OFF => GpuPolicy::Off,
+            ATRANK_GPU_STRICT => GpuPolicy::Strict,
+            ATRANK_GPU_PERMISSIVE => GpuPolicy::Permissive,
+            other => {
+                return Err(Error::invalid(format!(
+                    "policy {other} is not an atrank_gpu_policy (ATRANK_GPU_OFF = 0, \
+                     ATRANK_GPU_STRICT = 1, ATRANK_GPU_PERMISSIVE = 2)"
+                )))
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Sets the ONNX Runtime shared library (full path of `libonnxruntime.so.<version>`). ONNX
+/// Runtime loads once per process: a different path after the first load is an error.
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_ort_library(
+    builder: *mut atrank_model_builder,
+    path: *const c_char,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder; NULL or a NUL-terminated string, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        // SAFETY: as above.
+        let p = unsafe { str_arg(path, &|| "path".into()) }?;
+        b.options.ort_library = Some(PathBuf::from(p));
+        Ok(())
+    })
+}
+
+/// Sets how many user encodings the model caches for packages with split graphs (0: off).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_cache_capacity(
+    builder: *mut atrank_model_builder,
+    entries: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.cache_capacity = entries;
+        Ok(())
+    })
+}
+
+/// Loads the model. Always consumes `builder` (do not use or free it afterwards). On success
+/// writes a new handle to `*model_out` (free it with `atrank_model_free`); on error leaves
+/// `*model_out` untouched.
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_build(
+    builder: *mut atrank_model_builder,
+    model_out: *mut *const atrank_model,
+) -> *mut atrank_error {
+    wrap(|| {
+        if builder.is_null() {
+            return Err(Error::NullArgument("builder".into()));
+        }
+        // SAFETY: a live builder from `atrank_model_builder_new`, consumed exactly here.
+        let b = unsafe { Box::from_raw(builder) };
+        if model_out.is_null() {
+            return Err(Error::NullArgument("model_out".into()));
+        }
+        let model = Arc::new(Model::load_with(&b.dir, &b.options)?);
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { model_out.write(atrank_model::into_raw(model)) };
+        Ok(())
+    })
+}
+
+/// Frees a builder that was not built. NULL is accepted and ignored.
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_free(builder: *mut atrank_model_builder) {
+    super::guard((), || {
+        if !builder.is_null() {
+            // SAFETY: a live builder from `atrank_model_builder_new`, freed once.
+            drop(unsafe { Box::from_raw(builder) });
+        }
+    })
+}
+
+/// What actually runs `model`'s graph (`ATRANK_SERVING_*`), e.g. `ATRANK_SERVING_ORT_CPU`
+/// after a permissive GPU request fell back. Written to `*serving_out` on success.
+///
+/// Thread safety: may be called concurrently with any other call on the same model.
+#[no_mangle]
+pub extern "C" fn atrank_model_serving(
+    model: *const atrank_model,
+    serving_out: *mut atrank_serving,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live handle, per the contract.
+        let model = unsafe { atrank_model::as_model(model, "model") }?;
+        if serving_out.is_null() {
+            return Err(Error::NullArgument("serving_out".into()));
+        }
+        let value = match model.serving() {
+            Serving::OrtCpu => ATRANK_SERVING_ORT_CPU,
+            Serving::OrtCuda => ATRANK_SERVING_ORT_CUDA,
+            Serving::Tract => ATRANK_SERVING_TRACT,
+        };
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { serving_out.write(value) };
+        Ok(())
+    })
+}
