@@ -89,6 +89,17 @@ typedef uint32_t atrank_code;
 typedef struct atrank_error atrank_error;
 
 /*
+ A hot-swappable model. Scoring through it uses the model current when the call starts;
+ `atrank_handle_reload` swaps a new one in atomically, and a failed reload leaves the old
+ model serving.
+
+ Thread safety: every function taking a `const atrank_handle *` may be called from any number
+ of threads at once, reloads included. Ownership: created by `atrank_handle_new`, freed once
+ with `atrank_handle_free` after all calls using it have returned.
+ */
+typedef struct atrank_handle atrank_handle;
+
+/*
  A loaded model package: spec, vocabularies, catalog and the graph on one backend.
 
  Thread safety: immutable once loaded; every function taking a `const atrank_model *` may be
@@ -303,6 +314,52 @@ const char *atrank_error_message(const struct atrank_error *error);
 void atrank_error_free(struct atrank_error *error);
 
 /*
+ Creates a handle serving `model` (generation 1). The handle takes its own reference: the
+ caller still owns `model` and frees it as usual. On success writes `*handle_out`.
+ */
+struct atrank_error *atrank_handle_new(const struct atrank_model *model,
+                                       struct atrank_handle **handle_out);
+
+/*
+ Builds a new model from `builder` (always consumed) and swaps it in. On error the current
+ model keeps serving and the error says why the new one was refused. On success writes the
+ new generation to `*generation_out` if it is not NULL.
+ */
+struct atrank_error *atrank_handle_reload(const struct atrank_handle *handle,
+                                          struct atrank_model_builder *builder,
+                                          uint64_t *generation_out);
+
+/*
+ Writes a new reference to the model serving now to `*model_out` (free it with
+ `atrank_model_free`); useful to score a batch of calls on one consistent model.
+ */
+struct atrank_error *atrank_handle_current(const struct atrank_handle *handle,
+                                           const struct atrank_model **model_out);
+
+/*
+ How many models the handle has served (1 + successful reloads), to `*generation_out`.
+ */
+struct atrank_error *atrank_handle_generation(const struct atrank_handle *handle,
+                                              uint64_t *generation_out);
+
+/*
+ `atrank_model_score` on the handle's current model (same arguments and errors).
+ */
+struct atrank_error *atrank_handle_score(const struct atrank_handle *handle,
+                                         const struct atrank_behavior *behaviors,
+                                         size_t behaviors_len,
+                                         const char *const *candidates,
+                                         size_t candidates_len,
+                                         int64_t request_time,
+                                         float *scores_out,
+                                         size_t scores_out_len);
+
+/*
+ Frees a handle (models it served are freed when no one else holds them). NULL is ignored.
+ */
+void atrank_handle_free(struct atrank_handle *handle);
+
+/*
  Loads the model package in directory `package_dir` (NUL-terminated UTF-8 path) and prepares
  its graph on `backend`.
 
@@ -341,9 +398,10 @@ void atrank_model_free(const struct atrank_model *model);
  ranks first). On error nothing is written to `scores_out`.
 
  Errors: NULL pointers (`ATRANK_ERROR_NULL_ARGUMENT`, naming e.g. `behaviors[3].item`),
- invalid UTF-8 (`ATRANK_ERROR_INVALID_UTF8`), empty or too many candidates
- (`ATRANK_ERROR_INVALID_ARGUMENT`), `scores_out_len != candidates_len`
- (`ATRANK_ERROR_BUFFER_SIZE`). The caller owns the returned error.
+ invalid UTF-8 (`ATRANK_ERROR_INVALID_UTF8`), empty or too many candidates, misaligned
+ arrays, a group the model does not have (`ATRANK_ERROR_INVALID_ARGUMENT`),
+ `scores_out_len != candidates_len` (`ATRANK_ERROR_BUFFER_SIZE`). The caller owns the
+ returned error.
 
  Thread safety: may be called from any number of threads at once on the same model. Nothing
  passed in is retained.
@@ -356,6 +414,26 @@ struct atrank_error *atrank_model_score(const struct atrank_model *model,
                                         int64_t request_time,
                                         float *scores_out,
                                         size_t scores_out_len);
+
+/*
+ Like `atrank_model_score`, but reuses the encoding of `user_key`'s history (NUL-terminated
+ UTF-8, any string the caller uses to name a user) when the same user comes back with the
+ same behaviors and request time. Scores equal `atrank_model_score`'s. Needs a package with
+ the split encoder/scorer graphs and a cache capacity above 0 (the default is 1024); without
+ them it is exactly `atrank_model_score`. NULL `user_key`: `ATRANK_ERROR_NULL_ARGUMENT`.
+
+ Thread safety: may be called from any number of threads at once on the same model (the
+ cache has its own lock).
+ */
+struct atrank_error *atrank_model_score_cached(const struct atrank_model *model,
+                                               const char *user_key,
+                                               const struct atrank_behavior *behaviors,
+                                               size_t behaviors_len,
+                                               const char *const *candidates,
+                                               size_t candidates_len,
+                                               int64_t request_time,
+                                               float *scores_out,
+                                               size_t scores_out_len);
 
 /*
  The library version, e.g. "0.1.0": a static NUL-terminated string, never freed.

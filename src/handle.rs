@@ -20,8 +20,13 @@ pub struct ModelHandle {
 impl ModelHandle {
     /// Wraps a loaded model (generation 1).
     pub fn new(model: Model) -> ModelHandle {
+        ModelHandle::from_arc(Arc::new(model))
+    }
+
+    /// Wraps a model that is already shared (generation 1).
+    pub fn from_arc(model: Arc<Model>) -> ModelHandle {
         ModelHandle {
-            current: RwLock::new(Arc::new(model)),
+            current: RwLock::new(model),
             generation: AtomicU64::new(1),
         }
     }
@@ -53,11 +58,16 @@ impl ModelHandle {
 
     /// Swaps in an already loaded model; returns the new generation.
     pub fn swap(&self, model: Model) -> Result<u64> {
+        self.swap_arc(Arc::new(model))
+    }
+
+    /// Swaps in an already shared model; returns the new generation.
+    pub fn swap_arc(&self, model: Arc<Model>) -> Result<u64> {
         let mut slot = self
             .current
             .write()
             .map_err(|_| Error::Backend("model handle lock poisoned".into()))?;
-        *slot = Arc::new(model);
+        *slot = model;
         Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
     }
 

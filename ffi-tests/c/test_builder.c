@@ -12,6 +12,7 @@
  * Run from the repository root (CTest does): reads tests/fixtures/tiny-multigroup.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,7 +178,103 @@ static void test_multigroup_golden(atrank_backend backend) {
     atrank_model_free(m);
 }
 
+/* The first golden request of the single-group fixture, scored through a handle. */
+static const char *CANDS[3] = {"i1", "i2", "no-such-item"};
+
+typedef struct worker {
+    const atrank_handle *handle;
+    int calls;
+    int failures;
+} worker;
+
+static void *score_loop(void *arg) {
+    worker *w = arg;
+    atrank_behavior hist[2] = {{.item = "i1", .action = "like", .timestamp = 1000000000},
+                               {.item = "i7", .timestamp = 1000003600}};
+    for (int k = 0; k < 200; k++) {
+        float out[3];
+        atrank_error *err = atrank_handle_score(w->handle, hist, 2, CANDS, 3, 1000086400, out, 3);
+        w->calls++;
+        if (err != NULL || !isfinite(out[0])) w->failures++;
+        atrank_error_free(err);
+    }
+    return NULL;
+}
+
+static atrank_model_builder *builder_for(const char *dir) {
+    atrank_model_builder *b = NULL;
+    atrank_error_free(atrank_model_builder_new(dir, &b));
+    atrank_error_free(atrank_model_builder_set_backend(b, ATRANK_BACKEND_TRACT));
+    return b;
+}
+
+/* Hot swap from C: 4 threads score through one handle while the main thread reloads, with a
+ * failing reload in between; no call may fail, and the generation counts successful swaps. */
+static void test_handle(void) {
+    const atrank_model *m = build(SINGLE, ATRANK_BACKEND_TRACT, ATRANK_GPU_OFF);
+    if (m == NULL) return;
+    atrank_handle *h = NULL;
+    expect("handle_new(NULL model)", atrank_handle_new(NULL, &h), ATRANK_ERROR_NULL_ARGUMENT, "model");
+    expect("handle_new", atrank_handle_new(m, &h), ATRANK_OK, NULL);
+    atrank_model_free(m); /* the handle holds its own reference */
+    if (h == NULL) return;
+    worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){h, 0, 0};
+        if (pthread_create(&t[i], NULL, score_loop, &w[i]) != 0) test_fail("pthread_create");
+    }
+    uint64_t gen = 0;
+    for (int r = 0; r < 6; r++) {
+        if (r % 2 == 0) {
+            expect("reload(missing package)", atrank_handle_reload(h, builder_for("/nonexistent/atrank"), &gen),
+                   ATRANK_ERROR_IO, "/nonexistent/atrank");
+        } else {
+            expect("reload", atrank_handle_reload(h, builder_for(SINGLE), &gen), ATRANK_OK, NULL);
+        }
+    }
+    int calls = 0, failures = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        calls += w[i].calls;
+        failures += w[i].failures;
+    }
+    expect("generation", atrank_handle_generation(h, &gen), ATRANK_OK, NULL);
+    if (gen != 4) test_fail("generation %llu after 3 good reloads, want 4", (unsigned long long)gen);
+    if (failures != 0) test_fail("%d of %d calls failed during reloads", failures, calls);
+    const atrank_model *cur = NULL;
+    expect("handle_current", atrank_handle_current(h, &cur), ATRANK_OK, NULL);
+    atrank_model_free(cur);
+    printf("handle: %d calls from 4 threads during 6 reloads (3 refused), %d failed\n", calls, failures);
+    atrank_handle_free(h);
+    atrank_handle_free(NULL);
+}
+
+/* score_cached equals score, on the package with split graphs, twice (second time cached). */
+static void test_cached(void) {
+    const atrank_model *m = build(MULTI, ATRANK_BACKEND_TRACT, ATRANK_GPU_OFF);
+    if (m == NULL) return;
+    atrank_behavior hist[3] = {{.item = "i3", .group = "item", .action = "click", .timestamp = 1300000000},
+                               {.item = "q1_0", .group = "query", .action = "search", .timestamp = 1300000100},
+                               {.item = "cp3_0", .group = "coupon", .action = "claim", .timestamp = 1300000200}};
+    const char *cands[3] = {"i1", "i40", "i77"};
+    float plain[3], cached[3];
+    expect("score", atrank_model_score(m, hist, 3, cands, 3, 1300086400, plain, 3), ATRANK_OK, NULL);
+    for (int round = 0; round < 2; round++) {
+        expect("score_cached", atrank_model_score_cached(m, "user-1", hist, 3, cands, 3, 1300086400, cached, 3),
+               ATRANK_OK, NULL);
+        for (int k = 0; k < 3; k++)
+            if (fabsf(plain[k] - cached[k]) > 1e-5f)
+                test_fail("score_cached round %d candidate %d: %g vs %g", round, k, (double)cached[k], (double)plain[k]);
+    }
+    expect("score_cached(NULL key)", atrank_model_score_cached(m, NULL, hist, 3, cands, 3, 0, cached, 3),
+           ATRANK_ERROR_NULL_ARGUMENT, "user_key");
+    atrank_model_free(m);
+}
+
 int main(void) {
+    test_handle();
+    test_cached();
     test_builder_errors();
     test_gpu_policy();
     test_multigroup_golden(ATRANK_BACKEND_TRACT);

@@ -159,6 +159,19 @@ pub extern "C" fn atrank_model_builder_set_cache_capacity(
     })
 }
 
+/// Takes ownership of a builder and loads its model.
+///
+/// # Safety
+/// `builder` must be NULL or a live builder from `atrank_model_builder_new`; it is consumed.
+pub(crate) unsafe fn build_model(builder: *mut atrank_model_builder) -> Result<Model> {
+    if builder.is_null() {
+        return Err(Error::NullArgument("builder".into()));
+    }
+    // SAFETY: a live builder from `atrank_model_builder_new`, consumed exactly here.
+    let b = unsafe { Box::from_raw(builder) };
+    Model::load_with(&b.dir, &b.options)
+}
+
 /// Loads the model. Always consumes `builder` (do not use or free it afterwards). On success
 /// writes a new handle to `*model_out` (free it with `atrank_model_free`); on error leaves
 /// `*model_out` untouched.
@@ -168,15 +181,13 @@ pub extern "C" fn atrank_model_builder_build(
     model_out: *mut *const atrank_model,
 ) -> *mut atrank_error {
     wrap(|| {
-        if builder.is_null() {
-            return Err(Error::NullArgument("builder".into()));
-        }
-        // SAFETY: a live builder from `atrank_model_builder_new`, consumed exactly here.
-        let b = unsafe { Box::from_raw(builder) };
         if model_out.is_null() {
+            // Still consume the builder, as documented.
+            atrank_model_builder_free(builder);
             return Err(Error::NullArgument("model_out".into()));
         }
-        let model = Arc::new(Model::load_with(&b.dir, &b.options)?);
+        // SAFETY: NULL or a live builder, consumed here, per the contract.
+        let model = Arc::new(unsafe { build_model(builder) }?);
         // SAFETY: non-NULL and writable per the contract.
         unsafe { model_out.write(atrank_model::into_raw(model)) };
         Ok(())

@@ -15,12 +15,14 @@ use crate::{Error, Result};
 
 pub mod builder;
 pub mod error;
+pub mod handle;
 pub mod model;
 pub mod score;
 pub mod version;
 
 pub use builder::*;
 pub use error::*;
+pub use handle::*;
 pub use model::*;
 pub use score::*;
 pub use version::*;
