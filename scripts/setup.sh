@@ -13,9 +13,9 @@ mkdir -p "$CACHE"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages: cJSON (the C tests and the C example read golden JSON), pkg-config,
-# patchelf (scripts/install.sh sets the installed library's SONAME).
+# patchelf (scripts/install.sh sets the installed library's SONAME), valgrind (tests).
 need_apt=()
-for pkg in libcjson-dev pkg-config patchelf; do
+for pkg in libcjson-dev pkg-config patchelf valgrind; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
