@@ -3,30 +3,8 @@
 mod common;
 
 use atrank::{Backend, Behavior, Model, Request};
+use common::{borrow_behaviors as behaviors, feature_pairs};
 use common::{check_golden, packages, GoldenRequest};
-
-/// Feature pairs of every behavior, kept alive while `Behavior`s borrow them.
-fn feature_pairs(req: &GoldenRequest) -> Vec<Vec<(&str, &str)>> {
-    req.behaviors.iter().map(|b| b.feature_pairs()).collect()
-}
-
-fn behaviors<'a>(
-    req: &'a GoldenRequest,
-    features: &'a [Vec<(&'a str, &'a str)>],
-) -> Vec<Behavior<'a>> {
-    req.behaviors
-        .iter()
-        .zip(features)
-        .map(|(b, f)| Behavior {
-            group: b.group.as_deref(),
-            id: &b.id,
-            category: b.category.as_deref(),
-            features: f,
-            action: b.action.as_deref(),
-            timestamp: b.timestamp,
-        })
-        .collect()
-}
 
 fn score_with(model: &Model) -> impl FnMut(&GoldenRequest) -> Vec<f32> + '_ {
     move |req| common::score_golden(model, req)
@@ -66,13 +44,13 @@ fn a_batch_of_users_scores_as_each_user_alone() {
         // golden file's last request has 4 candidates, the others 11).
         let mut reqs: Vec<&GoldenRequest> = golden.requests.iter().take(5).collect();
         reqs.extend(golden.requests.last());
-        let features: Vec<_> = reqs.iter().map(|r| feature_pairs(r)).collect();
+        let features: Vec<_> = reqs.iter().map(|r| feature_pairs(&r.behaviors)).collect();
         let owned: Vec<(Vec<Behavior<'_>>, Vec<&str>, i64)> = reqs
             .iter()
             .zip(&features)
             .map(|(r, f)| {
                 let cands = r.candidates.iter().map(String::as_str).collect();
-                (behaviors(r, f), cands, r.request_time)
+                (behaviors(&r.behaviors, f), cands, r.request_time)
             })
             .collect();
         let requests: Vec<Request<'_>> = owned

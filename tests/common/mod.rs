@@ -155,18 +155,19 @@ pub fn check_golden(
     max_diff
 }
 
-/// Builds the borrowed [`atrank::Request`] for a golden request's raw parts and hands it to
-/// `f` (the behaviors borrow from `behaviors`, so they cannot outlive this call).
-pub fn with_request<R>(
-    behaviors: &[GoldenBehavior],
-    candidates: &[String],
-    request_time: i64,
-    f: impl FnOnce(&atrank::Request<'_>) -> R,
-) -> R {
-    let features: Vec<Vec<(&str, &str)>> = behaviors.iter().map(|b| b.feature_pairs()).collect();
-    let behaviors: Vec<atrank::Behavior<'_>> = behaviors
+/// Feature pairs of every behavior, kept alive while [`borrow_behaviors`]'s result borrows them.
+pub fn feature_pairs(behaviors: &[GoldenBehavior]) -> Vec<Vec<(&str, &str)>> {
+    behaviors.iter().map(|b| b.feature_pairs()).collect()
+}
+
+/// Golden behaviors as borrowed [`atrank::Behavior`]s (`features` from [`feature_pairs`]).
+pub fn borrow_behaviors<'a>(
+    behaviors: &'a [GoldenBehavior],
+    features: &'a [Vec<(&'a str, &'a str)>],
+) -> Vec<atrank::Behavior<'a>> {
+    behaviors
         .iter()
-        .zip(&features)
+        .zip(features)
         .map(|(b, f)| atrank::Behavior {
             group: b.group.as_deref(),
             id: &b.id,
@@ -175,7 +176,19 @@ pub fn with_request<R>(
             action: b.action.as_deref(),
             timestamp: b.timestamp,
         })
-        .collect();
+        .collect()
+}
+
+/// Builds the borrowed [`atrank::Request`] for a golden request's raw parts and hands it to
+/// `f` (the behaviors borrow from `behaviors`, so they cannot outlive this call).
+pub fn with_request<R>(
+    behaviors: &[GoldenBehavior],
+    candidates: &[String],
+    request_time: i64,
+    f: impl FnOnce(&atrank::Request<'_>) -> R,
+) -> R {
+    let features = feature_pairs(behaviors);
+    let behaviors = borrow_behaviors(behaviors, &features);
     let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
     f(&atrank::Request {
         behaviors: &behaviors,
