@@ -22,6 +22,12 @@
 
 
 /*
+ The most requests one `atrank_model_score_batch` call accepts: a bound on the padded batch
+ tensors (each request is padded to the batch's longest history and candidate list).
+ */
+#define ATRANK_MAX_BATCH_REQUESTS 4096
+
+/*
  Stable numeric codes of `atrank_error` objects. Numbers are never reused.
  */
 enum atrank_code
@@ -183,6 +189,34 @@ typedef struct atrank_behavior {
    */
   size_t features_len;
 } atrank_behavior;
+
+/*
+ One user's request inside a batch: the same arguments `atrank_model_score` takes, with the
+ same contract (strings and arrays are borrowed for the duration of the call only).
+ Zero-initialise it and set every field.
+ */
+typedef struct atrank_request {
+  /*
+   The user's behaviors; NULL only when `behaviors_len` is 0 (an empty history is valid).
+   */
+  const struct atrank_behavior *behaviors;
+  /*
+   Number of entries in `behaviors`.
+   */
+  size_t behaviors_len;
+  /*
+   Candidate ids (NUL-terminated UTF-8), 1 .. the model's maximum candidates.
+   */
+  const char *const *candidates;
+  /*
+   Number of entries in `candidates`.
+   */
+  size_t candidates_len;
+  /*
+   Unix time of the request, in seconds.
+   */
+  int64_t request_time;
+} atrank_request;
 
 /*
  CPU only (the default).
@@ -434,6 +468,32 @@ struct atrank_error *atrank_model_score_cached(const struct atrank_model *model,
                                                int64_t request_time,
                                                float *scores_out,
                                                size_t scores_out_len);
+
+/*
+ Scores `requests_len` users in one run of the graph (one batch, padded): better throughput
+ than one `atrank_model_score` call per user when many requests arrive together, e.g. in
+ offline scoring. Request `i`'s scores are written to `scores_out` at the offset equal to the
+ sum of the earlier requests' `candidates_len`, in their candidates' order, so `scores_out`
+ must hold exactly `scores_out_len ==` the sum of all `candidates_len` floats. Scores equal
+ `atrank_model_score`'s for each request alone.
+
+ All or nothing: if any request is invalid, the call fails with the error of the first
+ invalid one, its message prefixed with `requests[i].` (e.g. `requests[2].behaviors[0].item`),
+ and nothing is written to `scores_out`. Callers that need per-request errors score the failed
+ batch's requests one by one.
+
+ NULL: `model`, `requests` or `scores_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
+ `requests_len` must be 1 ..= `ATRANK_MAX_BATCH_REQUESTS` (`ATRANK_ERROR_INVALID_ARGUMENT`);
+ a wrong `scores_out_len` gives `ATRANK_ERROR_BUFFER_SIZE`. Ownership: nothing passed in is
+ retained; the caller owns the returned error.
+
+ Thread safety: may be called from any number of threads at once on the same model.
+ */
+struct atrank_error *atrank_model_score_batch(const struct atrank_model *model,
+                                              const struct atrank_request *requests,
+                                              size_t requests_len,
+                                              float *scores_out,
+                                              size_t scores_out_len);
 
 /*
  The library version, e.g. "0.1.0": a static NUL-terminated string, never freed.

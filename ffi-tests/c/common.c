@@ -171,6 +171,9 @@ static int parse_request(const cJSON *req, size_t index, golden_request *out) {
     const cJSON *b;
     cJSON_ArrayForEach(b, behaviors) {
         const cJSON *item = cJSON_GetObjectItemCaseSensitive(b, "item");
+        if (item == NULL) item = cJSON_GetObjectItemCaseSensitive(b, "id"); /* format-2 goldens */
+        const cJSON *group = cJSON_GetObjectItemCaseSensitive(b, "group");
+        const cJSON *features = cJSON_GetObjectItemCaseSensitive(b, "features");
         const cJSON *category = cJSON_GetObjectItemCaseSensitive(b, "category");
         const cJSON *action = cJSON_GetObjectItemCaseSensitive(b, "action");
         const cJSON *ts = cJSON_GetObjectItemCaseSensitive(b, "timestamp");
@@ -186,6 +189,27 @@ static int parse_request(const cJSON *req, size_t index, golden_request *out) {
         out->behaviors[i].item = item->valuestring;
         out->behaviors[i].category = cJSON_IsString(category) ? category->valuestring : NULL;
         out->behaviors[i].action = cJSON_IsString(action) ? action->valuestring : NULL;
+        out->behaviors[i].group = cJSON_IsString(group) ? group->valuestring : NULL;
+        if (cJSON_IsObject(features) && cJSON_GetArraySize(features) > 0) {
+            size_t nf = (size_t)cJSON_GetArraySize(features), k = 0;
+            atrank_feature *f = calloc(nf, sizeof *f);
+            if (f == NULL) {
+                fprintf(stderr, "out of memory\n");
+                return -1;
+            }
+            out->behaviors[i].features = f;
+            const cJSON *v;
+            cJSON_ArrayForEach(v, features) {
+                if (!cJSON_IsString(v)) {
+                    fprintf(stderr, "golden requests[%zu] (%s) behaviors[%zu]: feature %s is not a string\n", index,
+                            out->name, i, v->string);
+                    return -1;
+                }
+                f[k].name = v->string;
+                f[k].value = v->valuestring;
+                out->behaviors[i].features_len = ++k;
+            }
+        }
         i++;
     }
     i = 0;
@@ -280,6 +304,8 @@ int golden_load(const char *package_dir, golden_set *out) {
 
 void golden_free(golden_set *set) {
     for (size_t i = 0; i < set->requests_len; i++) {
+        for (size_t j = 0; set->requests[i].behaviors != NULL && j < set->requests[i].behaviors_len; j++)
+            free((void *)set->requests[i].behaviors[j].features);
         free(set->requests[i].behaviors);
         free((void *)set->requests[i].candidates);
         free(set->requests[i].scores);

@@ -40,7 +40,135 @@ pub struct atrank_behavior {
     pub features_len: usize,
 }
 
-/// The C arguments of one scoring request, as every scoring entry point takes them.
+/// One request's strings, checked and borrowed from C memory; [`Decoded::behaviors`] turns it
+/// into the `Behavior`s of a [`Request`] (two steps, because behaviors borrow their features).
+pub(crate) struct Decoded<'a> {
+    /// The behaviors, with no features yet (they are in `features`).
+    fields: Vec<Behavior<'a>>,
+    features: Vec<Vec<(&'a str, &'a str)>>,
+    candidates: Vec<&'a str>,
+    request_time: i64,
+}
+
+impl<'a> Decoded<'a> {
+    /// Checks and borrows one request's arrays and strings; `at` prefixes the argument names in
+    /// error messages (e.g. `requests[2].`).
+    ///
+    /// # Safety
+    /// `behaviors` / `candidates` must be NULL or point to `*_len` valid elements whose string
+    /// fields are NULL or NUL-terminated, all valid for `'a` (the entry points' contract).
+    pub(crate) unsafe fn new(
+        at: &str,
+        behaviors: *const atrank_behavior,
+        behaviors_len: usize,
+        candidates: *const *const c_char,
+        candidates_len: usize,
+        request_time: i64,
+    ) -> Result<Self> {
+        // SAFETY: NULL (only with length 0) or `behaviors_len` valid structs.
+        let raw_behaviors =
+            unsafe { slice_arg(behaviors, behaviors_len, &format!("{at}behaviors")) }?;
+        // SAFETY: as above, for the candidate pointer array.
+        let raw_candidates =
+            unsafe { slice_arg(candidates, candidates_len, &format!("{at}candidates")) }?;
+        let mut fields = Vec::with_capacity(raw_behaviors.len());
+        let mut features = Vec::with_capacity(raw_behaviors.len());
+        for (i, b) in raw_behaviors.iter().enumerate() {
+            let name = |field: &str| format!("{at}behaviors[{i}].{field}");
+            // SAFETY: NULL (only with length 0) or `features_len` valid structs, per
+            // `atrank_behavior`.
+            let raw = unsafe { slice_arg(b.features, b.features_len, &name("features")) }?;
+            let mut pairs = Vec::with_capacity(raw.len());
+            for (k, f) in raw.iter().enumerate() {
+                // SAFETY: each field is NULL or NUL-terminated, per `atrank_feature`.
+                let pair = unsafe {
+                    (
+                        str_arg(f.name, &|| name(&format!("features[{k}].name")))?,
+                        str_arg(f.value, &|| name(&format!("features[{k}].value")))?,
+                    )
+                };
+                pairs.push(pair);
+            }
+            features.push(pairs);
+            // SAFETY: each string field is NULL or NUL-terminated, per `atrank_behavior`.
+            let f = unsafe {
+                Behavior {
+                    group: opt_str_arg(b.group, &|| name("group"))?,
+                    id: str_arg(b.item, &|| name("item"))?,
+                    category: opt_str_arg(b.category, &|| name("category"))?,
+                    features: &[],
+                    action: opt_str_arg(b.action, &|| name("action"))?,
+                    timestamp: b.timestamp,
+                }
+            };
+            fields.push(f);
+        }
+        let mut ids = Vec::with_capacity(raw_candidates.len());
+        for (i, &c) in raw_candidates.iter().enumerate() {
+            // SAFETY: each candidate is NULL or NUL-terminated, per the contract.
+            ids.push(unsafe { str_arg(c, &|| format!("{at}candidates[{i}]")) }?);
+        }
+        Ok(Decoded {
+            fields,
+            features,
+            candidates: ids,
+            request_time,
+        })
+    }
+
+    /// The request's behaviors, borrowing this request's strings and feature pairs.
+    pub(crate) fn behaviors(&self) -> Vec<Behavior<'_>> {
+        self.fields
+            .iter()
+            .zip(&self.features)
+            .map(|(b, pairs)| Behavior {
+                features: pairs,
+                ..*b
+            })
+            .collect()
+    }
+
+    /// The request over `behaviors` (from [`Decoded::behaviors`]).
+    pub(crate) fn request<'s>(&'s self, behaviors: &'s [Behavior<'s>]) -> Request<'s> {
+        Request {
+            behaviors,
+            candidates: &self.candidates,
+            request_time: self.request_time,
+        }
+    }
+}
+
+/// Checks an output buffer: non-NULL, with exactly `expected` floats.
+fn check_out(
+    scores_out: *mut f32,
+    scores_out_len: usize,
+    expected: usize,
+    what: &str,
+) -> Result<()> {
+    if scores_out.is_null() {
+        return Err(Error::NullArgument("scores_out".into()));
+    }
+    if !scores_out.is_aligned() {
+        return Err(Error::invalid("scores_out is not aligned for float"));
+    }
+    if scores_out_len != expected {
+        return Err(Error::BufferSize(format!(
+            "scores_out_len is {scores_out_len} but {what} is {expected}"
+        )));
+    }
+    Ok(())
+}
+
+/// Copies `scores` into the caller's buffer (checked by [`check_out`] for `scores.len()`).
+///
+/// # Safety
+/// `scores_out` must have room for `scores.len()` floats.
+unsafe fn write_out(scores: &[f32], scores_out: *mut f32) {
+    // SAFETY: room for `scores.len()` floats per the contract; it cannot overlap our own Vec.
+    unsafe { std::ptr::copy_nonoverlapping(scores.as_ptr(), scores_out, scores.len()) };
+}
+
+/// The C arguments of one scoring request, as every single-request entry point takes them.
 pub(crate) struct CRequest {
     pub behaviors: *const atrank_behavior,
     pub behaviors_len: usize,
@@ -61,70 +189,25 @@ impl CRequest {
         &self,
         score: impl FnOnce(&Request<'_>) -> Result<Vec<f32>>,
     ) -> Result<()> {
-        // SAFETY: NULL (only with length 0) or `behaviors_len` valid structs.
-        let raw_behaviors = unsafe { slice_arg(self.behaviors, self.behaviors_len, "behaviors") }?;
-        // SAFETY: as above, for the candidate pointer array.
-        let raw_candidates =
-            unsafe { slice_arg(self.candidates, self.candidates_len, "candidates") }?;
-        if self.scores_out.is_null() {
-            return Err(Error::NullArgument("scores_out".into()));
-        }
-        if self.scores_out_len != self.candidates_len {
-            return Err(Error::BufferSize(format!(
-                "scores_out_len is {} but candidates_len is {}",
-                self.scores_out_len, self.candidates_len
-            )));
-        }
-        // Feature pairs first: the behaviors borrow them.
-        let mut features: Vec<Vec<(&str, &str)>> = Vec::with_capacity(raw_behaviors.len());
-        for (i, b) in raw_behaviors.iter().enumerate() {
-            // SAFETY: NULL (only with length 0) or `features_len` valid structs, per
-            // `atrank_behavior`.
-            let raw = unsafe {
-                slice_arg(
-                    b.features,
-                    b.features_len,
-                    &format!("behaviors[{i}].features"),
-                )
-            }?;
-            let mut pairs = Vec::with_capacity(raw.len());
-            for (k, f) in raw.iter().enumerate() {
-                // SAFETY: each field is NULL or NUL-terminated, per `atrank_feature`.
-                let pair = unsafe {
-                    (
-                        str_arg(f.name, &|| format!("behaviors[{i}].features[{k}].name"))?,
-                        str_arg(f.value, &|| format!("behaviors[{i}].features[{k}].value"))?,
-                    )
-                };
-                pairs.push(pair);
-            }
-            features.push(pairs);
-        }
-        let mut history = Vec::with_capacity(raw_behaviors.len());
-        for (i, (b, pairs)) in raw_behaviors.iter().zip(&features).enumerate() {
-            // SAFETY: each string field is NULL or NUL-terminated, per `atrank_behavior`.
-            let behavior = unsafe {
-                Behavior {
-                    group: opt_str_arg(b.group, &|| format!("behaviors[{i}].group"))?,
-                    id: str_arg(b.item, &|| format!("behaviors[{i}].item"))?,
-                    category: opt_str_arg(b.category, &|| format!("behaviors[{i}].category"))?,
-                    features: pairs,
-                    action: opt_str_arg(b.action, &|| format!("behaviors[{i}].action"))?,
-                    timestamp: b.timestamp,
-                }
-            };
-            history.push(behavior);
-        }
-        let mut ids = Vec::with_capacity(raw_candidates.len());
-        for (i, &c) in raw_candidates.iter().enumerate() {
-            // SAFETY: each candidate is NULL or NUL-terminated, per the contract.
-            ids.push(unsafe { str_arg(c, &|| format!("candidates[{i}]")) }?);
-        }
-        let scores = score(&Request {
-            behaviors: &history,
-            candidates: &ids,
-            request_time: self.request_time,
-        })?;
+        // SAFETY: forwarded contract.
+        let decoded = unsafe {
+            Decoded::new(
+                "",
+                self.behaviors,
+                self.behaviors_len,
+                self.candidates,
+                self.candidates_len,
+                self.request_time,
+            )
+        }?;
+        check_out(
+            self.scores_out,
+            self.scores_out_len,
+            self.candidates_len,
+            "candidates_len",
+        )?;
+        let behaviors = decoded.behaviors();
+        let scores = score(&decoded.request(&behaviors))?;
         if scores.len() != self.scores_out_len {
             return Err(Error::Backend(format!(
                 "graph returned {} scores for {} candidates",
@@ -132,9 +215,8 @@ impl CRequest {
                 self.scores_out_len
             )));
         }
-        // SAFETY: `scores_out` is non-NULL with room for `scores_out_len` floats (checked equal
-        // to `scores.len()`), per the contract; it cannot overlap our freshly allocated Vec.
-        unsafe { std::ptr::copy_nonoverlapping(scores.as_ptr(), self.scores_out, scores.len()) };
+        // SAFETY: checked above: room for exactly `scores.len()` floats.
+        unsafe { write_out(&scores, self.scores_out) };
         Ok(())
     }
 }
@@ -220,5 +302,108 @@ pub extern "C" fn atrank_model_score_cached(
         };
         // SAFETY: the pointers follow this function's documented contract.
         unsafe { req.run(|r| model.score_cached(key, r)) }
+    })
+}
+
+/// The most requests one `atrank_model_score_batch` call accepts: a bound on the padded batch
+/// tensors (each request is padded to the batch's longest history and candidate list).
+pub const ATRANK_MAX_BATCH_REQUESTS: usize = 4096;
+
+/// One user's request inside a batch: the same arguments `atrank_model_score` takes, with the
+/// same contract (strings and arrays are borrowed for the duration of the call only).
+/// Zero-initialise it and set every field.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct atrank_request {
+    /// The user's behaviors; NULL only when `behaviors_len` is 0 (an empty history is valid).
+    pub behaviors: *const atrank_behavior,
+    /// Number of entries in `behaviors`.
+    pub behaviors_len: usize,
+    /// Candidate ids (NUL-terminated UTF-8), 1 .. the model's maximum candidates.
+    pub candidates: *const *const c_char,
+    /// Number of entries in `candidates`.
+    pub candidates_len: usize,
+    /// Unix time of the request, in seconds.
+    pub request_time: i64,
+}
+
+/// Scores `requests_len` users in one run of the graph (one batch, padded): better throughput
+/// than one `atrank_model_score` call per user when many requests arrive together, e.g. in
+/// offline scoring. Request `i`'s scores are written to `scores_out` at the offset equal to the
+/// sum of the earlier requests' `candidates_len`, in their candidates' order, so `scores_out`
+/// must hold exactly `scores_out_len ==` the sum of all `candidates_len` floats. Scores equal
+/// `atrank_model_score`'s for each request alone.
+///
+/// All or nothing: if any request is invalid, the call fails with the error of the first
+/// invalid one, its message prefixed with `requests[i].` (e.g. `requests[2].behaviors[0].item`),
+/// and nothing is written to `scores_out`. Callers that need per-request errors score the failed
+/// batch's requests one by one.
+///
+/// NULL: `model`, `requests` or `scores_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
+/// `requests_len` must be 1 ..= `ATRANK_MAX_BATCH_REQUESTS` (`ATRANK_ERROR_INVALID_ARGUMENT`);
+/// a wrong `scores_out_len` gives `ATRANK_ERROR_BUFFER_SIZE`. Ownership: nothing passed in is
+/// retained; the caller owns the returned error.
+///
+/// Thread safety: may be called from any number of threads at once on the same model.
+#[no_mangle]
+pub extern "C" fn atrank_model_score_batch(
+    model: *const atrank_model,
+    requests: *const atrank_request,
+    requests_len: usize,
+    scores_out: *mut f32,
+    scores_out_len: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live handle, per the contract.
+        let model = unsafe { atrank_model::as_model(model, "model") }?;
+        if requests.is_null() {
+            return Err(Error::NullArgument("requests".into()));
+        }
+        if requests_len == 0 || requests_len > ATRANK_MAX_BATCH_REQUESTS {
+            return Err(Error::invalid(format!(
+                "requests_len is {requests_len}; it must be 1..={ATRANK_MAX_BATCH_REQUESTS}"
+            )));
+        }
+        // SAFETY: non-NULL with `requests_len` valid structs, per the contract.
+        let raw = unsafe { slice_arg(requests, requests_len, "requests") }?;
+        let mut decoded = Vec::with_capacity(raw.len());
+        let mut total = 0usize;
+        for (i, r) in raw.iter().enumerate() {
+            // SAFETY: each request follows `atrank_model_score`'s contract.
+            let d = unsafe {
+                Decoded::new(
+                    &format!("requests[{i}]."),
+                    r.behaviors,
+                    r.behaviors_len,
+                    r.candidates,
+                    r.candidates_len,
+                    r.request_time,
+                )
+            }?;
+            total = total.saturating_add(r.candidates_len);
+            decoded.push(d);
+        }
+        check_out(
+            scores_out,
+            scores_out_len,
+            total,
+            "the sum of requests[].candidates_len",
+        )?;
+        let behaviors: Vec<Vec<Behavior<'_>>> = decoded.iter().map(Decoded::behaviors).collect();
+        let batch: Vec<Request<'_>> = decoded
+            .iter()
+            .zip(&behaviors)
+            .map(|(d, b)| d.request(b))
+            .collect();
+        let scores: Vec<f32> = model.score_batch(&batch)?.concat();
+        if scores.len() != total {
+            return Err(Error::Backend(format!(
+                "graph returned {} scores for {total} candidates",
+                scores.len()
+            )));
+        }
+        // SAFETY: checked above: room for exactly `total == scores.len()` floats.
+        unsafe { write_out(&scores, scores_out) };
+        Ok(())
     })
 }
