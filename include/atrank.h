@@ -268,61 +268,90 @@ extern "C" {
  ONNX Runtime, 1 intra-op thread, CPU only, 1024 cached user encodings, the ONNX Runtime
  library from `$ATRANK_ORT_LIB` / `$ORT_DYLIB_PATH` / `libonnxruntime.so`.
 
- On success writes the new builder to `*builder_out` (the caller owns it). On error leaves
- `*builder_out` untouched. NULL arguments: `ATRANK_ERROR_NULL_ARGUMENT`.
+ Ownership: on success the caller owns the builder written to `*builder_out`, and passes it to
+ `atrank_model_builder_build` / `atrank_handle_reload` (which consume it) or frees it with
+ `atrank_model_builder_free`; `package_dir` is copied. On error `*builder_out` is untouched.
+ NULL: `package_dir` or `builder_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
+ Thread safety: thread-safe (it touches no shared state).
  */
 struct atrank_error *atrank_model_builder_new(const char *package_dir,
                                               struct atrank_model_builder **builder_out);
 
 /*
  Sets the backend (`ATRANK_BACKEND_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
  */
 struct atrank_error *atrank_model_builder_set_backend(struct atrank_model_builder *builder,
                                                       atrank_backend backend);
 
 /*
- Sets ONNX Runtime's intra-op threads for this model (at least 1; tract ignores it).
+ Sets ONNX Runtime's intra-op threads for this model (1 ..= 1024; tract ignores it). Out of
+ range: `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
  */
 struct atrank_error *atrank_model_builder_set_intra_threads(struct atrank_model_builder *builder,
                                                             size_t threads);
 
 /*
  Sets the GPU policy (`ATRANK_GPU_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
  */
 struct atrank_error *atrank_model_builder_set_gpu_policy(struct atrank_model_builder *builder,
                                                          atrank_gpu_policy policy);
 
 /*
  Sets the ONNX Runtime shared library (full path of `libonnxruntime.so.<version>`). ONNX
- Runtime loads once per process: a different path after the first load is an error.
+ Runtime loads once per process: a different path after the first load is an error (at build).
+
+ Ownership: the caller keeps the builder; `path` is copied. NULL: `builder` or `path` NULL
+ gives `ATRANK_ERROR_NULL_ARGUMENT`; invalid UTF-8 `ATRANK_ERROR_INVALID_UTF8`.
+ Thread safety: exclusive (one thread at a time per builder).
  */
 struct atrank_error *atrank_model_builder_set_ort_library(struct atrank_model_builder *builder,
                                                           const char *path);
 
 /*
  Sets how many user encodings the model caches for packages with split graphs (0: off).
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
  */
 struct atrank_error *atrank_model_builder_set_cache_capacity(struct atrank_model_builder *builder,
                                                              size_t entries);
 
 /*
- Loads the model. Always consumes `builder` (do not use or free it afterwards). On success
- writes a new handle to `*model_out` (free it with `atrank_model_free`); on error leaves
- `*model_out` untouched.
+ Loads the model with the builder's options.
+
+ Ownership: always consumes `builder`, on success and on error (do not use or free it
+ afterwards). On success the caller owns the model written to `*model_out` and frees it with
+ `atrank_model_free`; on error `*model_out` is untouched. NULL: `builder` or `model_out` NULL
+ gives `ATRANK_ERROR_NULL_ARGUMENT` (a non-NULL builder is still consumed).
+ Thread safety: exclusive on the builder; loads of different builders may run at once.
  */
 struct atrank_error *atrank_model_builder_build(struct atrank_model_builder *builder,
                                                 const struct atrank_model **model_out);
 
 /*
- Frees a builder that was not built. NULL is accepted and ignored.
+ Frees a builder that was not built.
+
+ Ownership: takes `builder` back; do not use it afterwards. NULL: accepted and ignored.
+ Thread safety: exclusive (no other call on this builder may be in progress).
  */
 void atrank_model_builder_free(struct atrank_model_builder *builder);
 
 /*
  What actually runs `model`'s graph (`ATRANK_SERVING_*`), e.g. `ATRANK_SERVING_ORT_CPU`
- after a permissive GPU request fell back. Written to `*serving_out` on success.
+ after a permissive GPU request fell back. Written to `*serving_out` on success only.
 
- Thread safety: may be called concurrently with any other call on the same model.
+ Ownership: borrows `model`. NULL: `model` or `serving_out` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe (any number of threads at once on
+ the same model).
  */
 struct atrank_error *atrank_model_serving(const struct atrank_model *model,
                                           atrank_serving *serving_out);
@@ -330,54 +359,82 @@ struct atrank_error *atrank_model_serving(const struct atrank_model *model,
 /*
  The stable code of `error`; `ATRANK_OK` when `error` is NULL.
 
- Thread safety: may be called concurrently on the same error (it does not modify it).
+ Ownership: borrows `error`. NULL: returns `ATRANK_OK`.
+ Thread safety: thread-safe (it does not modify the error).
  */
 atrank_code atrank_error_code(const struct atrank_error *error);
 
 /*
- The message of `error`: NUL-terminated UTF-8 that says what was wrong and where, owned by
- the error and valid until `atrank_error_free`. For NULL, returns an empty string (static).
+ The message of `error`: NUL-terminated UTF-8 that says what was wrong and where.
 
- Thread safety: may be called concurrently on the same error.
+ Ownership: the string is owned by the error and valid until `atrank_error_free`; do not free
+ it. NULL: returns a static empty string. Thread safety: thread-safe (it does not modify the
+ error).
  */
 const char *atrank_error_message(const struct atrank_error *error);
 
 /*
- Frees an error. NULL is accepted and ignored. Call at most once per error.
+ Frees an error.
+
+ Ownership: takes `error` back; call at most once per error, and do not use its message
+ afterwards. NULL: accepted and ignored. Thread safety: exclusive (no other call on this error
+ may be in progress).
  */
 void atrank_error_free(struct atrank_error *error);
 
 /*
- Creates a handle serving `model` (generation 1). The handle takes its own reference: the
- caller still owns `model` and frees it as usual. On success writes `*handle_out`.
+ Creates a handle serving `model` (generation 1).
+
+ Ownership: the handle takes its own reference to `model`: the caller still owns `model` and
+ frees it as usual. On success the caller owns the handle written to `*handle_out` and frees it
+ with `atrank_handle_free`; on error `*handle_out` is untouched. NULL: `model` or `handle_out`
+ NULL gives `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
  */
 struct atrank_error *atrank_handle_new(const struct atrank_model *model,
                                        struct atrank_handle **handle_out);
 
 /*
- Builds a new model from `builder` (always consumed) and swaps it in. On error the current
- model keeps serving and the error says why the new one was refused. On success writes the
- new generation to `*generation_out` if it is not NULL.
+ Builds a new model from `builder` and swaps it in atomically: calls already running finish
+ on the old model, later ones use the new one. On error the current model keeps serving and the
+ error says why the new one was refused. On success writes the new generation to
+ `*generation_out` if it is not NULL.
+
+ Ownership: always consumes `builder` (on success and on error); the handle owns the new model.
+ NULL: `handle` or `builder` NULL gives `ATRANK_ERROR_NULL_ARGUMENT` (a non-NULL builder is
+ still consumed); `generation_out` may be NULL. Thread safety: thread-safe (concurrent with
+ scoring and with other reloads on the same handle; concurrent reloads apply one after the
+ other).
  */
 struct atrank_error *atrank_handle_reload(const struct atrank_handle *handle,
                                           struct atrank_model_builder *builder,
                                           uint64_t *generation_out);
 
 /*
- Writes a new reference to the model serving now to `*model_out` (free it with
- `atrank_model_free`); useful to score a batch of calls on one consistent model.
+ Writes a new reference to the model serving now to `*model_out`; useful to score several
+ calls on one consistent model.
+
+ Ownership: the caller owns the reference written to `*model_out` and frees it with
+ `atrank_model_free`; it stays valid after later reloads. NULL: `handle` or `model_out` NULL
+ gives `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
  */
 struct atrank_error *atrank_handle_current(const struct atrank_handle *handle,
                                            const struct atrank_model **model_out);
 
 /*
  How many models the handle has served (1 + successful reloads), to `*generation_out`.
+
+ Ownership: borrows `handle`. NULL: `handle` or `generation_out` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
  */
 struct atrank_error *atrank_handle_generation(const struct atrank_handle *handle,
                                               uint64_t *generation_out);
 
 /*
  `atrank_model_score` on the handle's current model (same arguments and errors).
+
+ Ownership: as for `atrank_model_score` (nothing retained; the caller owns the error).
+ NULL: `handle` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`; the other arguments as for
+ `atrank_model_score`. Thread safety: thread-safe (concurrent with reloads).
  */
 struct atrank_error *atrank_handle_score(const struct atrank_handle *handle,
                                          const struct atrank_behavior *behaviors,
@@ -389,18 +446,22 @@ struct atrank_error *atrank_handle_score(const struct atrank_handle *handle,
                                          size_t scores_out_len);
 
 /*
- Frees a handle (models it served are freed when no one else holds them). NULL is ignored.
+ Frees a handle; the models it served are freed when no one else holds them.
+
+ Ownership: takes `handle` back; references from `atrank_handle_current` stay valid. NULL:
+ accepted and ignored. Thread safety: exclusive (call it once, after every other call using the
+ handle has returned).
  */
 void atrank_handle_free(struct atrank_handle *handle);
 
 /*
  Loads the model package in directory `package_dir` (NUL-terminated UTF-8 path) and prepares
- its graph on `backend`.
+ its graph on `backend` (`ATRANK_BACKEND_*`), with the builder's defaults otherwise.
 
- On success writes a new handle to `*model_out` (the caller owns it: free it with
- `atrank_model_free`) and returns NULL. On error returns an `atrank_error` (caller frees it)
- and leaves `*model_out` untouched. NULL `package_dir` or `model_out`:
- `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: may be called from any thread.
+ Ownership: on success the caller owns the model written to `*model_out` and frees it with
+ `atrank_model_free`; on error `*model_out` is untouched. `package_dir` is not retained.
+ NULL: `package_dir` or `model_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
+ Thread safety: thread-safe (loads may run at once from several threads).
  */
 struct atrank_error *atrank_model_load(const char *package_dir,
                                        atrank_backend backend,
@@ -409,15 +470,18 @@ struct atrank_error *atrank_model_load(const char *package_dir,
 /*
  The backend serving `model` (`ATRANK_BACKEND_*`), written to `*backend_out` on success.
 
- NULL `model` or `backend_out`: `ATRANK_ERROR_NULL_ARGUMENT`, `*backend_out` untouched.
- Thread safety: may be called concurrently with any other call on the same model.
+ Ownership: borrows `model`. NULL: `model` or `backend_out` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`, `*backend_out` untouched. Thread safety: thread-safe.
  */
 struct atrank_error *atrank_model_backend(const struct atrank_model *model,
                                           atrank_backend *backend_out);
 
 /*
- Frees a model. NULL is accepted and ignored. Call exactly once per handle, after every
- other call using the handle has returned.
+ Frees a model reference.
+
+ Ownership: takes `model` back; handles and other references (`atrank_handle_current`) keep
+ their own. NULL: accepted and ignored. Thread safety: exclusive (call it exactly once per
+ reference, after every other call using it has returned).
  */
 void atrank_model_free(const struct atrank_model *model);
 
@@ -437,8 +501,9 @@ void atrank_model_free(const struct atrank_model *model);
  `scores_out_len != candidates_len` (`ATRANK_ERROR_BUFFER_SIZE`). The caller owns the
  returned error.
 
- Thread safety: may be called from any number of threads at once on the same model. Nothing
- passed in is retained.
+ Ownership: borrows everything passed in for the call only (nothing is retained); the caller
+ owns the returned error. NULL: see Errors. Thread safety: thread-safe (any number of
+ threads at once on the same model).
  */
 struct atrank_error *atrank_model_score(const struct atrank_model *model,
                                         const struct atrank_behavior *behaviors,
@@ -454,10 +519,12 @@ struct atrank_error *atrank_model_score(const struct atrank_model *model,
  UTF-8, any string the caller uses to name a user) when the same user comes back with the
  same behaviors and request time. Scores equal `atrank_model_score`'s. Needs a package with
  the split encoder/scorer graphs and a cache capacity above 0 (the default is 1024); without
- them it is exactly `atrank_model_score`. NULL `user_key`: `ATRANK_ERROR_NULL_ARGUMENT`.
+ them it is exactly `atrank_model_score`.
 
- Thread safety: may be called from any number of threads at once on the same model (the
- cache has its own lock).
+ Ownership: `user_key` is copied into the cache; nothing else passed in is retained; the
+ caller owns the returned error. NULL: `user_key` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`;
+ the other arguments as for `atrank_model_score`. Thread safety: thread-safe (any number of
+ threads at once on the same model; the cache has its own lock).
  */
 struct atrank_error *atrank_model_score_cached(const struct atrank_model *model,
                                                const char *user_key,
@@ -487,7 +554,7 @@ struct atrank_error *atrank_model_score_cached(const struct atrank_model *model,
  a wrong `scores_out_len` gives `ATRANK_ERROR_BUFFER_SIZE`. Ownership: nothing passed in is
  retained; the caller owns the returned error.
 
- Thread safety: may be called from any number of threads at once on the same model.
+ Thread safety: thread-safe (any number of threads at once on the same model).
  */
 struct atrank_error *atrank_model_score_batch(const struct atrank_model *model,
                                               const struct atrank_request *requests,
@@ -496,16 +563,17 @@ struct atrank_error *atrank_model_score_batch(const struct atrank_model *model,
                                               size_t scores_out_len);
 
 /*
- The library version, e.g. "0.1.0": a static NUL-terminated string, never freed.
+ The library version, e.g. "0.1.0".
 
- Thread safety: may be called from any thread at any time.
+ Ownership: a static NUL-terminated string; never free it. NULL: takes no pointer.
+ Thread safety: thread-safe.
  */
 const char *atrank_version(void);
 
 /*
- The C ABI version of the loaded library (see `ATRANK_ABI_VERSION`).
+ The C ABI version of the loaded library (compare with `ATRANK_ABI_VERSION`).
 
- Thread safety: may be called from any thread at any time.
+ Ownership: nothing. NULL: takes no pointer. Thread safety: thread-safe.
  */
 uint32_t atrank_abi_version(void);
 

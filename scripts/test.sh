@@ -9,11 +9,12 @@ bash scripts/setup.sh
 export ATRANK_REQUIRE_ORT=1
 
 step "lint: ruff, rustfmt, clippy, rustdoc, header drift"
-"$VENV/bin/ruff" check export
+"$VENV/bin/ruff" check export scripts
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
 bash scripts/gen-header.sh --check
+"$PY" scripts/check-header-docs.py
 
 step "exporter tests (pytest)"
 "$PY" -m pytest -q export/tests

@@ -62,6 +62,8 @@ static void test_builder_errors(void) {
     expect("set_backend(9)", atrank_model_builder_set_backend(b, 9), ATRANK_ERROR_INVALID_ARGUMENT, "backend 9");
     expect("set_gpu_policy(5)", atrank_model_builder_set_gpu_policy(b, 5), ATRANK_ERROR_INVALID_ARGUMENT, "policy 5");
     expect("set_intra_threads(0)", atrank_model_builder_set_intra_threads(b, 0), ATRANK_ERROR_INVALID_ARGUMENT, "threads");
+    expect("set_intra_threads(100000)", atrank_model_builder_set_intra_threads(b, 100000), ATRANK_ERROR_INVALID_ARGUMENT,
+           "1..=1024");
     expect("set_ort_library(NULL)", atrank_model_builder_set_ort_library(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "path");
     expect("build(NULL out)", atrank_model_builder_build(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "model_out");
     /* build consumed b even though it failed: no free here. A missing package also consumes. */

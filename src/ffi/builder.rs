@@ -50,8 +50,11 @@ unsafe fn builder_mut<'a>(ptr: *mut atrank_model_builder) -> Result<&'a mut atra
 /// ONNX Runtime, 1 intra-op thread, CPU only, 1024 cached user encodings, the ONNX Runtime
 /// library from `$ATRANK_ORT_LIB` / `$ORT_DYLIB_PATH` / `libonnxruntime.so`.
 ///
-/// On success writes the new builder to `*builder_out` (the caller owns it). On error leaves
-/// `*builder_out` untouched. NULL arguments: `ATRANK_ERROR_NULL_ARGUMENT`.
+/// Ownership: on success the caller owns the builder written to `*builder_out`, and passes it to
+/// `atrank_model_builder_build` / `atrank_handle_reload` (which consume it) or frees it with
+/// `atrank_model_builder_free`; `package_dir` is copied. On error `*builder_out` is untouched.
+/// NULL: `package_dir` or `builder_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
+/// Thread safety: thread-safe (it touches no shared state).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_new(
     package_dir: *const c_char,
@@ -74,6 +77,9 @@ pub extern "C" fn atrank_model_builder_new(
 }
 
 /// Sets the backend (`ATRANK_BACKEND_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_set_backend(
     builder: *mut atrank_model_builder,
@@ -87,7 +93,11 @@ pub extern "C" fn atrank_model_builder_set_backend(
     })
 }
 
-/// Sets ONNX Runtime's intra-op threads for this model (at least 1; tract ignores it).
+/// Sets ONNX Runtime's intra-op threads for this model (1 ..= 1024; tract ignores it). Out of
+/// range: `ATRANK_ERROR_INVALID_ARGUMENT`.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_set_intra_threads(
     builder: *mut atrank_model_builder,
@@ -96,8 +106,10 @@ pub extern "C" fn atrank_model_builder_set_intra_threads(
     wrap(|| {
         // SAFETY: NULL or a live builder, per the contract.
         let b = unsafe { builder_mut(builder) }?;
-        if threads == 0 {
-            return Err(Error::invalid("threads must be at least 1"));
+        if threads == 0 || threads > 1024 {
+            return Err(Error::invalid(format!(
+                "threads is {threads}; it must be 1..=1024"
+            )));
         }
         b.options.intra_threads = threads;
         Ok(())
@@ -105,6 +117,9 @@ pub extern "C" fn atrank_model_builder_set_intra_threads(
 }
 
 /// Sets the GPU policy (`ATRANK_GPU_*`). An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_set_gpu_policy(
     builder: *mut atrank_model_builder,
@@ -129,7 +144,11 @@ pub extern "C" fn atrank_model_builder_set_gpu_policy(
 }
 
 /// Sets the ONNX Runtime shared library (full path of `libonnxruntime.so.<version>`). ONNX
-/// Runtime loads once per process: a different path after the first load is an error.
+/// Runtime loads once per process: a different path after the first load is an error (at build).
+///
+/// Ownership: the caller keeps the builder; `path` is copied. NULL: `builder` or `path` NULL
+/// gives `ATRANK_ERROR_NULL_ARGUMENT`; invalid UTF-8 `ATRANK_ERROR_INVALID_UTF8`.
+/// Thread safety: exclusive (one thread at a time per builder).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_set_ort_library(
     builder: *mut atrank_model_builder,
@@ -146,6 +165,9 @@ pub extern "C" fn atrank_model_builder_set_ort_library(
 }
 
 /// Sets how many user encodings the model caches for packages with split graphs (0: off).
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_set_cache_capacity(
     builder: *mut atrank_model_builder,
@@ -172,9 +194,13 @@ pub(crate) unsafe fn build_model(builder: *mut atrank_model_builder) -> Result<M
     Model::load_with(&b.dir, &b.options)
 }
 
-/// Loads the model. Always consumes `builder` (do not use or free it afterwards). On success
-/// writes a new handle to `*model_out` (free it with `atrank_model_free`); on error leaves
-/// `*model_out` untouched.
+/// Loads the model with the builder's options.
+///
+/// Ownership: always consumes `builder`, on success and on error (do not use or free it
+/// afterwards). On success the caller owns the model written to `*model_out` and frees it with
+/// `atrank_model_free`; on error `*model_out` is untouched. NULL: `builder` or `model_out` NULL
+/// gives `ATRANK_ERROR_NULL_ARGUMENT` (a non-NULL builder is still consumed).
+/// Thread safety: exclusive on the builder; loads of different builders may run at once.
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_build(
     builder: *mut atrank_model_builder,
@@ -194,7 +220,10 @@ pub extern "C" fn atrank_model_builder_build(
     })
 }
 
-/// Frees a builder that was not built. NULL is accepted and ignored.
+/// Frees a builder that was not built.
+///
+/// Ownership: takes `builder` back; do not use it afterwards. NULL: accepted and ignored.
+/// Thread safety: exclusive (no other call on this builder may be in progress).
 #[no_mangle]
 pub extern "C" fn atrank_model_builder_free(builder: *mut atrank_model_builder) {
     super::guard((), || {
@@ -206,9 +235,11 @@ pub extern "C" fn atrank_model_builder_free(builder: *mut atrank_model_builder) 
 }
 
 /// What actually runs `model`'s graph (`ATRANK_SERVING_*`), e.g. `ATRANK_SERVING_ORT_CPU`
-/// after a permissive GPU request fell back. Written to `*serving_out` on success.
+/// after a permissive GPU request fell back. Written to `*serving_out` on success only.
 ///
-/// Thread safety: may be called concurrently with any other call on the same model.
+/// Ownership: borrows `model`. NULL: `model` or `serving_out` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe (any number of threads at once on
+/// the same model).
 #[no_mangle]
 pub extern "C" fn atrank_model_serving(
     model: *const atrank_model,

@@ -70,7 +70,8 @@ impl atrank_error {
 
 /// The stable code of `error`; `ATRANK_OK` when `error` is NULL.
 ///
-/// Thread safety: may be called concurrently on the same error (it does not modify it).
+/// Ownership: borrows `error`. NULL: returns `ATRANK_OK`.
+/// Thread safety: thread-safe (it does not modify the error).
 #[no_mangle]
 pub extern "C" fn atrank_error_code(error: *const atrank_error) -> atrank_code {
     super::guard(atrank_code::ATRANK_ERROR_PANIC, || {
@@ -82,10 +83,11 @@ pub extern "C" fn atrank_error_code(error: *const atrank_error) -> atrank_code {
     })
 }
 
-/// The message of `error`: NUL-terminated UTF-8 that says what was wrong and where, owned by
-/// the error and valid until `atrank_error_free`. For NULL, returns an empty string (static).
+/// The message of `error`: NUL-terminated UTF-8 that says what was wrong and where.
 ///
-/// Thread safety: may be called concurrently on the same error.
+/// Ownership: the string is owned by the error and valid until `atrank_error_free`; do not free
+/// it. NULL: returns a static empty string. Thread safety: thread-safe (it does not modify the
+/// error).
 #[no_mangle]
 pub extern "C" fn atrank_error_message(error: *const atrank_error) -> *const c_char {
     super::guard(c"".as_ptr(), || {
@@ -97,7 +99,11 @@ pub extern "C" fn atrank_error_message(error: *const atrank_error) -> *const c_c
     })
 }
 
-/// Frees an error. NULL is accepted and ignored. Call at most once per error.
+/// Frees an error.
+///
+/// Ownership: takes `error` back; call at most once per error, and do not use its message
+/// afterwards. NULL: accepted and ignored. Thread safety: exclusive (no other call on this error
+/// may be in progress).
 #[no_mangle]
 pub extern "C" fn atrank_error_free(error: *mut atrank_error) {
     super::guard((), || {

@@ -43,8 +43,12 @@ unsafe fn share(ptr: *const atrank_model) -> Result<Arc<Model>> {
     }
 }
 
-/// Creates a handle serving `model` (generation 1). The handle takes its own reference: the
-/// caller still owns `model` and frees it as usual. On success writes `*handle_out`.
+/// Creates a handle serving `model` (generation 1).
+///
+/// Ownership: the handle takes its own reference to `model`: the caller still owns `model` and
+/// frees it as usual. On success the caller owns the handle written to `*handle_out` and frees it
+/// with `atrank_handle_free`; on error `*handle_out` is untouched. NULL: `model` or `handle_out`
+/// NULL gives `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
 #[no_mangle]
 pub extern "C" fn atrank_handle_new(
     model: *const atrank_model,
@@ -63,9 +67,16 @@ pub extern "C" fn atrank_handle_new(
     })
 }
 
-/// Builds a new model from `builder` (always consumed) and swaps it in. On error the current
-/// model keeps serving and the error says why the new one was refused. On success writes the
-/// new generation to `*generation_out` if it is not NULL.
+/// Builds a new model from `builder` and swaps it in atomically: calls already running finish
+/// on the old model, later ones use the new one. On error the current model keeps serving and the
+/// error says why the new one was refused. On success writes the new generation to
+/// `*generation_out` if it is not NULL.
+///
+/// Ownership: always consumes `builder` (on success and on error); the handle owns the new model.
+/// NULL: `handle` or `builder` NULL gives `ATRANK_ERROR_NULL_ARGUMENT` (a non-NULL builder is
+/// still consumed); `generation_out` may be NULL. Thread safety: thread-safe (concurrent with
+/// scoring and with other reloads on the same handle; concurrent reloads apply one after the
+/// other).
 #[no_mangle]
 pub extern "C" fn atrank_handle_reload(
     handle: *const atrank_handle,
@@ -86,8 +97,12 @@ pub extern "C" fn atrank_handle_reload(
     })
 }
 
-/// Writes a new reference to the model serving now to `*model_out` (free it with
-/// `atrank_model_free`); useful to score a batch of calls on one consistent model.
+/// Writes a new reference to the model serving now to `*model_out`; useful to score several
+/// calls on one consistent model.
+///
+/// Ownership: the caller owns the reference written to `*model_out` and frees it with
+/// `atrank_model_free`; it stays valid after later reloads. NULL: `handle` or `model_out` NULL
+/// gives `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
 #[no_mangle]
 pub extern "C" fn atrank_handle_current(
     handle: *const atrank_handle,
@@ -107,6 +122,9 @@ pub extern "C" fn atrank_handle_current(
 }
 
 /// How many models the handle has served (1 + successful reloads), to `*generation_out`.
+///
+/// Ownership: borrows `handle`. NULL: `handle` or `generation_out` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
 #[no_mangle]
 pub extern "C" fn atrank_handle_generation(
     handle: *const atrank_handle,
@@ -125,6 +143,10 @@ pub extern "C" fn atrank_handle_generation(
 }
 
 /// `atrank_model_score` on the handle's current model (same arguments and errors).
+///
+/// Ownership: as for `atrank_model_score` (nothing retained; the caller owns the error).
+/// NULL: `handle` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`; the other arguments as for
+/// `atrank_model_score`. Thread safety: thread-safe (concurrent with reloads).
 #[no_mangle]
 pub extern "C" fn atrank_handle_score(
     handle: *const atrank_handle,
@@ -154,7 +176,11 @@ pub extern "C" fn atrank_handle_score(
     })
 }
 
-/// Frees a handle (models it served are freed when no one else holds them). NULL is ignored.
+/// Frees a handle; the models it served are freed when no one else holds them.
+///
+/// Ownership: takes `handle` back; references from `atrank_handle_current` stay valid. NULL:
+/// accepted and ignored. Thread safety: exclusive (call it once, after every other call using the
+/// handle has returned).
 #[no_mangle]
 pub extern "C" fn atrank_handle_free(handle: *mut atrank_handle) {
     super::guard((), || {

@@ -50,12 +50,12 @@ pub(crate) fn backend_from_c(backend: atrank_backend) -> Result<Backend> {
 }
 
 /// Loads the model package in directory `package_dir` (NUL-terminated UTF-8 path) and prepares
-/// its graph on `backend`.
+/// its graph on `backend` (`ATRANK_BACKEND_*`), with the builder's defaults otherwise.
 ///
-/// On success writes a new handle to `*model_out` (the caller owns it: free it with
-/// `atrank_model_free`) and returns NULL. On error returns an `atrank_error` (caller frees it)
-/// and leaves `*model_out` untouched. NULL `package_dir` or `model_out`:
-/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: may be called from any thread.
+/// Ownership: on success the caller owns the model written to `*model_out` and frees it with
+/// `atrank_model_free`; on error `*model_out` is untouched. `package_dir` is not retained.
+/// NULL: `package_dir` or `model_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
+/// Thread safety: thread-safe (loads may run at once from several threads).
 #[no_mangle]
 pub extern "C" fn atrank_model_load(
     package_dir: *const c_char,
@@ -78,8 +78,8 @@ pub extern "C" fn atrank_model_load(
 
 /// The backend serving `model` (`ATRANK_BACKEND_*`), written to `*backend_out` on success.
 ///
-/// NULL `model` or `backend_out`: `ATRANK_ERROR_NULL_ARGUMENT`, `*backend_out` untouched.
-/// Thread safety: may be called concurrently with any other call on the same model.
+/// Ownership: borrows `model`. NULL: `model` or `backend_out` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`, `*backend_out` untouched. Thread safety: thread-safe.
 #[no_mangle]
 pub extern "C" fn atrank_model_backend(
     model: *const atrank_model,
@@ -101,8 +101,11 @@ pub extern "C" fn atrank_model_backend(
     })
 }
 
-/// Frees a model. NULL is accepted and ignored. Call exactly once per handle, after every
-/// other call using the handle has returned.
+/// Frees a model reference.
+///
+/// Ownership: takes `model` back; handles and other references (`atrank_handle_current`) keep
+/// their own. NULL: accepted and ignored. Thread safety: exclusive (call it exactly once per
+/// reference, after every other call using it has returned).
 #[no_mangle]
 pub extern "C" fn atrank_model_free(model: *const atrank_model) {
     super::guard((), || {

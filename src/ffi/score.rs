@@ -236,8 +236,9 @@ impl CRequest {
 /// `scores_out_len != candidates_len` (`ATRANK_ERROR_BUFFER_SIZE`). The caller owns the
 /// returned error.
 ///
-/// Thread safety: may be called from any number of threads at once on the same model. Nothing
-/// passed in is retained.
+/// Ownership: borrows everything passed in for the call only (nothing is retained); the caller
+/// owns the returned error. NULL: see Errors. Thread safety: thread-safe (any number of
+/// threads at once on the same model).
 #[no_mangle]
 pub extern "C" fn atrank_model_score(
     model: *const atrank_model,
@@ -270,10 +271,12 @@ pub extern "C" fn atrank_model_score(
 /// UTF-8, any string the caller uses to name a user) when the same user comes back with the
 /// same behaviors and request time. Scores equal `atrank_model_score`'s. Needs a package with
 /// the split encoder/scorer graphs and a cache capacity above 0 (the default is 1024); without
-/// them it is exactly `atrank_model_score`. NULL `user_key`: `ATRANK_ERROR_NULL_ARGUMENT`.
+/// them it is exactly `atrank_model_score`.
 ///
-/// Thread safety: may be called from any number of threads at once on the same model (the
-/// cache has its own lock).
+/// Ownership: `user_key` is copied into the cache; nothing else passed in is retained; the
+/// caller owns the returned error. NULL: `user_key` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`;
+/// the other arguments as for `atrank_model_score`. Thread safety: thread-safe (any number of
+/// threads at once on the same model; the cache has its own lock).
 #[no_mangle]
 pub extern "C" fn atrank_model_score_cached(
     model: *const atrank_model,
@@ -344,7 +347,7 @@ pub struct atrank_request {
 /// a wrong `scores_out_len` gives `ATRANK_ERROR_BUFFER_SIZE`. Ownership: nothing passed in is
 /// retained; the caller owns the returned error.
 ///
-/// Thread safety: may be called from any number of threads at once on the same model.
+/// Thread safety: thread-safe (any number of threads at once on the same model).
 #[no_mangle]
 pub extern "C" fn atrank_model_score_batch(
     model: *const atrank_model,

@@ -6,18 +6,19 @@ use std::ffi::c_char;
 /// with the `ATRANK_ABI_VERSION` it was compiled against.
 pub const ABI_VERSION: u32 = 1;
 
-/// The library version, e.g. "0.1.0": a static NUL-terminated string, never freed.
+/// The library version, e.g. "0.1.0".
 ///
-/// Thread safety: may be called from any thread at any time.
+/// Ownership: a static NUL-terminated string; never free it. NULL: takes no pointer.
+/// Thread safety: thread-safe.
 #[no_mangle]
 pub extern "C" fn atrank_version() -> *const c_char {
     const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
     V.as_ptr().cast()
 }
 
-/// The C ABI version of the loaded library (see `ATRANK_ABI_VERSION`).
+/// The C ABI version of the loaded library (compare with `ATRANK_ABI_VERSION`).
 ///
-/// Thread safety: may be called from any thread at any time.
+/// Ownership: nothing. NULL: takes no pointer. Thread safety: thread-safe.
 #[no_mangle]
 pub extern "C" fn atrank_abi_version() -> u32 {
     ABI_VERSION
