@@ -313,6 +313,32 @@ static void check_scoring(const char *package_dir, atrank_backend backend, size_
         free(out);
     }
 
+    /* Timestamps are plain int64 unix seconds: any value is valid (there is no NaN in int64;
+     * negative means before 1970). The extremes must behave like ordinary values in the same time
+     * bucket: INT64_MIN like an age of 20000 days (past the last bucket boundary, 4096 days, of
+     * the packages tested here), INT64_MAX like one second after the request (the "future" bucket). */
+    {
+        const int64_t t = 881250949;
+        const atrank_behavior extreme[2] = {{.item = id0, .timestamp = INT64_MIN}, {.item = id1, .timestamp = INT64_MAX}};
+        const atrank_behavior ordinary[2] = {{.item = id0, .timestamp = t - (int64_t)20000 * 86400},
+                                             {.item = id1, .timestamp = t + 1}};
+        float a[3] = {NAN, NAN, NAN}, b[3] = {-1, -1, -1};
+        int ok = expect_ok("score with INT64_MIN / INT64_MAX timestamps",
+                           atrank_model_score(model, extreme, 2, cands, 3, t, a, 3));
+        ok &= expect_ok("score with the same buckets", atrank_model_score(model, ordinary, 2, cands, 3, t, b, 3));
+        for (size_t i = 0; ok && i < 3; i++) {
+            if (!isfinite((double)a[i]) || a[i] != b[i])
+                test_fail("%s extreme timestamps: score %zu is %g, want %g (same buckets)", name, i, (double)a[i],
+                          (double)b[i]);
+        }
+        const atrank_behavior negative[2] = {{.item = id0, .timestamp = -100000}, {.item = id1, .timestamp = -1}};
+        ok = expect_ok("score with negative timestamps and request time",
+                       atrank_model_score(model, negative, 2, cands, 3, -5, a, 3));
+        for (size_t i = 0; ok && i < 3; i++)
+            if (!isfinite((double)a[i])) test_fail("%s negative timestamps: score %zu not finite", name, i);
+        if (ok) printf("ok   %s score: INT64_MIN/INT64_MAX and negative timestamps\n", name);
+    }
+
     /* An empty history is valid: behaviors NULL with length 0. */
     float scores[3] = {NAN, NAN, NAN};
     if (expect_ok("score with an empty history", atrank_model_score(model, NULL, 0, cands, 3, 881250949, scores, 3))) {

@@ -26,7 +26,11 @@ struct Runtime {
     path: PathBuf,
 }
 
-static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+/// The loaded runtime; set once, by the first load that succeeds.
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+/// Serialises load attempts. A failed attempt stores nothing, so a later load may retry with
+/// another path (e.g. after fixing `ATRANK_ORT_LIB` or through the builder).
+static LOADING: Mutex<()> = Mutex::new(());
 
 /// Resolves the library path: explicit, then `ATRANK_ORT_LIB`, then `ORT_DYLIB_PATH`, then the
 /// default name.
@@ -42,50 +46,50 @@ pub fn library_path(explicit: Option<&Path>) -> PathBuf {
     PathBuf::from(DEFAULT_ORT_LIB)
 }
 
-/// Loads ONNX Runtime once per process. Later calls return the first outcome; asking for a
-/// different library after one is loaded is an error (ONNX Runtime allows one per process).
+/// Loads ONNX Runtime once per process: the first successful load wins, and asking for a
+/// different library after that is an error (ONNX Runtime allows one per process). A failed
+/// load is not remembered: the next load tries again, with whatever path it is given.
 pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     let wanted = library_path(explicit);
-    let rt = RUNTIME.get_or_init(|| {
-        let builder = ort::init_from(&wanted).map_err(|e| {
-            format!(
-                "cannot load ONNX Runtime from {:?}: {e} (set {ORT_LIB_ENV} to the full path of \
-                 libonnxruntime.so.<version>, 1.{} or newer)",
-                wanted.display().to_string(),
-                ort::MINOR_VERSION
-            )
-        })?;
-        let env = builder
-            .with_name("atrank")
-            .build()
-            .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
-        Ok(Runtime {
-            env,
-            path: wanted.clone(),
-        })
-    });
-    match rt {
-        Ok(rt) if explicit.is_some() && rt.path != wanted => {
+    let loaded = |rt: &'static Runtime| {
+        if explicit.is_some() && rt.path != wanted {
             Err(Error::BackendUnavailable(format!(
                 "ONNX Runtime is already loaded from {} in this process; cannot also load {}",
                 rt.path.display(),
                 wanted.display()
             )))
+        } else {
+            Ok(rt.path.as_path())
         }
-        Ok(rt) => Ok(&rt.path),
-        Err(msg) => Err(Error::BackendUnavailable(msg.clone())),
+    };
+    if let Some(rt) = RUNTIME.get() {
+        return loaded(rt);
     }
+    let _attempt = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rt) = RUNTIME.get() {
+        return loaded(rt);
+    }
+    let builder = ort::init_from(&wanted).map_err(|e| {
+        Error::BackendUnavailable(format!(
+            "cannot load ONNX Runtime from {:?}: {e} (set {ORT_LIB_ENV} to the full path of \
+             libonnxruntime.so.<version>, 1.{} or newer)",
+            wanted.display().to_string(),
+            ort::MINOR_VERSION
+        ))
+    })?;
+    let env = builder.with_name("atrank").build().map_err(|e| {
+        Error::BackendUnavailable(format!("cannot create the ONNX Runtime environment: {e}"))
+    })?;
+    let rt = RUNTIME.get_or_init(|| Runtime { env, path: wanted });
+    Ok(rt.path.as_path())
 }
 
 fn environment() -> Result<&'static ort::environment::Environment> {
     init(None)?;
-    match RUNTIME.get() {
-        Some(Ok(rt)) => Ok(&rt.env),
-        Some(Err(msg)) => Err(Error::BackendUnavailable(msg.clone())),
-        None => Err(Error::BackendUnavailable(
-            "ONNX Runtime is not initialised".into(),
-        )),
-    }
+    RUNTIME
+        .get()
+        .map(|rt| &rt.env)
+        .ok_or_else(|| Error::BackendUnavailable("ONNX Runtime is not initialised".into()))
 }
 
 /// An ONNX Runtime session for one graph.
