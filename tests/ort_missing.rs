@@ -23,7 +23,8 @@ fn a_missing_onnx_runtime_library_is_an_error_that_names_it() {
     assert_eq!(e.code(), ErrorCode::BackendUnavailable, "{e}");
     assert!(Model::load(&common::packages()[0], Backend::Tract).is_ok());
     if std::env::var_os("ATRANK_ORT_LIB").is_some_and(|v| !v.is_empty()) {
-        let m = Model::load(&common::packages()[0], Backend::Ort).expect("ORT with the real library");
+        let m =
+            Model::load(&common::packages()[0], Backend::Ort).expect("ORT with the real library");
         assert_eq!(m.backend(), Backend::Ort);
     }
 }
