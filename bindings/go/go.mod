@@ -1,0 +1,3 @@
+module github.com/atrank/atrank/bindings/go
+
+go 1.24
