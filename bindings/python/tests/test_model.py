@@ -1,0 +1,335 @@
+"""The binding on the committed packages: golden scores (from the trainer) on both backends,
+every way in (score, score_cached, score_batch native and one by one), the error paths with
+the C library's codes and messages, and concurrent use from threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import PACKAGES, SRC, golden, tolerance
+
+import atrank
+
+TINY = PACKAGES["tiny"]
+MULTI = PACKAGES["tiny-multigroup"]
+
+
+def _request(r: dict) -> dict:
+    return {k: r[k] for k in ("behaviors", "candidates", "request_time")}
+
+
+def _check_scores(got, want, tol, what):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, what
+    diff = float(np.max(np.abs(got - want)))
+    assert diff <= tol, f"{what}: max |diff| {diff:.3g} > {tol}"
+
+
+def _max_candidates(package) -> int:
+    with open(package / "spec.json", encoding="utf-8") as f:
+        return int(json.load(f)["limits"]["max_candidates"])
+
+
+# ---------- golden scores ----------
+
+
+def test_golden_score(package, backend):
+    gold = golden(package)
+    tol = tolerance(gold)
+    with atrank.Model(package, backend) as model:
+        assert model.backend == backend
+        assert model.serving == ("tract" if backend == "tract" else "ort-cpu")
+        for r in gold["requests"]:
+            scores = model.score(r["behaviors"], r["candidates"], r["request_time"])
+            assert scores.dtype == np.float32
+            _check_scores(scores, r["scores"], tol, f"{package.name}/{r['name']}")
+
+
+def test_golden_score_cached(package, backend):
+    gold = golden(package)
+    with atrank.Model(package, backend, cache_capacity=8) as model:
+        for _ in range(2):  # second pass hits the cache where the package has split graphs
+            for r in gold["requests"]:
+                scores = model.score(
+                    r["behaviors"], r["candidates"], r["request_time"], user_key=r["name"]
+                )
+                _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-batch", "one-by-one"])
+def test_golden_score_batch(package, backend, native, monkeypatch):
+    gold = golden(package)
+    with atrank.Model(package, backend) as model:
+        if native:
+            assert model._lib.has_score_batch, "the library lacks atrank_model_score_batch"
+        else:
+            monkeypatch.setattr(model._lib, "has_score_batch", False)
+        results = model.score_batch(_request(r) for r in gold["requests"])
+        assert len(results) == len(gold["requests"])
+        for r, scores in zip(gold["requests"], results):
+            _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+
+
+def test_tuples_and_namedtuples_equal_dicts(backend):
+    gold = golden(MULTI)
+    r = gold["requests"][0]
+    as_tuples = [
+        (b["id"], None, b.get("action"), b["timestamp"], b.get("group"), b.get("features"))
+        for b in r["behaviors"]
+    ]
+    as_named = [
+        atrank.Behavior(b["id"], None, b.get("action"), b["timestamp"], b.get("group"),
+                        sorted((b.get("features") or {}).items()))
+        for b in r["behaviors"]
+    ]
+    with atrank.Model(MULTI, backend) as model:
+        for form in (as_tuples, as_named, np.array(r["behaviors"], dtype=object)):
+            scores = model.score(form, np.array(r["candidates"]), np.int64(r["request_time"]))
+            _check_scores(scores, r["scores"], tolerance(gold), "tuple form")
+        req = atrank.Request(as_named, r["candidates"], r["request_time"])
+        _check_scores(model.score_batch([req])[0], r["scores"], tolerance(gold), "Request")
+
+
+def test_empty_history_is_valid():
+    with atrank.Model(TINY) as model:
+        a = model.score(None, ["i1", "i2"], 1_000_000_000)
+        b = model.score([], ["i1", "i2"], 1_000_000_000)
+        assert a.shape == (2,) and np.all(np.isfinite(a))
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------- errors: loading ----------
+
+
+def test_missing_package_dir():
+    with pytest.raises(atrank.PackageIOError) as info:
+        atrank.Model("/nonexistent/atrank-package")
+    assert info.value.code == atrank.Code.IO
+    assert "/nonexistent/atrank-package" in info.value.message
+
+
+def test_malformed_package(tmp_path):
+    for entry in TINY.iterdir():
+        (tmp_path / entry.name).symlink_to(entry)
+    (tmp_path / "spec.json").unlink()
+    (tmp_path / "spec.json").write_text("{ not json", encoding="utf-8")
+    with pytest.raises(atrank.InvalidPackageError) as info:
+        atrank.Model(tmp_path)
+    assert info.value.code == atrank.Code.INVALID_PACKAGE and info.value.message
+
+
+def test_bad_options():
+    with pytest.raises(atrank.InvalidArgumentError, match="backend"):
+        atrank.Model(TINY, "cuda")
+    with pytest.raises(atrank.InvalidArgumentError, match="gpu"):
+        atrank.Model(TINY, gpu="sometimes")
+    with pytest.raises(atrank.InvalidArgumentError) as info:  # from the C builder
+        atrank.Model(TINY, intra_threads=0)
+    assert info.value.code == atrank.Code.INVALID_ARGUMENT
+
+
+def test_ort_library_missing_in_fresh_process():
+    # ONNX Runtime loads once per process, so this runs where nothing has loaded it yet.
+    code = (
+        "import atrank\n"
+        "try:\n"
+        f"    atrank.Model({str(TINY)!r}, 'ort', ort_library='/nonexistent/libonnxruntime.so.1')\n"
+        "except atrank.BackendUnavailableError as e:\n"
+        "    print('CODE', e.code, e.message)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env.pop("ATRANK_ORT_LIB", None)
+    out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"CODE {int(atrank.Code.BACKEND_UNAVAILABLE)} " in out.stdout, out.stdout
+    assert "/nonexistent/libonnxruntime.so.1" in out.stdout
+
+
+def test_library_errors(tmp_path):
+    with pytest.raises(atrank.LibraryError, match="cannot load"):
+        atrank.Model(TINY, lib_path=tmp_path / "libatrank.so")
+    # A real shared library that is not atrank's: refused by the symbol check.
+    import ctypes.util
+
+    libm = ctypes.util.find_library("m")
+    assert libm, "libm not found"
+    with pytest.raises(atrank.LibraryError, match="missing symbol atrank_"):
+        atrank.load_library(libm)
+    assert atrank.library_version() == "0.1.0"
+
+
+# ---------- errors: scoring (the C library's codes and messages) ----------
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    with atrank.Model(TINY) as model:
+        yield model
+
+
+BEHAVIOR = {"item": "i11", "action": "like", "timestamp": 1003551103}
+
+
+@pytest.mark.parametrize(
+    "behaviors, candidates, exc, code, needle",
+    [
+        ([{"item": None, "timestamp": 1}], ["i1"], atrank.NullArgumentError,
+         atrank.Code.NULL_ARGUMENT, "behaviors[0].item"),
+        ([BEHAVIOR], ["i1", None], atrank.NullArgumentError, atrank.Code.NULL_ARGUMENT,
+         "candidates[1]"),
+        ([BEHAVIOR, {**BEHAVIOR, "features": {"category": None}}], ["i1"],
+         atrank.NullArgumentError, atrank.Code.NULL_ARGUMENT, "behaviors[1].features[0].value"),
+        ([BEHAVIOR], [], atrank.InvalidArgumentError, atrank.Code.INVALID_ARGUMENT, "empty"),
+        ([BEHAVIOR], None, atrank.InvalidArgumentError, atrank.Code.INVALID_ARGUMENT,
+         "candidates"),
+        ([{**BEHAVIOR, "group": "coupon"}], ["i1"], atrank.InvalidArgumentError,
+         atrank.Code.INVALID_ARGUMENT, 'behaviors[0].group "coupon"'),
+        ([{"item": "\udcff", "timestamp": 1}], ["i1"], atrank.InvalidUtf8Error,
+         atrank.Code.INVALID_UTF8, "behaviors[0].item"),
+        ([BEHAVIOR], [b"\xff\xfe"], atrank.InvalidUtf8Error, atrank.Code.INVALID_UTF8,
+         "candidates[0]"),
+    ],
+)
+def test_score_errors_from_c(tiny_model, behaviors, candidates, exc, code, needle):
+    with pytest.raises(exc) as info:
+        tiny_model.score(behaviors, candidates, 1028327127)
+    assert info.value.code == code
+    assert needle in info.value.message, info.value.message
+
+
+def test_too_many_candidates(tiny_model):
+    limit = _max_candidates(TINY)
+    assert tiny_model.score([BEHAVIOR], ["i1"] * limit, 1028327127).shape == (limit,)
+    with pytest.raises(atrank.InvalidArgumentError) as info:
+        tiny_model.score([BEHAVIOR], ["i1"] * (limit + 1), 1028327127)
+    assert str(limit + 1) in info.value.message and str(limit) in info.value.message
+
+
+@pytest.mark.parametrize(
+    "behaviors, request_time, needle",
+    [
+        ([{"item": "i1"}], 5, "behaviors[0].timestamp: is missing"),
+        ([{"item": "i1", "timestamp": 1.5}], 5, "behaviors[0].timestamp: expected an integer"),
+        ([{"item": "i1", "timestamp": 2**63}], 5, "does not fit in int64"),
+        ([{"item": "i1", "timestamp": 1, "when": 2}], 5, "unknown field(s) ['when']"),
+        ([{"item": "i1", "id": "i1", "timestamp": 1}], 5, "not both"),
+        ([("i1", None, "like")], 5, "4 to 6 fields"),
+        ([42], 5, "behaviors[0]: expected a mapping or a tuple"),
+        ([{"item": 7, "timestamp": 1}], 5, "behaviors[0].item: expected a string"),
+        ([{"item": "i\x001", "timestamp": 1}], 5, "NUL"),
+        ("i1", 5, "expected a sequence of behaviors"),
+        ([BEHAVIOR], None, "request_time: is missing"),
+        ([BEHAVIOR], "now", "request_time: expected an integer"),
+    ],
+)
+def test_score_errors_in_binding(tiny_model, behaviors, request_time, needle):
+    with pytest.raises(atrank.InvalidArgumentError) as info:
+        tiny_model.score(behaviors, ["i1"], request_time)
+    assert info.value.code == atrank.Code.INVALID_ARGUMENT
+    assert needle in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-batch", "one-by-one"])
+def test_score_batch_bad_request(tiny_model, native, monkeypatch):
+    monkeypatch.setattr(tiny_model._lib, "has_score_batch",
+                        native and tiny_model._lib.has_score_batch)
+    gold = golden(TINY)
+    good = [_request(r) for r in gold["requests"][:3]]
+    bad_group = {**good[1], "behaviors": [{**BEHAVIOR, "group": "nope"}]}
+    bad_time = {**good[1], "request_time": "soon"}
+    for bad, exc in ((bad_group, atrank.InvalidArgumentError),
+                     (bad_time, atrank.InvalidArgumentError)):
+        requests = [good[0], bad, good[2]]
+        with pytest.raises(exc) as info:
+            tiny_model.score_batch(requests)
+        assert "requests[1]" in info.value.message, info.value.message
+        results = tiny_model.score_batch(requests, errors="return")
+        assert isinstance(results[1], exc)
+        assert "requests[" not in results[1].message
+        for i in (0, 2):
+            _check_scores(results[i], gold["requests"][i]["scores"], tolerance(gold), f"row {i}")
+
+
+def test_score_batch_over_one_call(tiny_model):
+    # More requests than one atrank_model_score_batch call takes: split, order kept.
+    gold = golden(TINY)
+    reqs = [_request(r) for r in gold["requests"]]
+    n = atrank.MAX_BATCH_REQUESTS + 3
+    results = tiny_model.score_batch(reqs[i % len(reqs)] for i in range(n))
+    assert len(results) == n
+    for i in (0, atrank.MAX_BATCH_REQUESTS - 1, atrank.MAX_BATCH_REQUESTS, n - 1):
+        want = gold["requests"][i % len(reqs)]["scores"]
+        _check_scores(results[i], want, tolerance(gold), f"request {i}")
+
+
+# ---------- lifetime and threads ----------
+
+
+def test_closed_model_refuses_calls():
+    model = atrank.Model(TINY)
+    model.close()
+    model.close()  # idempotent
+    assert model.closed
+    with pytest.raises(ValueError, match="closed"):
+        model.score([BEHAVIOR], ["i1"], 5)
+
+
+def test_threads_share_one_model(backend):
+    gold = golden(MULTI)
+    reqs = gold["requests"]
+    with atrank.Model(MULTI, backend, intra_threads=1) as model:
+
+        def work(k: int) -> int:
+            for j in range(len(reqs)):
+                r = reqs[(k + j) % len(reqs)]
+                scores = model.score(r["behaviors"], r["candidates"], r["request_time"])
+                _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+            return len(reqs)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            assert sum(pool.map(work, range(8))) == 8 * len(reqs)
+
+
+def test_close_waits_for_calls_in_flight():
+    gold = golden(TINY)
+    r = gold["requests"][0]
+    model = atrank.Model(TINY)
+    done = {"scored": 0, "refused": 0}
+    lock = threading.Lock()
+    started = threading.Barrier(5)
+    enough = threading.Event()
+
+    def work():
+        started.wait()
+        while True:
+            try:
+                scores = model.score(r["behaviors"], r["candidates"], r["request_time"])
+            except ValueError:
+                with lock:
+                    done["refused"] += 1
+                return
+            _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+            with lock:
+                done["scored"] += 1
+                if done["scored"] >= 20:
+                    enough.set()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    assert enough.wait(timeout=120)
+    model.close()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+    assert done["refused"] == 4
