@@ -89,7 +89,16 @@ GoldenRequest parse_request(const cJSON *req, std::size_t index) {
     cJSON_ArrayForEach(b, behaviors) {
         const std::string bw = where + ".behaviors[" + std::to_string(i++) + "]";
         atrank::Behavior behavior;
-        behavior.item = string(field(b, "item"), bw + ".item");
+        const cJSON *id = field(b, "item");
+        behavior.item = string(id != nullptr ? id : field(b, "id"), bw + ".item");  // format 2 says "id"
+        behavior.group = optional_string(field(b, "group"), bw + ".group");
+        const cJSON *features = field(b, "features");
+        const cJSON *f = nullptr;
+        if (cJSON_IsObject(features)) {
+            cJSON_ArrayForEach(f, features) {
+                behavior.features.emplace_back(f->string, string(f, bw + ".features." + f->string));
+            }
+        }
         behavior.category = optional_string(field(b, "category"), bw + ".category");
         behavior.action = optional_string(field(b, "action"), bw + ".action");
         behavior.timestamp = to_int64(field(b, "timestamp"), bw + ".timestamp");

@@ -1,0 +1,193 @@
+// The wider C++ surface: load options (the C builder), serving, behavior groups and caller
+// features, score_cached, score_batch and the hot-swap Handle. Scores are checked against the
+// trainer's scores in each package's golden.json (the independent reference) and against
+// Model::score on the same request.
+#include <atomic>
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "atrank.hpp"
+#include "golden.hpp"
+
+namespace {
+
+using atrank_test::throws_code;
+
+const char *const kMulti = "tests/fixtures/tiny-multigroup";
+const char *const kSingle = "tests/fixtures/tiny";
+
+atrank::Options tract() {
+    atrank::Options o;
+    o.backend = ATRANK_BACKEND_TRACT;
+    return o;
+}
+
+std::vector<atrank::Request> golden_requests(const atrank_test::GoldenSet &g) {
+    std::vector<atrank::Request> out;
+    for (const auto &r : g.requests) out.push_back(atrank::Request{r.behaviors, r.candidates, r.request_time});
+    return out;
+}
+
+class Backends : public ::testing::TestWithParam<atrank_backend> {
+protected:
+    atrank::Options options() const {
+        atrank::Options o;
+        o.backend = GetParam();
+        o.intra_threads = 2;
+        o.cache_capacity = 8;
+        return o;
+    }
+    void SetUp() override {
+        if (GetParam() == ATRANK_BACKEND_ORT && !atrank_test::ort_available()) {
+            GTEST_SKIP() << "ort backend: ATRANK_ORT_LIB is unset";
+        }
+    }
+};
+
+// Groups and features from C++: the format-2 fixture's golden requests, one by one and as one
+// batch, match the trainer; the batch equals single scoring.
+TEST_P(Backends, MultiGroupGoldenSingleAndBatch) {
+    const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);
+    const atrank::Model m = atrank::Model::load(kMulti, options());
+    const auto batch = m.score_batch(golden_requests(g));
+    ASSERT_EQ(batch.size(), g.requests.size());
+    double worst = 0.0;
+    for (std::size_t i = 0; i < g.requests.size(); ++i) {
+        const auto &r = g.requests[i];
+        const auto single = m.score(r.behaviors, r.candidates, r.request_time);
+        ASSERT_EQ(batch[i].size(), r.candidates.size()) << r.name;
+        for (std::size_t k = 0; k < r.candidates.size(); ++k) {
+            EXPECT_NEAR(single[k], r.scores[k], g.tolerance) << r.name << " candidate " << k;
+            EXPECT_NEAR(batch[i][k], single[k], 1e-5) << r.name << " candidate " << k;
+            worst = std::max(worst, std::fabs(single[k] - r.scores[k]));
+        }
+    }
+    RecordProperty("max_abs_diff", std::to_string(worst));
+}
+
+TEST_P(Backends, CachedEqualsUncached) {
+    const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);
+    const atrank::Model m = atrank::Model::load(kMulti, options());
+    for (int round = 0; round < 2; ++round) {  // the second round hits the cache
+        for (const auto &r : g.requests) {
+            if (r.candidates.empty()) continue;
+            const auto plain = m.score(r.behaviors, r.candidates, r.request_time);
+            const auto cached = m.score_cached("user-" + r.name, r.behaviors, r.candidates, r.request_time);
+            ASSERT_EQ(plain.size(), cached.size());
+            for (std::size_t k = 0; k < plain.size(); ++k) EXPECT_NEAR(plain[k], cached[k], 1e-5) << r.name;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpp, Backends, ::testing::Values(ATRANK_BACKEND_ORT, ATRANK_BACKEND_TRACT),
+                         [](const ::testing::TestParamInfo<atrank_backend> &info) {
+                             return std::string(atrank_test::backend_name(info.param));
+                         });
+
+TEST(Options, ServingAndOutOfRangeOptions) {
+    const atrank::Model m = atrank::Model::load(kSingle, tract());
+    EXPECT_EQ(m.serving(), static_cast<atrank_serving>(ATRANK_SERVING_TRACT));
+    atrank::Options bad = tract();
+    bad.intra_threads = 0;
+    EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_INVALID_ARGUMENT));
+    bad = tract();
+    bad.gpu_policy = 7;
+    EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_INVALID_ARGUMENT));
+    bad = tract();
+    bad.gpu_policy = ATRANK_GPU_STRICT;  // tract has no GPU path
+    EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_BACKEND_UNAVAILABLE));
+    EXPECT_TRUE(throws_code([&] { atrank::Model::load("/nonexistent/atrank", tract()); }, ATRANK_ERROR_IO));
+}
+
+TEST(Options, PermissiveGpuServesOnTheCpuHere) {
+    if (!atrank_test::ort_available()) GTEST_SKIP() << "ATRANK_ORT_LIB is unset";
+    atrank::Options o;
+    o.gpu_policy = ATRANK_GPU_PERMISSIVE;
+    const atrank::Model m = atrank::Model::load(kSingle, o);
+    // This build's machines have no usable CUDA provider; on a GPU machine this would be ORT_CUDA.
+    const atrank_serving s = m.serving();
+    EXPECT_TRUE(s == ATRANK_SERVING_ORT_CPU || s == ATRANK_SERVING_ORT_CUDA) << s;
+}
+
+TEST(Batch, ErrorsNameTheRequest) {
+    const atrank::Model m = atrank::Model::load(kMulti, tract());
+    std::vector<atrank::Request> reqs(3, atrank::Request{{}, {"i1", "i2"}, 1300086400});
+    reqs[1].history.push_back(atrank::Behavior{"i3", std::nullopt, std::nullopt, 1300000000, "no-such-group", {}});
+    try {
+        m.score_batch(reqs);
+        FAIL() << "an unknown group was accepted";
+    } catch (const atrank::Error &e) {
+        EXPECT_EQ(e.code(), ATRANK_ERROR_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(e.what()).find("requests[1]"), std::string::npos) << e.what();
+    }
+    reqs[1].history.clear();
+    reqs[2].candidates[1] = std::string("i\0x", 3);  // a NUL byte, caught by the binding
+    try {
+        m.score_batch(reqs);
+        FAIL() << "a NUL byte was accepted";
+    } catch (const atrank::Error &e) {
+        EXPECT_EQ(e.code(), ATRANK_ERROR_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(e.what()).find("requests[2].candidates[1]"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(throws_code([&] { m.score_batch({}); }, ATRANK_ERROR_NULL_ARGUMENT));
+    reqs[2].candidates = {"i1"};
+    const auto ok = m.score_batch(reqs);
+    ASSERT_EQ(ok.size(), 3u);
+    EXPECT_EQ(ok[2].size(), 1u);
+}
+
+// Four threads score through a Handle while the main thread reloads it, some reloads failing:
+// no call fails, every failed reload leaves a model serving, and the generation counts only
+// the successful ones.
+TEST(Handle, ReloadUnderLoadDropsNothing) {
+    atrank::Model first = atrank::Model::load(kSingle, tract());
+    atrank::Handle h(first);
+    EXPECT_EQ(h.generation(), 1u);
+    const std::vector<atrank::Behavior> hist{{"i3", std::nullopt, std::string("click"), 1300000000, {}, {}}};
+    const std::vector<std::string> cands{"i1", "i2", "no-such-item"};
+    const auto want = first.score(hist, cands, 1300086400);
+    std::atomic<bool> stop{false};
+    std::atomic<int> calls{0}, failures{0}, mismatches{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            while (!stop.load()) {
+                try {
+                    const auto got = h.score(hist, cands, 1300086400);
+                    for (std::size_t k = 0; k < got.size(); ++k)
+                        if (std::fabs(got[k] - want[k]) > 1e-5) mismatches++;
+                } catch (const atrank::Error &) {
+                    failures++;
+                }
+                calls++;
+            }
+        });
+    }
+    uint64_t expected = 1;
+    for (int r = 0; r < 6; ++r) {
+        if (r % 2 == 0) {
+            EXPECT_EQ(h.reload(kSingle, tract()), ++expected);
+        } else {
+            EXPECT_TRUE(throws_code([&] { h.reload("/nonexistent/atrank", tract()); }, ATRANK_ERROR_IO));
+        }
+    }
+    while (calls.load() < 50) std::this_thread::yield();
+    stop = true;
+    for (auto &t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(mismatches.load(), 0);
+    EXPECT_EQ(h.generation(), expected);
+    const atrank::Model now = h.current();
+    EXPECT_EQ(now.backend(), static_cast<atrank_backend>(ATRANK_BACKEND_TRACT));
+}
+
+TEST(Handle, EmptyModelIsRefused) {
+    const atrank::Model empty;
+    EXPECT_TRUE(throws_code([&] { atrank::Handle h(empty); }, ATRANK_ERROR_NULL_ARGUMENT));
+}
+
+}  // namespace
