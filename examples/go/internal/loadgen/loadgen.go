@@ -1,0 +1,313 @@
+// Package loadgen is the load generator behind cmd/loadtest: concurrent clients post /rerank
+// requests to a rerank server, bounded in count and time, optionally reloading the model
+// during the run, and report throughput, latency percentiles and failures.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/atrank/atrank/examples/go/internal/rerank"
+)
+
+// Sample is one request of the pool and, when known, the scores it must get back.
+type Sample struct {
+	Name     string
+	Request  rerank.Request
+	Expected []float64 // nil: not checked
+}
+
+// FromPackage builds the pool from a package's golden file (spec.json's "golden", default
+// golden.json): the trainer's requests and scores. It also returns the golden tolerance.
+func FromPackage(dir string) ([]Sample, float64, error) {
+	var spec struct {
+		Golden string `json:"golden"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "spec.json"))
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, 0, fmt.Errorf("%s/spec.json: %w", dir, err)
+	}
+	name := spec.Golden
+	if name == "" {
+		name = "golden.json"
+	}
+	path := filepath.Join(dir, name)
+	if data, err = os.ReadFile(path); err != nil {
+		return nil, 0, err
+	}
+	var g struct {
+		Format    string  `json:"format"`
+		Tolerance float64 `json:"tolerance"`
+		Requests  []struct {
+			Name        string `json:"name"`
+			RequestTime int64  `json:"request_time"`
+			Behaviors   []struct {
+				Item      string            `json:"item"` // format 1
+				ID        string            `json:"id"`   // format 2
+				Category  *string           `json:"category"`
+				Action    *string           `json:"action"`
+				Timestamp int64             `json:"timestamp"`
+				Group     *string           `json:"group"`
+				Features  map[string]string `json:"features"`
+			} `json:"behaviors"`
+			Candidates []string  `json:"candidates"`
+			Scores     []float64 `json:"scores"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if g.Format != "atrank-golden" || len(g.Requests) == 0 {
+		return nil, 0, fmt.Errorf("%s: format %q with %d requests; want atrank-golden with some", path, g.Format, len(g.Requests))
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	out := make([]Sample, len(g.Requests))
+	for i, r := range g.Requests {
+		if len(r.Scores) != len(r.Candidates) {
+			return nil, 0, fmt.Errorf("%s: request %d has %d candidates and %d scores", path, i, len(r.Candidates), len(r.Scores))
+		}
+		beh := make([]rerank.Behavior, len(r.Behaviors))
+		for j, b := range r.Behaviors {
+			item := b.Item
+			if item == "" {
+				item = b.ID
+			}
+			beh[j] = rerank.Behavior{Item: item, Category: str(b.Category), Action: str(b.Action),
+				Timestamp: b.Timestamp, Group: str(b.Group), Features: b.Features}
+		}
+		rt := r.RequestTime
+		out[i] = Sample{Name: r.Name, Expected: r.Scores,
+			Request: rerank.Request{Behaviors: beh, Candidates: r.Candidates, RequestTime: &rt}}
+	}
+	return out, g.Tolerance, nil
+}
+
+// Config bounds and shapes a run.
+type Config struct {
+	BaseURL     string        // e.g. http://127.0.0.1:8080
+	Pool        []Sample      // cycled through
+	Tolerance   float64       // for Sample.Expected
+	N           int           // at most this many requests
+	Duration    time.Duration // and at most this long
+	Concurrency int           // clients
+	UserEvery   int           // every k-th request names its user (cached path); 0: never
+	// Reloads is how many times to POST /admin/reload, one after each N/(Reloads+1) requests;
+	// the requests after that point wait until the reload has started (not finished).
+	Reloads int
+}
+
+// Report is what a run measured.
+type Report struct {
+	Requests, Failed             int
+	Reloads, ReloadsFailed       int
+	Elapsed                      time.Duration
+	Throughput                   float64 // successful requests per second
+	P50, P99, Max                time.Duration
+	MinGeneration, MaxGeneration uint64
+	FirstError, ReloadErrors     string
+}
+
+func (r *Report) String() string {
+	return fmt.Sprintf("requests %d, failed %d, elapsed %.2fs, throughput %.1f req/s, latency p50 %.2fms p99 %.2fms max %.2fms, reloads %d (failed %d), generations %d..%d",
+		r.Requests, r.Failed, r.Elapsed.Seconds(), r.Throughput, ms(r.P50), ms(r.P99), ms(r.Max),
+		r.Reloads, r.ReloadsFailed, r.MinGeneration, r.MaxGeneration)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// percentile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	k := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(k, 0), len(sorted)-1)]
+}
+
+type result struct {
+	latency time.Duration
+	gen     uint64
+	err     error
+}
+
+// Run runs the load and returns its report. It stops after N requests or Duration, whichever
+// comes first (requests in flight at the deadline are completed, not counted as failures
+// unless they fail).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if len(cfg.Pool) == 0 || cfg.N <= 0 || cfg.Concurrency <= 0 || cfg.Duration <= 0 {
+		return nil, fmt.Errorf("loadgen: need a pool, N > 0, concurrency > 0 and a duration")
+	}
+	bodies := make([][2][]byte, len(cfg.Pool)) // [anonymous, with user]
+	for i, s := range cfg.Pool {
+		for k := 0; k < 2; k++ {
+			req := s.Request
+			if k == 1 {
+				req.User = fmt.Sprintf("user-%d", i)
+			}
+			b, err := json.Marshal(req)
+			if err != nil {
+				return nil, err
+			}
+			bodies[i][k] = b
+		}
+	}
+	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+
+	var next, done atomic.Int64
+	targets := make([]int, max(cfg.Reloads, 0)) // reload k is due after targets[k] requests
+	started := make([]chan struct{}, len(targets))
+	for k := range targets {
+		targets[k] = (k + 1) * cfg.N / (cfg.Reloads + 1)
+		started[k] = make(chan struct{})
+	}
+	results := make([][]result, cfg.Concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.N {
+					return
+				}
+				// Request i starts after the last reload due before it has started, so that
+				// every reload happens with requests still to come (and in flight).
+				if k := sort.Search(len(targets), func(k int) bool { return targets[k] > i }) - 1; k >= 0 {
+					select {
+					case <-started[k]:
+					case <-ctx.Done():
+						return
+					}
+				}
+				k := 0
+				if cfg.UserEvery > 0 && i%cfg.UserEvery == 0 {
+					k = 1
+				}
+				p := i % len(cfg.Pool)
+				t0 := time.Now()
+				gen, err := post(client, cfg.BaseURL, bodies[p][k], &cfg.Pool[p], cfg.Tolerance)
+				results[w] = append(results[w], result{latency: time.Since(t0), gen: gen, err: err})
+				done.Add(1)
+			}
+		}(w)
+	}
+	rep := &Report{}
+	var reloadWG sync.WaitGroup
+	if cfg.Reloads > 0 {
+		reloadWG.Add(1)
+		go func() {
+			defer reloadWG.Done()
+			for k := range targets {
+				for done.Load() < int64(targets[k]) && ctx.Err() == nil {
+					time.Sleep(time.Millisecond)
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				close(started[k])
+				rep.Reloads++
+				if err := reload(client, cfg.BaseURL); err != nil {
+					rep.ReloadsFailed++
+					rep.ReloadErrors += err.Error() + "; "
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rep.Elapsed = time.Since(start)
+	cancel() // stops a reloader still waiting for its turn
+	reloadWG.Wait()
+
+	var lat []time.Duration
+	rep.MinGeneration = math.MaxUint64
+	for _, rs := range results {
+		for _, r := range rs {
+			rep.Requests++
+			if r.err != nil {
+				rep.Failed++
+				if rep.FirstError == "" {
+					rep.FirstError = r.err.Error()
+				}
+				continue
+			}
+			lat = append(lat, r.latency)
+			rep.MinGeneration = min(rep.MinGeneration, r.gen)
+			rep.MaxGeneration = max(rep.MaxGeneration, r.gen)
+		}
+	}
+	if len(lat) == 0 {
+		rep.MinGeneration = 0
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	rep.P50, rep.P99 = percentile(lat, 50), percentile(lat, 99)
+	if len(lat) > 0 {
+		rep.Max = lat[len(lat)-1]
+	}
+	rep.Throughput = float64(len(lat)) / rep.Elapsed.Seconds()
+	return rep, nil
+}
+
+func post(client *http.Client, base string, body []byte, s *Sample, tol float64) (uint64, error) {
+	resp, err := client.Post(base+"/rerank", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: HTTP %d: %s", s.Name, resp.StatusCode, bytes.TrimSpace(data))
+	}
+	var out rerank.Response
+	if err := json.Unmarshal(data, &out); err != nil {
+		return 0, fmt.Errorf("%s: bad response %q: %w", s.Name, data, err)
+	}
+	if len(out.Scores) != len(s.Request.Candidates) {
+		return 0, fmt.Errorf("%s: %d scores for %d candidates", s.Name, len(out.Scores), len(s.Request.Candidates))
+	}
+	for c, want := range s.Expected {
+		if d := math.Abs(float64(out.Scores[c]) - want); !(d <= tol) {
+			return 0, fmt.Errorf("%s candidate %d: score %g, expected %g (|diff| %.3g > %.3g)", s.Name, c, out.Scores[c], want, d, tol)
+		}
+	}
+	return out.Generation, nil
+}
+
+func reload(client *http.Client, base string) error {
+	resp, err := client.Post(base+"/admin/reload", "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reload: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	return nil
+}
