@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Throughput of the atrank-batch tool and its 1 -> 2 thread scaling, measured in one run.
+#
+#   bash benches/batch_tool.sh [PACKAGE]      (default: build/test-ml100k/package)
+#
+# Builds the release binary (`cargo build --release --features batch --bin atrank-batch`; slow
+# the first time: tract in release takes minutes), generates a realistic Parquet input from
+# MovieLens-100k (real user histories cut at a random point: the most recent <= 50 behaviors
+# before the cut, request time = the cut, 100 candidates = the next item + 99 random catalog
+# items), then scores it with 1 and with 2 threads on tract, and on ONNX Runtime when
+# ATRANK_ORT_LIB is set. Prints a markdown table (rows/s and candidate scores/s).
+#
+# Knobs: BATCH_REQUESTS (20000), BATCH_CANDIDATES (100), BATCH_SIZE (64 requests per graph
+# run), BATCH_WORK (scratch folder, default build/bench-batch), BATCH_BIN (use this binary,
+# no release build: for checking the script).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+source scripts/env.sh >/dev/null
+
+PACKAGE="${1:-build/test-ml100k/package}"
+REQUESTS="${BATCH_REQUESTS:-20000}"
+CANDIDATES="${BATCH_CANDIDATES:-100}"
+BATCH="${BATCH_SIZE:-64}"
+WORK="${BATCH_WORK:-build/bench-batch}"
+mkdir -p "$WORK"
+
+if [ ! -f "$PACKAGE/spec.json" ]; then
+  echo "no model package at $PACKAGE (see README: train and export the ML-100k package)" >&2
+  exit 2
+fi
+
+if [ -n "${BATCH_BIN:-}" ]; then
+  BIN="$BATCH_BIN"   # e.g. a dev build, for a quick check of this script
+else
+  cargo build --release --features batch --bin atrank-batch
+  BIN="$ROOT/target/release/atrank-batch"
+fi
+
+INPUT="$WORK/requests-${REQUESTS}x${CANDIDATES}.parquet"
+if [ ! -f "$INPUT" ]; then
+  "$PY" - "$PACKAGE" "$INPUT" "$REQUESTS" "$CANDIDATES" <<'EOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from atrank_export.data import load_ml100k
+
+package, out, n_requests, n_candidates = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+items = (package / "vocab" / "item.txt").read_text().split("\n")
+items = [i for i in items if i]
+data = load_ml100k()
+rng = np.random.default_rng(7)
+users = [u for u in data.users if len(data.sequences[u]) >= 2]
+rows = {"request_id": [], "user": [], "behaviors": [], "candidates": [], "request_time": []}
+for r in range(n_requests):
+    u = users[int(rng.integers(len(users)))]
+    seq = data.sequences[u]
+    cut = int(rng.integers(1, len(seq)))
+    hist = seq[max(0, cut - 50):cut]
+    target = seq[cut]
+    cands = [target.item] + [items[int(k)] for k in rng.integers(0, len(items), n_candidates - 1)]
+    rows["request_id"].append(f"r{r:06d}")
+    rows["user"].append(u)
+    rows["behaviors"].append([{"item": b.item, "category": b.category, "action": b.action,
+                               "timestamp": int(b.timestamp)} for b in hist])
+    rows["candidates"].append(cands)
+    rows["request_time"].append(int(target.timestamp))
+behavior = pa.struct([("item", pa.string()), ("category", pa.string()),
+                      ("action", pa.string()), ("timestamp", pa.int64())])
+schema = pa.schema([("request_id", pa.string()), ("user", pa.string()),
+                    ("behaviors", pa.list_(behavior)), ("candidates", pa.list_(pa.string())),
+                    ("request_time", pa.int64())])
+pq.write_table(pa.table(rows, schema=schema), out, compression="snappy")
+hl = [len(b) for b in rows["behaviors"]]
+print(f"wrote {out}: {n_requests} requests x {n_candidates} candidates, "
+      f"history mean {np.mean(hl):.1f} (max 50)", file=sys.stderr)
+EOF
+fi
+
+nproc_now="$(nproc)"
+echo "| backend | threads | rows/s | candidate scores/s | wall s |"
+echo "|---|---:|---:|---:|---:|"
+run() {
+  local backend="$1" threads="$2"
+  shift 2
+  local log="$WORK/run-$backend-$threads.log"
+  "$BIN" --model "$PACKAGE" --input "$INPUT" --output "$WORK/out-$backend-$threads.parquet" \
+    --backend "$backend" --threads "$threads" --batch-size "$BATCH" --key request_id --key user \
+    --overwrite "$@" 2>"$log"
+  # atrank-batch: 1 shard(s) scored, ...; N rows (E with errors), S candidate scores in T s: R rows/s, C scores/s (...)
+  local line
+  line="$(grep 'shard(s) scored' "$log")"
+  local errors secs rps sps
+  errors="$(sed -E 's/.*rows \(([0-9]+) with errors\).*/\1/' <<<"$line")"
+  secs="$(sed -E 's/.* in ([0-9.]+) s:.*/\1/' <<<"$line")"
+  rps="$(sed -E 's/.*: ([0-9.]+) rows\/s.*/\1/' <<<"$line")"
+  sps="$(sed -E 's/.*, ([0-9.]+) scores\/s.*/\1/' <<<"$line")"
+  if [ "$errors" != "0" ]; then
+    echo "unexpected row errors: $line" >&2
+    exit 1
+  fi
+  printf '| %s | %s | %.0f | %.0f | %.1f |\n' "$backend" "$threads" "$rps" "$sps" "$secs"
+}
+for t in 1 2; do run tract "$t"; done
+if [ -n "${ATRANK_ORT_LIB:-}" ]; then
+  for t in 1 2; do run ort "$t" --ort-lib "$ATRANK_ORT_LIB"; done
+fi
+echo
+echo "input: $INPUT ($REQUESTS requests x $CANDIDATES candidates), batch $BATCH, $nproc_now CPU(s),"
+echo "$(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
