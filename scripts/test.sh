@@ -46,8 +46,8 @@ for variant in plain asan; do
   ctest --test-dir "$dir" --output-on-failure
 done
 
-step "valgrind: C golden and error tests on tract, zero bytes definitely lost, zero errors"
-for t in test_golden test_errors; do
+step "valgrind: C golden, error and NULL tests on tract, zero bytes definitely lost, zero errors"
+for t in test_golden test_errors test_null; do
   env -u ATRANK_ORT_LIB ATRANK_PACKAGE="$ROOT/tests/fixtures/tiny" valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
     --error-exitcode=9 "build/ffi-c-plain/$t" > "build/valgrind-$t.log" 2>&1 \
     || { cat "build/valgrind-$t.log" >&2; echo "valgrind failed on $t" >&2; exit 1; }
