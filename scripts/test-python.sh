@@ -41,18 +41,20 @@ mkdir -p "$WORK"
 tar -czf "$WORK/package.tar.gz" -C "$(dirname "$PKG")" "$(basename "$PKG")"
 (cd bindings/python/src && "$PY" -m zipfile -c "$WORK/atrank-py.zip" atrank/)
 if ! env -u ATRANK_LIB -u PYTHONPATH "$VENV/bin/spark-submit" --master 'local[2]' \
-    --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=2 --driver-memory 512m \
+    --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false \
+    --conf spark.sql.shuffle.partitions=2 --driver-memory 512m \
     --py-files "$WORK/atrank-py.zip" \
     --files "$LIB" \
     --archives "$WORK/package.tar.gz#atrank_pkg" \
     examples/spark/score_parquet.py \
     --package "atrank_pkg/$(basename "$PKG")" --lib libatrank.so \
-    --input "$WORK/requests" --output "$WORK/scored" > "$WORK/spark-submit.log" 2>&1; then
+    --input "$WORK/requests" --output "$WORK/scored" \
+    > "$WORK/spark-submit.out" 2> "$WORK/spark-submit.log"; then
   tail -n 40 "$WORK/spark-submit.log" >&2
   echo "spark-submit failed (log: $WORK/spark-submit.log)" >&2
   exit 1
 fi
-grep '^scored ' "$WORK/spark-submit.log"
+cat "$WORK/spark-submit.out"
 # Every score against the trainer's (golden.json), independently of the example's own summary.
 "$PY" - "$PKG/golden.json" "$WORK/scored" <<'PY'
 import json
