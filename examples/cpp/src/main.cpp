@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -69,7 +70,8 @@ T parse_integer(const std::string &flag, const std::string &text, T min) {
     const char *end = text.data() + text.size();
     auto [ptr, ec] = std::from_chars(text.data(), end, value);
     if (text.empty() || ec != std::errc() || ptr != end || value < min) {
-        throw UsageError(flag + " needs an integer >= " + std::to_string(min) + ", not '" + text + "'");
+        const std::string range = min == std::numeric_limits<T>::min() ? "" : " >= " + std::to_string(min);
+        throw UsageError(flag + " needs an integer" + range + ", not '" + text + "'");
     }
     return value;
 }
