@@ -57,7 +57,7 @@ struct Args {
     input: Vec<PathBuf>,
 
     /// Output: a file ending in .parquet or .csv when there is exactly one input file;
-    /// otherwise a directory that gets <shard name>.<format> per shard.
+    /// otherwise a directory that gets `<shard name>.<format>` per shard.
     #[arg(long, short = 'o')]
     output: PathBuf,
 

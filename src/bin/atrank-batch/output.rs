@@ -15,7 +15,7 @@ use crate::score::Outcome;
 /// Output file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// Apache Parquet (snappy): `candidates` list<string>, `scores` list<float32>.
+    /// Apache Parquet (snappy): `candidates` `list<string>`, `scores` `list<float32>`.
     Parquet,
     /// CSV with a header: `candidates` and `scores` as JSON array cells.
     Csv,
