@@ -477,6 +477,16 @@ struct atrank_error *atrank_model_backend(const struct atrank_model *model,
                                           atrank_backend *backend_out);
 
 /*
+ The most candidates one scoring call accepts for `model` (the package's
+ `limits.max_candidates`), written to `*max_out` on success: callers with more candidates
+ score them in chunks of this size.
+
+ Ownership: borrows `model`. NULL: `model` or `max_out` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`, `*max_out` untouched. Thread safety: thread-safe.
+ */
+struct atrank_error *atrank_model_max_candidates(const struct atrank_model *model, size_t *max_out);
+
+/*
  Frees a model reference.
 
  Ownership: takes `model` back; handles and other references (`atrank_handle_current`) keep

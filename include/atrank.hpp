@@ -284,6 +284,14 @@ public:
         return Model(handle);
     }
 
+    /// The most candidates one score call accepts (the package's limits.max_candidates):
+    /// score longer lists in chunks of this size.
+    std::size_t max_candidates() const {
+        std::size_t out = 0;
+        detail::check(atrank_model_max_candidates(handle_, &out));
+        return out;
+    }
+
     /// What actually runs the graph (ATRANK_SERVING_ORT_CPU, _ORT_CUDA or _TRACT).
     atrank_serving serving() const {
         atrank_serving out = 0;

@@ -190,6 +190,11 @@ impl Model {
         &self.dir
     }
 
+    /// The most candidates one request may carry (the package's `limits.max_candidates`).
+    pub fn max_candidates(&self) -> usize {
+        self.preprocessor.max_candidates()
+    }
+
     /// The backend running the graph.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -72,7 +72,16 @@ int main(void) {
     expect_error("backend(NULL out)", atrank_model_backend(m, NULL), ATRANK_ERROR_NULL_ARGUMENT, "backend_out");
     expect_error("serving(NULL model)", atrank_model_serving(NULL, &serving), ATRANK_ERROR_NULL_ARGUMENT, "model");
     expect_error("serving(NULL out)", atrank_model_serving(m, NULL), ATRANK_ERROR_NULL_ARGUMENT, "serving_out");
-    if (backend != 77 || serving != 77) test_fail("a getter wrote its out-parameter on error");
+    size_t max_cands = 77;
+    expect_error("max_candidates(NULL model)", atrank_model_max_candidates(NULL, &max_cands),
+                 ATRANK_ERROR_NULL_ARGUMENT, "model");
+    expect_error("max_candidates(NULL out)", atrank_model_max_candidates(m, NULL), ATRANK_ERROR_NULL_ARGUMENT,
+                 "max_out");
+    if (backend != 77 || serving != 77 || max_cands != 77) test_fail("a getter wrote its out-parameter on error");
+    /* limits.max_candidates as spec.json says, read independently. */
+    expect_ok("max_candidates", atrank_model_max_candidates(m, &max_cands));
+    if (max_cands != test_spec_max_candidates(PKG))
+        test_fail("max_candidates %zu, spec.json says %zu", max_cands, test_spec_max_candidates(PKG));
     expect_ok("backend", atrank_model_backend(m, &backend));
     expect_ok("serving", atrank_model_serving(m, &serving));
     if (backend != ATRANK_BACKEND_TRACT || serving != ATRANK_SERVING_TRACT) test_fail("backend %u serving %u", backend, serving);

@@ -91,6 +91,8 @@ INSTANTIATE_TEST_SUITE_P(Cpp, Backends, ::testing::Values(ATRANK_BACKEND_ORT, AT
 TEST(Options, ServingAndOutOfRangeOptions) {
     const atrank::Model m = atrank::Model::load(kSingle, tract());
     EXPECT_EQ(m.serving(), static_cast<atrank_serving>(ATRANK_SERVING_TRACT));
+    EXPECT_EQ(m.max_candidates(), atrank_test::spec_max_candidates(kSingle));
+    EXPECT_TRUE(throws_code([] { atrank::Model().max_candidates(); }, ATRANK_ERROR_NULL_ARGUMENT));
     atrank::Options bad = tract();
     bad.intra_threads = 0;
     EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_INVALID_ARGUMENT));

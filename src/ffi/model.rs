@@ -101,6 +101,29 @@ pub extern "C" fn atrank_model_backend(
     })
 }
 
+/// The most candidates one scoring call accepts for `model` (the package's
+/// `limits.max_candidates`), written to `*max_out` on success: callers with more candidates
+/// score them in chunks of this size.
+///
+/// Ownership: borrows `model`. NULL: `model` or `max_out` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`, `*max_out` untouched. Thread safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn atrank_model_max_candidates(
+    model: *const atrank_model,
+    max_out: *mut usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live handle, per the contract.
+        let model = unsafe { atrank_model::as_model(model, "model") }?;
+        if max_out.is_null() {
+            return Err(Error::NullArgument("max_out".into()));
+        }
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { max_out.write(model.max_candidates()) };
+        Ok(())
+    })
+}
+
 /// Frees a model reference.
 ///
 /// Ownership: takes `model` back; handles and other references (`atrank_handle_current`) keep
