@@ -13,11 +13,13 @@ mkdir -p "$CACHE"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages: cJSON (the C tests and the C example read golden JSON), pkg-config,
-# patchelf (scripts/install.sh sets the installed library's SONAME), valgrind (tests).
+# patchelf (scripts/install.sh sets the installed library's SONAME), valgrind (tests), and a
+# Java runtime for PySpark (bindings/python) when the machine has no java yet.
 need_apt=()
 for pkg in libcjson-dev pkg-config patchelf valgrind; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -38,6 +40,16 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT/export"
   rm -f "$VENV"/.atrank-req-*
   touch "$stamp"
+fi
+
+# 2b. The Python binding's test and PySpark dependencies (bindings/python).
+PYREQ="$ROOT/bindings/python/requirements.txt"
+pystamp="$VENV/.atrank-pyreq-$(sha256sum "$PYREQ" | cut -c1-16)"
+if [ ! -f "$pystamp" ]; then
+  log "pip install -r bindings/python/requirements.txt (pyspark, ~450 MB)"
+  "$VENV/bin/python" -m pip install -q -r "$PYREQ"
+  rm -f "$VENV"/.atrank-pyreq-*
+  touch "$pystamp"
 fi
 
 # 3. The ONNX Runtime shared library for the `ort` crate (load-dynamic), out of the PyPI wheel.

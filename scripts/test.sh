@@ -77,4 +77,10 @@ step "C example: the golden scorer the main job runs"
 make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/debug" BUILD="$ROOT/build/examples-c-debug"
 "$ROOT/build/examples-c-debug/score_golden" -q -r 2 "$ATRANK_PACKAGE"
 
+step "examples/cpp: BM25 movie search reranked by atrank (installed, find_package), plain and ASan"
+bash scripts/test-example-cpp.sh
+
+step "Python binding (ctypes over the C ABI) and PySpark scoring in local mode"
+bash scripts/test-python.sh
+
 step "all tests passed"
