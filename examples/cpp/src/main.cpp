@@ -37,8 +37,8 @@ them for --user with the atrank model package in --package, and prints the --top
   --backend NAME       tract (default) or ort (ONNX Runtime: set $ATRANK_ORT_LIB)
   --candidates K       BM25 candidates to rerank (default 100)
   --top N              results to print (default 10)
-  --chunk C            candidates per atrank call (default 1000; the package's
-                       limits.max_candidates is the most one call accepts)
+  --chunk C            candidates per atrank call (default 1000; capped at the model's
+                       max_candidates, the most one call accepts)
   --blend W            weight of BM25 in the final score, 0..1 (default 0: atrank only)
   --help               this text
 

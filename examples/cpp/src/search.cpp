@@ -34,6 +34,7 @@ std::vector<float> score_in_chunks(const atrank::Model &model, const std::vector
     if (chunk == 0) {
         throw std::invalid_argument("chunk must be at least 1");
     }
+    chunk = std::min(chunk, model.max_candidates());  // the most one call accepts
     std::vector<float> scores;
     scores.reserve(ids.size());
     for (std::size_t start = 0; start < ids.size(); start += chunk) {

@@ -33,9 +33,9 @@ private:
     Bm25Index index_;
 };
 
-/// Scores `ids` for one user through `model`, at most `chunk` candidates per atrank call
-/// (a package accepts at most its spec's limits.max_candidates per call; the C API refuses
-/// more). Each candidate is scored independently of the others, so the result equals one
+/// Scores `ids` for one user through `model`, at most `chunk` candidates per atrank call,
+/// capped at model.max_candidates() (the package's limits.max_candidates; the C API refuses
+/// more in one call). Each candidate is scored independently of the others, so the result equals one
 /// call with every candidate; the history is encoded once per call. Throws atrank::Error,
 /// or std::invalid_argument for chunk == 0.
 std::vector<float> score_in_chunks(const atrank::Model &model, const std::vector<atrank::Behavior> &history,

@@ -168,8 +168,15 @@ void check_over_limit(const atrank::Model &model, const atrank_model *direct, co
     } catch (const atrank::Error &e) {
         CHECK(e.code() == ATRANK_ERROR_INVALID_ARGUMENT);
     }
+    CHECK(model.max_candidates() == 10000);
     const std::vector<float> chunked = ms::score_in_chunks(model, history, ids, t, 5000);
     CHECK(chunked.size() == n);
+    // A chunk above the model's limit is capped to it, not refused.
+    const std::vector<float> capped = ms::score_in_chunks(model, history, ids, t, 50000);
+    CHECK(capped.size() == n);
+    for (std::size_t i = 0; i < n && capped.size() == n && chunked.size() == n; ++i) {
+        CHECK(std::fabs(capped[i] - chunked[i]) <= 1e-5F);
+    }
     std::vector<float> first;
     const std::vector<std::string> head(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(index.movies().size()));
     if (score_direct(direct, history, head, t, first) && chunked.size() == n) {
