@@ -47,6 +47,7 @@ def test_golden_score(package, backend):
     with atrank.Model(package, backend) as model:
         assert model.backend == backend
         assert model.serving == ("tract" if backend == "tract" else "ort-cpu")
+        assert model.max_candidates == _max_candidates(package)
         for r in gold["requests"]:
             scores = model.score(r["behaviors"], r["candidates"], r["request_time"])
             assert scores.dtype == np.float32

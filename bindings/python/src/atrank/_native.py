@@ -101,6 +101,7 @@ _FUNCTIONS = {
     "atrank_model_builder_free": (None, [_BuilderP]),
     "atrank_model_backend": (_ErrorP, [_ModelP, POINTER(c_uint32)]),
     "atrank_model_serving": (_ErrorP, [_ModelP, POINTER(c_uint32)]),
+    "atrank_model_max_candidates": (_ErrorP, [_ModelP, POINTER(c_size_t)]),
     "atrank_model_free": (None, [_ModelP]),
     "atrank_model_score": (
         _ErrorP,

@@ -327,6 +327,14 @@ class Model:
         return _SERVING_NAMES.get(out.value, str(out.value))
 
     @property
+    def max_candidates(self) -> int:
+        """The most candidates one request may carry (the package's ``limits.max_candidates``)."""
+        out = ctypes.c_size_t()
+        with self._use() as handle:
+            self._lib.check(self._lib.atrank_model_max_candidates(handle, ctypes.byref(out)))
+        return out.value
+
+    @property
     def library_version(self) -> str:
         return self._lib.version
 
