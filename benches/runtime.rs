@@ -185,6 +185,48 @@ fn main() {
     for (name, vals) in &rows {
         println!("| {name} | {} |", vals.join(" | "));
     }
+    // Two callers on one ORT model: 1 session (calls serialised) against a pool of 2.
+    let cands100: Vec<&str> = (0..100)
+        .map(|k| items[(k * 13 + 5) % items.len()].as_str())
+        .collect();
+    let calls_per_thread = 300;
+    let throughput = |m: &Model, threads: usize| {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..calls_per_thread {
+                        let r = Request {
+                            behaviors: &history,
+                            candidates: &cands100,
+                            request_time: t0,
+                        };
+                        drop(m.score(&r).unwrap());
+                    }
+                });
+            }
+        });
+        (threads * calls_per_thread) as f64 / start.elapsed().as_secs_f64()
+    };
+    let pool = Model::load_with(
+        &pkg,
+        &LoadOptions {
+            sessions: 2,
+            ..LoadOptions::new(Backend::Ort)
+        },
+    )
+    .unwrap();
+    let one_thread = throughput(&model, 1);
+    let one_session = throughput(&model, 2);
+    let two_sessions = throughput(&pool, 2);
+    println!(
+        "\nORT requests/s at N = 100, one model: 1 caller {one_thread:.0}; 2 callers on 1 session \
+         {one_session:.0} ({:.2}x); 2 callers on a pool of 2 sessions {two_sessions:.0} ({:.2}x)",
+        one_session / one_thread,
+        two_sessions / one_thread
+    );
+    drop(pool);
+
     // Resident memory: one model shared by 1 thread, then by 16 threads.
     let shared = Arc::new(model);
     let cands: Vec<&str> = (0..1000)

@@ -22,6 +22,11 @@
 
 
 /*
+ The most ONNX Runtime sessions one model may hold ([`LoadOptions::sessions`]).
+ */
+#define MAX_SESSIONS 64
+
+/*
  The most requests one `atrank_model_score_batch` call accepts: a bound on the padded batch
  tensors (each request is padded to the batch's longest history and candidate list).
  */
@@ -315,6 +320,18 @@ struct atrank_error *atrank_model_builder_set_gpu_policy(struct atrank_model_bui
  */
 struct atrank_error *atrank_model_builder_set_ort_library(struct atrank_model_builder *builder,
                                                           const char *path);
+
+/*
+ Sets how many ONNX Runtime sessions the model holds (1 ..= 64; default 1). Calls on one
+ session are serialised, so concurrent callers on one model need several: each call takes a
+ free session. Each session holds its own copy of the weights. tract ignores it. Out of
+ range: `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+ */
+struct atrank_error *atrank_model_builder_set_sessions(struct atrank_model_builder *builder,
+                                                       size_t sessions);
 
 /*
  Sets how many user encodings the model caches for packages with split graphs (0: off).

@@ -127,6 +127,9 @@ struct Options {
     atrank_backend backend = ATRANK_BACKEND_ORT;
     /// ONNX Runtime intra-op threads for this model (1 ..= 1024).
     std::optional<std::size_t> intra_threads;
+    /// ONNX Runtime sessions (1 ..= 64; default 1): concurrent callers of one model each take
+    /// a free session. Each holds its own copy of the weights. tract ignores it.
+    std::optional<std::size_t> sessions;
     /// ATRANK_GPU_OFF (default), ATRANK_GPU_STRICT or ATRANK_GPU_PERMISSIVE.
     std::optional<atrank_gpu_policy> gpu_policy;
     /// Full path of libonnxruntime.so.<version> (else $ATRANK_ORT_LIB, ...).
@@ -148,6 +151,7 @@ inline std::unique_ptr<atrank_model_builder, BuilderFree> builder(const std::str
     std::unique_ptr<atrank_model_builder, BuilderFree> b(raw);
     check(atrank_model_builder_set_backend(b.get(), options.backend));
     if (options.intra_threads) check(atrank_model_builder_set_intra_threads(b.get(), *options.intra_threads));
+    if (options.sessions) check(atrank_model_builder_set_sessions(b.get(), *options.sessions));
     if (options.gpu_policy) check(atrank_model_builder_set_gpu_policy(b.get(), *options.gpu_policy));
     if (options.ort_library) {
         check(atrank_model_builder_set_ort_library(

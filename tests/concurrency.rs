@@ -17,11 +17,16 @@ fn score_all(model: &Model, golden: &Golden) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn concurrent_equals_sequential(backend: Backend) {
+fn concurrent_equals_sequential(backend: Backend, sessions: usize) {
     let pkg = &packages()[0];
     let golden = read_golden(pkg);
-    let model = Arc::new(Model::load(pkg, backend).unwrap());
-    let sequential = score_all(&model, &golden);
+    let opts = LoadOptions {
+        sessions,
+        ..LoadOptions::new(backend)
+    };
+    let model = Arc::new(Model::load_with(pkg, &opts).unwrap());
+    // The reference: one single-session model, one call at a time.
+    let sequential = score_all(&Model::load(pkg, backend).unwrap(), &golden);
     let results: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|_| s.spawn(|| score_all(&model, &golden)))
@@ -38,7 +43,7 @@ fn concurrent_equals_sequential(backend: Backend) {
 
 #[test]
 fn eight_threads_on_one_tract_model_score_as_one() {
-    concurrent_equals_sequential(Backend::Tract);
+    concurrent_equals_sequential(Backend::Tract, 1);
 }
 
 #[test]
@@ -47,7 +52,16 @@ fn eight_threads_on_one_ort_model_score_as_one() {
         return;
     };
     atrank::backend::ort::init(Some(&lib)).unwrap();
-    concurrent_equals_sequential(Backend::Ort);
+    concurrent_equals_sequential(Backend::Ort, 1);
+}
+
+#[test]
+fn eight_threads_on_a_pool_of_three_ort_sessions_score_as_one() {
+    let Some(lib) = common::ort_library() else {
+        return;
+    };
+    atrank::backend::ort::init(Some(&lib)).unwrap();
+    concurrent_equals_sequential(Backend::Ort, 3);
 }
 
 #[test]

@@ -80,3 +80,28 @@ fn zero_threads_is_rejected() {
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
     assert!(e.to_string().contains("intra_threads"), "{e}");
 }
+
+#[test]
+fn session_counts_outside_1_to_64_are_rejected() {
+    for sessions in [0, atrank::backend::MAX_SESSIONS + 1] {
+        let opts = LoadOptions {
+            sessions,
+            ..LoadOptions::new(Backend::Tract)
+        };
+        let e = Model::load_with(&packages()[0], &opts).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+        assert!(e.to_string().contains("sessions"), "{e}");
+    }
+}
+
+#[test]
+fn a_pool_of_ort_sessions_gives_the_trainers_scores() {
+    let Some(mut opts) = ort_options(GpuPolicy::Off, 1) else {
+        return;
+    };
+    opts.sessions = 4;
+    for pkg in packages() {
+        let model = Model::load_with(&pkg, &opts).unwrap();
+        check_golden(&pkg, "ort, 4 sessions", score(&model));
+    }
+}

@@ -42,6 +42,7 @@ static const atrank_model *build(const char *dir, atrank_backend backend, atrank
     expect("set_gpu_policy", atrank_model_builder_set_gpu_policy(b, gpu), ATRANK_OK, NULL);
     expect("set_intra_threads", atrank_model_builder_set_intra_threads(b, 2), ATRANK_OK, NULL);
     expect("set_cache_capacity", atrank_model_builder_set_cache_capacity(b, 16), ATRANK_OK, NULL);
+    expect("set_sessions", atrank_model_builder_set_sessions(b, 3), ATRANK_OK, NULL);
     const atrank_model *m = NULL;
     atrank_error *err = atrank_model_builder_build(b, &m);
     if (err != NULL) {

@@ -43,6 +43,8 @@ int main(void) {
                  ATRANK_ERROR_NULL_ARGUMENT, "builder");
     expect_error("set_ort_library(NULL builder)", atrank_model_builder_set_ort_library(NULL, "x"),
                  ATRANK_ERROR_NULL_ARGUMENT, "builder");
+    expect_error("set_sessions(NULL)", atrank_model_builder_set_sessions(NULL, 2), ATRANK_ERROR_NULL_ARGUMENT,
+                 "builder");
     expect_error("set_cache_capacity(NULL)", atrank_model_builder_set_cache_capacity(NULL, 1),
                  ATRANK_ERROR_NULL_ARGUMENT, "builder");
     const atrank_model *m = (const atrank_model *)(uintptr_t)0x1, *m0 = m;
@@ -56,6 +58,9 @@ int main(void) {
     expect_ok("set_intra_threads", atrank_model_builder_set_intra_threads(b, 1));
     expect_ok("set_gpu_policy", atrank_model_builder_set_gpu_policy(b, ATRANK_GPU_OFF));
     expect_ok("set_cache_capacity", atrank_model_builder_set_cache_capacity(b, 4));
+    expect_ok("set_sessions", atrank_model_builder_set_sessions(b, 2));
+    expect_error("set_sessions(0)", atrank_model_builder_set_sessions(b, 0), ATRANK_ERROR_INVALID_ARGUMENT, "sessions");
+    expect_error("set_sessions(65)", atrank_model_builder_set_sessions(b, 65), ATRANK_ERROR_INVALID_ARGUMENT, "1..=64");
     expect_error("set_ort_library(NULL path)", atrank_model_builder_set_ort_library(b, NULL),
                  ATRANK_ERROR_NULL_ARGUMENT, "path");
     m = NULL;

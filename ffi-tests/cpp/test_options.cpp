@@ -39,6 +39,7 @@ protected:
         o.backend = GetParam();
         o.intra_threads = 2;
         o.cache_capacity = 8;
+        o.sessions = 2;
         return o;
     }
     void SetUp() override {
@@ -95,6 +96,9 @@ TEST(Options, ServingAndOutOfRangeOptions) {
     EXPECT_TRUE(throws_code([] { atrank::Model().max_candidates(); }, ATRANK_ERROR_NULL_ARGUMENT));
     atrank::Options bad = tract();
     bad.intra_threads = 0;
+    EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_INVALID_ARGUMENT));
+    bad = tract();
+    bad.sessions = 0;
     EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_INVALID_ARGUMENT));
     bad = tract();
     bad.gpu_policy = 7;

@@ -74,6 +74,9 @@ impl Serving {
     }
 }
 
+/// The most ONNX Runtime sessions one model may hold ([`LoadOptions::sessions`]).
+pub const MAX_SESSIONS: usize = 64;
+
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -83,6 +86,12 @@ pub struct LoadOptions {
     /// threads per model x models x concurrent callers does not oversubscribe the host. tract
     /// runs each call on the calling thread and ignores it.
     pub intra_threads: usize,
+    /// ONNX Runtime sessions for this model (1 ..= [`MAX_SESSIONS`]). ONNX Runtime's `Run` is
+    /// not reliably thread-safe on one session, so calls on one session are serialised;
+    /// concurrent callers spread over the sessions instead. Each session holds its own copy of
+    /// the weights (a few MB for the exporter's models). tract ignores it: its plan is shared
+    /// and runs on the calling thread.
+    pub sessions: usize,
     /// GPU use (ONNX Runtime only).
     pub gpu: GpuPolicy,
     /// Most user encodings a model keeps for [`crate::Model::score_cached`] (packages with the
@@ -94,12 +103,13 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Defaults for `backend`: 1 intra-op thread, CPU only, a cache of 1024 user encodings,
+    /// Defaults for `backend`: 1 intra-op thread, 1 session, CPU only, a cache of 1024 user encodings,
     /// the library from the environment.
     pub fn new(backend: Backend) -> Self {
         LoadOptions {
             backend,
             intra_threads: 1,
+            sessions: 1,
             gpu: GpuPolicy::Off,
             cache_capacity: 1024,
             ort_library: None,
@@ -196,6 +206,12 @@ pub fn load_graph(
     }
     if options.intra_threads == 0 {
         return Err(Error::invalid("intra_threads must be at least 1"));
+    }
+    if options.sessions == 0 || options.sessions > MAX_SESSIONS {
+        return Err(Error::invalid(format!(
+            "sessions is {}; it must be 1..={MAX_SESSIONS}",
+            options.sessions
+        )));
     }
     match options.backend {
         #[cfg(feature = "backend-ort")]

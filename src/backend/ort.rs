@@ -8,7 +8,8 @@
 //! `ort::init_from`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -92,16 +93,36 @@ fn environment() -> Result<&'static ort::environment::Environment> {
         .ok_or_else(|| Error::BackendUnavailable("ONNX Runtime is not initialised".into()))
 }
 
-/// An ONNX Runtime session for one graph.
+/// ONNX Runtime sessions for one graph.
 ///
-/// Runs on one session are serialised by a mutex. `ort`'s `Session::run` takes `&mut self` on
+/// Runs on one session are serialised by its mutex. `ort`'s `Session::run` takes `&mut self` on
 /// purpose: its maintainers report that ONNX Runtime's `Run` is not reliably thread-safe in
 /// practice, whatever its documentation says (see the comment on `run_inner` in ort's
-/// `session/run.rs`). Concurrency across threads therefore needs several sessions. A pool would
-/// copy the weights per session unless they are shared (ONNX Runtime's shared initializers or
-/// prepacked-weights container); that is the open design question. tract has no such limit.
+/// `session/run.rs`). Concurrency across threads therefore comes from a pool of sessions
+/// ([`LoadOptions::sessions`]), each with its own copy of the weights: a call takes the first
+/// free session, starting from a rotating index, and waits on one only when all are busy.
+/// tract has no such limit.
 pub struct OrtGraph {
-    session: Mutex<Session>,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl OrtGraph {
+    /// A free session if there is one, else waits for one (the rotating start spreads waiters).
+    fn session(&self) -> Result<MutexGuard<'_, Session>> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for k in 0..n {
+            match self.sessions[(start + k) % n].try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Poisoned(_)) => break,
+            }
+        }
+        self.sessions[start]
+            .lock()
+            .map_err(|_| Error::Backend("ONNX Runtime session mutex poisoned".into()))
+    }
 }
 
 /// Creates a session for the graph at `path` as `options` say (threads, GPU policy, library),
@@ -137,9 +158,17 @@ pub fn load(
         &have_outputs,
         outputs,
     )?;
+    // The other sessions of the pool, on what the first one ended up serving.
+    let mut pool = Vec::with_capacity(options.sessions);
+    pool.push(Mutex::new(session));
+    for _ in 1..options.sessions {
+        let s = self::session(path, options.intra_threads, serving == Serving::OrtCuda)?;
+        pool.push(Mutex::new(s));
+    }
     Ok(Loaded {
         graph: Box::new(OrtGraph {
-            session: Mutex::new(session),
+            sessions: pool,
+            next: AtomicUsize::new(0),
         }),
         serving,
         fallback_reason,
@@ -187,10 +216,7 @@ impl Graph for OrtGraph {
             };
             inputs.push((feed.name(), value));
         }
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| Error::Backend("ONNX Runtime session mutex poisoned".into()))?;
+        let mut session = self.session()?;
         let results = session
             .run(inputs)
             .map_err(|e| Error::backend("ONNX Runtime run", e))?;

@@ -164,6 +164,32 @@ pub extern "C" fn atrank_model_builder_set_ort_library(
     })
 }
 
+/// Sets how many ONNX Runtime sessions the model holds (1 ..= 64; default 1). Calls on one
+/// session are serialised, so concurrent callers on one model need several: each call takes a
+/// free session. Each session holds its own copy of the weights. tract ignores it. Out of
+/// range: `ATRANK_ERROR_INVALID_ARGUMENT`.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_sessions(
+    builder: *mut atrank_model_builder,
+    sessions: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        let max = crate::backend::MAX_SESSIONS;
+        if sessions == 0 || sessions > max {
+            return Err(Error::invalid(format!(
+                "sessions is {sessions}; it must be 1..={max}"
+            )));
+        }
+        b.options.sessions = sessions;
+        Ok(())
+    })
+}
+
 /// Sets how many user encodings the model caches for packages with split graphs (0: off).
 ///
 /// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
