@@ -135,6 +135,8 @@ def test_bad_options():
     with pytest.raises(atrank.InvalidArgumentError) as info:  # from the C builder
         atrank.Model(TINY, intra_threads=0)
     assert info.value.code == atrank.Code.INVALID_ARGUMENT
+    with pytest.raises(atrank.InvalidArgumentError, match="sessions"):
+        atrank.Model(TINY, sessions=65)
 
 
 def test_ort_library_missing_in_fresh_process():
@@ -287,7 +289,7 @@ def test_closed_model_refuses_calls():
 def test_threads_share_one_model(backend):
     gold = golden(MULTI)
     reqs = gold["requests"]
-    with atrank.Model(MULTI, backend, intra_threads=1) as model:
+    with atrank.Model(MULTI, backend, intra_threads=1, sessions=2) as model:
 
         def work(k: int) -> int:
             for j in range(len(reqs)):

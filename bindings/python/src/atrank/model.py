@@ -200,7 +200,9 @@ class Model:
     ``Model(package_dir, backend="tract")`` loads ``package_dir``; ``backend="ort"`` uses ONNX
     Runtime, whose shared library comes from ``ort_library=`` or ``$ATRANK_ORT_LIB``. The
     options map to the C builder (``atrank_model_builder_*``); ``None`` keeps the library's
-    default. ``lib_path`` picks ``libatrank.so`` (else ``$ATRANK_LIB``, else the loader's path).
+    default. ``sessions`` sizes ONNX Runtime's session pool (1..64): threads scoring one ORT
+    model at once need more than one. ``lib_path`` picks ``libatrank.so`` (else
+    ``$ATRANK_LIB``, else the loader's path).
 
     Thread safety: one ``Model`` may be used from any number of Python threads at once. ctypes
     releases the GIL for the duration of every C call, so scoring runs in parallel; only the
@@ -220,6 +222,7 @@ class Model:
         gpu: str | None = None,
         ort_library: str | os.PathLike | None = None,
         cache_capacity: int | None = None,
+        sessions: int | None = None,
         lib_path: str | os.PathLike | None = None,
     ) -> None:
         self._handle = None
@@ -250,6 +253,9 @@ class Model:
             if cache_capacity is not None:
                 lib.check(lib.atrank_model_builder_set_cache_capacity(
                     builder, _size(cache_capacity, "cache_capacity")))
+            if sessions is not None:
+                lib.check(lib.atrank_model_builder_set_sessions(
+                    builder, _size(sessions, "sessions")))
         except BaseException:
             lib.atrank_model_builder_free(builder)
             raise
