@@ -9,7 +9,8 @@
 # Links the in-tree library (target/debug) through an uninstalled pkg-config file it writes to
 # build/pkgconfig/atrank.pc. Load-test bounds: GO_LOAD_N (2000 requests), GO_LOAD_DURATION
 # (20s), GO_LOAD_C (4 clients), GO_LOAD_RELOADS (2). Exits non-zero on any failure, including
-# a single failed request.
+# a single failed request. ATRANK_GO_INSTALL_PREFIX=PREFIX (after scripts/install.sh PREFIX)
+# also builds and runs the consumer test against that installed prefix.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -107,6 +108,22 @@ if [ -n "${ATRANK_ORT_LIB:-}" ] && [ -f "$ATRANK_ORT_LIB" ]; then
   serve_and_load ort
 else
   echo "skip: rerank-server on ONNX Runtime (ATRANK_ORT_LIB is not set)"
+fi
+
+# Optional: the consumer module against an installed prefix (scripts/install.sh PREFIX), i.e.
+# the installed atrank.pc, with an rpath to PREFIX/lib; the test binary must need the SONAME.
+if [ -n "${ATRANK_GO_INSTALL_PREFIX:-}" ]; then
+  prefix="$ATRANK_GO_INSTALL_PREFIX"
+  step "Go: ffi-tests/go against the installed prefix $prefix"
+  [ -f "$prefix/lib/pkgconfig/atrank.pc" ] || { echo "$prefix/lib/pkgconfig/atrank.pc is missing" >&2; exit 1; }
+  (
+    cd ffi-tests/go
+    export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" CGO_LDFLAGS="-Wl,-rpath,$prefix/lib"
+    go test -c -o "$work/consumer.test" .
+    readelf -d "$work/consumer.test" | grep -q 'NEEDED.*\[libatrank\.so\.[0-9]*\]' \
+      || { echo "the consumer does not need the installed libatrank.so.N" >&2; exit 1; }
+    "$work/consumer.test" -test.count=1
+  )
 fi
 
 step "Go tests passed"
