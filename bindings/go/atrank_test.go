@@ -40,6 +40,9 @@ func TestGolden(t *testing.T) {
 				if got, err := m.Backend(); err != nil || got != b {
 					t.Errorf("Backend() = %v, %v; want %v", got, err, b)
 				}
+				if got, err := m.MaxCandidates(); err != nil || got != p.maxCands {
+					t.Errorf("MaxCandidates() = %v, %v; want spec.json's %d", got, err, p.maxCands)
+				}
 				wantServing := ServingTract
 				if b == BackendORT {
 					wantServing = ServingORTCPU
@@ -157,6 +160,10 @@ func TestLoadErrors(t *testing.T) {
 	expectCode(t, "0 intra threads", err, InvalidArgument, "threads")
 	_, err = Load(tinyDir, WithBackend(BackendTract), WithIntraThreads(-1))
 	expectCode(t, "-1 intra threads", err, InvalidArgument, "intra threads")
+	for _, n := range []int{0, 65} {
+		_, err = Load(tinyDir, WithBackend(BackendTract), WithSessions(n))
+		expectCode(t, fmt.Sprintf("%d sessions", n), err, InvalidArgument, "sessions")
+	}
 	_, err = Load(tinyDir, WithBackend(BackendTract), WithCacheCapacity(-1))
 	expectCode(t, "negative cache", err, InvalidArgument, "cache")
 	_, err = Load(tinyDir, WithBackend(BackendTract), WithORTLibrary("a\x00b"))
@@ -288,7 +295,7 @@ func TestConcurrentScoring(t *testing.T) {
 	for _, p := range packages(t) {
 		for _, b := range backends {
 			t.Run(p.name+"/"+b.String(), func(t *testing.T) {
-				m := load(t, p.dir, b)
+				m := load(t, p.dir, b, WithSessions(3)) // a pool of 3 on ORT; tract ignores it
 				reqs := p.golden.Requests
 				want := make([][]float32, len(reqs))
 				for i := range reqs {
@@ -419,6 +426,7 @@ func TestClose(t *testing.T) {
 				func() error { _, err := m.ScoreCached("u", beh, r.Candidates, r.RequestTime); return err },
 				func() error { _, err := m.Backend(); return err },
 				func() error { _, err := m.Serving(); return err },
+				func() error { _, err := m.MaxCandidates(); return err },
 				func() error { _, err := NewHandle(m); return err },
 				func() error { _, err := h.Score(beh, r.Candidates, r.RequestTime); return err },
 				func() error { _, err := h.ScoreCached("u", beh, r.Candidates, r.RequestTime); return err },

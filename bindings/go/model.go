@@ -21,6 +21,7 @@ type options struct {
 	intraThreads *int
 	gpu          *GPUPolicy
 	ortLibrary   *string
+	sessions     *int
 	cache        *int
 }
 
@@ -36,6 +37,11 @@ func WithGPUPolicy(p GPUPolicy) Option { return func(o *options) { o.gpu = &p } 
 // WithORTLibrary sets the full path of libonnxruntime.so.<version>. ONNX Runtime loads once
 // per process: a different path after the first load is an error.
 func WithORTLibrary(path string) Option { return func(o *options) { o.ortLibrary = &path } }
+
+// WithSessions sets how many ONNX Runtime sessions the model holds (1..64; default 1). Calls
+// on one session are serialised, so goroutines scoring one model concurrently on ORT need
+// several; each session holds its own copy of the weights. tract ignores it.
+func WithSessions(n int) Option { return func(o *options) { o.sessions = &n } }
 
 // WithCacheCapacity sets how many user encodings the model caches (0: off) for packages with
 // split encoder/scorer graphs; see Model.ScoreCached.
@@ -54,6 +60,9 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 	}
 	if o.intraThreads != nil && *o.intraThreads < 0 {
 		return nil, bindingError(InvalidArgument, "intra threads %d is negative", *o.intraThreads)
+	}
+	if o.sessions != nil && *o.sessions < 0 {
+		return nil, bindingError(InvalidArgument, "sessions %d is negative", *o.sessions)
 	}
 	if o.cache != nil && *o.cache < 0 {
 		return nil, bindingError(InvalidArgument, "cache capacity %d is negative", *o.cache)
@@ -89,6 +98,11 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 			lib := C.CString(*o.ortLibrary)
 			defer C.free(unsafe.Pointer(lib))
 			if err := takeError(C.atrank_model_builder_set_ort_library(b, lib)); err != nil {
+				return err
+			}
+		}
+		if o.sessions != nil {
+			if err := takeError(C.atrank_model_builder_set_sessions(b, C.size_t(*o.sessions))); err != nil {
 				return err
 			}
 		}
@@ -198,6 +212,20 @@ func (m *Model) Backend() (Backend, error) {
 		return 0, err
 	}
 	return Backend(out), nil
+}
+
+// MaxCandidates is the most candidates one request may carry for this model.
+func (m *Model) MaxCandidates() (int, error) {
+	p, err := m.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer m.release()
+	var out C.size_t
+	if err := takeError(C.atrank_model_max_candidates(p, &out)); err != nil {
+		return 0, err
+	}
+	return int(out), nil
 }
 
 // Serving says what runs the model's graph, e.g. ServingORTCPU after a permissive GPU

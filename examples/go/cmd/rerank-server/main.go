@@ -37,6 +37,7 @@ func main() {
 	ortLib := flag.String("ort-lib", os.Getenv("ATRANK_ORT_LIB"), "ONNX Runtime library (ort backend)")
 	threads := flag.Int("threads", 1, "ONNX Runtime intra-op threads per model")
 	cache := flag.Int("cache", 1024, "cached user encodings (0: off)")
+	sessions := flag.Int("sessions", 2, "ONNX Runtime sessions per model (concurrent ORT calls; tract ignores it)")
 	flag.Parse()
 	logger := log.New(os.Stderr, "rerank-server: ", log.LstdFlags)
 	if *pkg == "" {
@@ -50,7 +51,8 @@ func main() {
 	if err != nil {
 		logger.Fatal(err)
 	}
-	opts := []atrank.Option{atrank.WithBackend(b), atrank.WithIntraThreads(*threads), atrank.WithCacheCapacity(*cache)}
+	opts := []atrank.Option{atrank.WithBackend(b), atrank.WithIntraThreads(*threads),
+		atrank.WithSessions(*sessions), atrank.WithCacheCapacity(*cache)}
 	if b == atrank.BackendORT && *ortLib != "" {
 		opts = append(opts, atrank.WithORTLibrary(*ortLib))
 	}
