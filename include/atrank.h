@@ -572,8 +572,9 @@ struct atrank_error *atrank_model_score_cached(const struct atrank_model *model,
  `atrank_model_score`'s for each request alone.
 
  All or nothing: if any request is invalid, the call fails with the error of the first
- invalid one, its message prefixed with `requests[i].` (e.g. `requests[2].behaviors[0].item`),
- and nothing is written to `scores_out`. Callers that need per-request errors score the failed
+ invalid one, its message naming the request (`requests[2].behaviors[0].item is NULL`,
+ `requests[2]: behaviors[0].group "x" is not a group of this model`), and nothing is
+ written to `scores_out`. Callers that need per-request errors score the failed
  batch's requests one by one.
 
  NULL: `model`, `requests` or `scores_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.

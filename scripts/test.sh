@@ -64,11 +64,8 @@ for variant in plain asan; do
   ctest --test-dir "$dir" --output-on-failure
 done
 
-step "Go tests (go vet, go test -race)"
-# cgo does not notice changes to a header outside the module: a build cache per header version.
-export GOCACHE="$ROOT/build/go-cache-$(sha256sum include/atrank.h | cut -c1-16)"
-( cd ffi-tests/go && go vet ./... && go test -race -count=1 ./... \
-    && GOEXPERIMENT=cgocheck2 go test -count=1 ./... )
+step "Go: the module (bindings/go), its consumer test, the HTTP /rerank example and its loopback load test"
+bash scripts/test-go.sh
 
 step "install into a prefix; consumers built with pkg-config (shared, static) and CMake"
 bash ffi-tests/install/run.sh

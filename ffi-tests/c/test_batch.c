@@ -165,6 +165,10 @@ static void test_errors(const char *dir) {
     expect_refused("unknown group", atrank_model_score_batch(m, mid, 3, out, 5), ATRANK_ERROR_INVALID_ARGUMENT,
                    "no-such-group", out, 8);
 
+    /* A batch of one names its request too. */
+    expect_refused("unknown group, batch of 1", atrank_model_score_batch(m, mid, 1, out, 2),
+                   ATRANK_ERROR_INVALID_ARGUMENT, "requests[0]: behaviors[0].group", out, 8);
+
     /* The same three good requests succeed and fill exactly 5 floats. */
     if (expect_ok("good batch", atrank_model_score_batch(m, reqs, 3, out, 5))) {
         for (size_t i = 0; i < 5; i++)

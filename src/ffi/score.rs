@@ -338,8 +338,9 @@ pub struct atrank_request {
 /// `atrank_model_score`'s for each request alone.
 ///
 /// All or nothing: if any request is invalid, the call fails with the error of the first
-/// invalid one, its message prefixed with `requests[i].` (e.g. `requests[2].behaviors[0].item`),
-/// and nothing is written to `scores_out`. Callers that need per-request errors score the failed
+/// invalid one, its message naming the request (`requests[2].behaviors[0].item is NULL`,
+/// `requests[2]: behaviors[0].group "x" is not a group of this model`), and nothing is
+/// written to `scores_out`. Callers that need per-request errors score the failed
 /// batch's requests one by one.
 ///
 /// NULL: `model`, `requests` or `scores_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`.
@@ -398,7 +399,18 @@ pub extern "C" fn atrank_model_score_batch(
             .zip(&behaviors)
             .map(|(d, b)| d.request(b))
             .collect();
-        let scores: Vec<f32> = model.score_batch(&batch)?.concat();
+        // The preprocessor names the request in a batch of two or more; name it in a batch of
+        // one too, so every batch error says which request it is about.
+        let scores: Vec<f32> = model
+            .score_batch(&batch)
+            .map_err(|e| {
+                if batch.len() == 1 {
+                    crate::preprocess::prefix(e, "requests[0]: ")
+                } else {
+                    e
+                }
+            })?
+            .concat();
         if scores.len() != total {
             return Err(Error::Backend(format!(
                 "graph returned {} scores for {total} candidates",

@@ -415,7 +415,8 @@ impl Preprocessor {
     }
 }
 
-fn prefix(e: Error, p: &str) -> Error {
+/// Prefixes an invalid-argument message with `p` (e.g. `requests[2]: `); other errors pass.
+pub(crate) fn prefix(e: Error, p: &str) -> Error {
     match e {
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("{p}{m}")),
         other => other,
