@@ -186,7 +186,8 @@ typedef struct atrank_behavior {
   const char *group;
   /*
    Caller-supplied features of the object, overriding the catalog; NULL when
-   `features_len` is 0.
+   `features_len` is 0. Each name must be a feature of the behavior's group (other than
+   its id), else the call fails with `ATRANK_ERROR_INVALID_ARGUMENT`.
    */
   const struct atrank_feature *features;
   /*

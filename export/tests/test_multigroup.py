@@ -136,6 +136,18 @@ def test_unknown_group_is_an_error_that_names_the_behavior():
             {"group": "shop", "id": "s1", "action": "click", "timestamp": 0}]})
 
 
+def test_unknown_feature_name_is_an_error_like_the_runtime():
+    import pytest
+
+    from atrank_export.export_multigroup import MultiGroupPreprocessor
+
+    pre = MultiGroupPreprocessor.from_split(_tiny_split(n_users=8))
+    with pytest.raises(ValueError, match=r"behaviors\[0\]\.features: 'categroy'"):
+        pre.encode({"request_time": 0, "candidates": ["i1"], "behaviors": [
+            {"group": "item", "id": "i1", "action": "click", "timestamp": 0,
+             "features": {"categroy": "c1"}}]})
+
+
 def test_export_writes_validated_split_graphs_and_catches_a_wrong_graph(tmp_path):
     import json
 

@@ -113,6 +113,12 @@ int main(void) {
                  ATRANK_ERROR_NULL_ARGUMENT, "behaviors[0].features[0].value");
     expect_error("score(NULL features, len 2)", atrank_model_score(m, features_null_with_len, 1, cands, 2, t, out, 2),
                  ATRANK_ERROR_NULL_ARGUMENT, "behaviors[0].features");
+    /* Not NULL, but caught the same way: a feature name the group does not have (a typo would
+     * otherwise be ignored silently). */
+    atrank_feature typo = {"categroy", "c1"};
+    atrank_behavior with_typo[1] = {{.item = "i3", .timestamp = 1300000000, .features = &typo, .features_len = 1}};
+    expect_error("score(unknown feature name)", atrank_model_score(m, with_typo, 1, cands, 2, t, out, 2),
+                 ATRANK_ERROR_INVALID_ARGUMENT, "\"categroy\" is not a feature");
     expect_error("score_cached(NULL model)", atrank_model_score_cached(NULL, "u", hist, 1, cands, 2, t, out, 2),
                  ATRANK_ERROR_NULL_ARGUMENT, "model");
     expect_error("score_cached(NULL key)", atrank_model_score_cached(m, NULL, hist, 1, cands, 2, t, out, 2),

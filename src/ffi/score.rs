@@ -34,7 +34,8 @@ pub struct atrank_behavior {
     /// The behavior group (object type, e.g. "query"), or NULL for the model's target group.
     pub group: *const c_char,
     /// Caller-supplied features of the object, overriding the catalog; NULL when
-    /// `features_len` is 0.
+    /// `features_len` is 0. Each name must be a feature of the behavior's group (other than
+    /// its id), else the call fails with `ATRANK_ERROR_INVALID_ARGUMENT`.
     pub features: *const atrank_feature,
     /// Number of entries in `features`.
     pub features_len: usize,

@@ -20,7 +20,8 @@ pub struct Behavior<'a> {
     pub id: &'a str,
     /// Shorthand for the `category` feature; `None` lets the catalog supply it.
     pub category: Option<&'a str>,
-    /// Other caller-supplied object features `(name, value)`; they override the catalog.
+    /// Other caller-supplied object features `(name, value)`; they override the catalog. A
+    /// name the behavior's group does not have is an error (a typo is never ignored).
     pub features: &'a [(&'a str, &'a str)],
     /// Raw action name (`None` or one the model never saw maps to "unknown").
     pub action: Option<&'a str>,
@@ -289,6 +290,18 @@ impl Preprocessor {
                     ))
                 })?,
             };
+            let known = &self.spec.groups[g].features[1..];
+            if let Some((name, _)) = b
+                .features
+                .iter()
+                .find(|(name, _)| !known.iter().any(|f| f.name == *name))
+            {
+                let names: Vec<&str> = known.iter().map(|f| f.name.as_str()).collect();
+                return Err(Error::invalid(format!(
+                    "behaviors[{k}].features: {name:?} is not a feature of group {:?} ({names:?})",
+                    self.spec.groups[g].name
+                )));
+            }
             per_group[g].push(b);
         }
         for (g, list) in per_group.iter_mut().enumerate() {

@@ -247,3 +247,52 @@ fn catalog_rejects_lines_without_a_tab() {
     let e = parse_catalog("a\tx\nbroken line\n", false, &spec.groups[0], &tables).unwrap_err();
     assert!(e.to_string().contains("line 2"), "{e}");
 }
+
+#[test]
+fn a_feature_the_group_does_not_have_is_refused_and_a_known_one_overrides_the_catalog() {
+    let p = preprocessor(10);
+    let typo = [("categroy", "y")];
+    let behaviors = [Behavior {
+        features: &typo,
+        ..Behavior::item("a", None, None, 100)
+    }];
+    let req = Request {
+        behaviors: &behaviors,
+        candidates: &["a"],
+        request_time: 200,
+    };
+    let e = p.prepare(&[req]).unwrap_err();
+    assert_eq!(e.code(), crate::ErrorCode::InvalidArgument);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("behaviors[0].features")
+            && msg.contains("\"categroy\"")
+            && msg.contains("category"),
+        "{msg}"
+    );
+    // The id feature is not a caller feature either: it is `id`.
+    let id = [("item", "b")];
+    let behaviors = [Behavior {
+        features: &id,
+        ..Behavior::item("a", None, None, 100)
+    }];
+    let req = Request {
+        behaviors: &behaviors,
+        candidates: &["a"],
+        request_time: 200,
+    };
+    assert!(p.prepare(&[req]).is_err());
+    // A known feature: "a" has category x (index 1) in the catalog; the caller says y (2).
+    let own = [("category", "y")];
+    let behaviors = [Behavior {
+        features: &own,
+        ..Behavior::item("a", None, None, 100)
+    }];
+    let req = Request {
+        behaviors: &behaviors,
+        candidates: &["a"],
+        request_time: 200,
+    };
+    let prepared = p.prepare(&[req]).unwrap();
+    assert_eq!(col(&prepared, "hist_category"), &[2]);
+}

@@ -112,6 +112,12 @@ class MultiGroupPreprocessor:
             g = b.get("group") or c.target_group
             if g not in names:
                 raise ValueError(f"behaviors[{k}].group {g!r} is not one of {sorted(names)}")
+            known = [f for f in c.group(g).features if f != "id"]
+            for name in b.get("features") or {}:
+                if name not in known:  # a typo would otherwise be silently ignored
+                    raise ValueError(
+                        f"behaviors[{k}].features: {name!r} is not a feature of group {g!r} "
+                        f"({known})")
             per_group[g].append(b)
         t_req = request["request_time"]
         out: dict[str, list] = {}
