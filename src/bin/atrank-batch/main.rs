@@ -85,6 +85,11 @@ struct Args {
     #[arg(long, value_enum, default_value = "tract")]
     backend: BackendArg,
 
+    /// ONNX Runtime sessions for --backend ort (default: one per thread, at most 64; calls on
+    /// one session are serialised, so fewer sessions than threads limits scaling).
+    #[arg(long)]
+    sessions: Option<usize>,
+
     /// ONNX Runtime library for --backend ort (default: ATRANK_ORT_LIB, ORT_DYLIB_PATH, then
     /// libonnxruntime.so).
     #[arg(long)]
@@ -241,6 +246,9 @@ fn run(args: &Args) -> Result<Totals, String> {
         BackendArg::Ort => Backend::Ort,
     });
     options.intra_threads = 1;
+    options.sessions = args
+        .sessions
+        .unwrap_or_else(|| args.threads.min(atrank::backend::MAX_SESSIONS));
     options.cache_capacity = 0;
     options.ort_library = args.ort_lib.clone();
     let model = Model::load_with(&args.model, &options)
