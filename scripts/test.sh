@@ -33,6 +33,9 @@ others="$(nm -D --defined-only target/debug/libatrank.so | awk '{print $3}' | gr
 [ -z "$others" ] || { echo "libatrank.so exports non-atrank_ symbols: $others" >&2; exit 1; }
 cargo test
 
+step "the batch tool (atrank-batch, cargo feature batch): lint, integration tests, a CLI run"
+bash scripts/test-batch.sh
+
 step "C tests (ctest), then again with ASan+UBSan (leak checks on)"
 for variant in plain asan; do
   dir="build/ffi-c-$variant"
