@@ -36,7 +36,7 @@ WORK="$ROOT/build/python-spark-example"
 PKG="$ROOT/tests/fixtures/tiny-multigroup"
 rm -rf "$WORK"
 mkdir -p "$WORK"
-"$PY" examples/spark/make_requests.py --golden "$PKG/golden.json" --out "$WORK/requests" \
+PYTHONPATH="$ROOT/bindings/python/src" "$PY" examples/spark/make_requests.py --golden "$PKG/golden.json" --out "$WORK/requests" \
   --parts 3 --repeat 2
 tar -czf "$WORK/package.tar.gz" -C "$(dirname "$PKG")" "$(basename "$PKG")"
 (cd bindings/python/src && "$PY" -m zipfile -c "$WORK/atrank-py.zip" atrank/)

@@ -1,7 +1,8 @@
 """Writes a package's golden requests as a Parquet requests dataset in the layout
 `score_parquet.py` reads (one file per part), to try the Spark scorer on real requests.
 
-    python examples/spark/make_requests.py --golden PACKAGE/golden.json --out build/requests
+    PYTHONPATH=bindings/python/src python examples/spark/make_requests.py \
+        --golden PACKAGE/golden.json --out build/requests
 """
 
 from __future__ import annotations
@@ -12,25 +13,9 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from atrank.spark import request_schema
 
-BEHAVIOR = pa.struct(
-    [
-        ("item", pa.string()),
-        ("category", pa.string()),
-        ("action", pa.string()),
-        ("timestamp", pa.int64()),
-        ("group", pa.string()),
-        ("features", pa.map_(pa.string(), pa.string())),
-    ]
-)
-SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("behaviors", pa.list_(BEHAVIOR)),
-        ("candidates", pa.list_(pa.string())),
-        ("request_time", pa.int64()),
-    ]
-)
+SCHEMA = request_schema()
 
 
 def rows(golden: dict, repeat: int) -> list[dict]:

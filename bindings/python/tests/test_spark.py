@@ -12,30 +12,15 @@ import zipfile
 import pytest
 from conftest import PACKAGES, SRC, golden, ort_library, tolerance
 
+from atrank.spark import request_schema
+
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (see requirements.txt)")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 pytestmark = pytest.mark.spark
 
-BEHAVIOR_TYPE = pa.struct(
-    [
-        ("item", pa.string()),
-        ("category", pa.string()),
-        ("action", pa.string()),
-        ("timestamp", pa.int64()),
-        ("group", pa.string()),
-        ("features", pa.map_(pa.string(), pa.string())),
-    ]
-)
-SCHEMA = pa.schema(
-    [
-        ("request_id", pa.int64()),
-        ("behaviors", pa.list_(BEHAVIOR_TYPE)),
-        ("candidates", pa.list_(pa.string())),
-        ("request_time", pa.int64()),
-    ]
-)
+SCHEMA = request_schema(pa.int64())
 
 
 def _behavior(b: dict) -> dict:

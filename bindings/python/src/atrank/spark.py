@@ -38,6 +38,32 @@ _MODELS_LOCK = threading.Lock()
 REQUEST_COLUMNS = ("behaviors", "candidates", "request_time")
 
 
+def request_schema(id_type: Any = None) -> Any:
+    """The Arrow schema of a requests dataset, as :func:`score_dataframe` reads it (for writing
+    Parquet with pyarrow). ``id_type`` is the ``request_id`` column's Arrow type (default
+    string)."""
+    import pyarrow as pa
+
+    behavior = pa.struct(
+        [
+            ("item", pa.string()),
+            ("category", pa.string()),
+            ("action", pa.string()),
+            ("timestamp", pa.int64()),
+            ("group", pa.string()),
+            ("features", pa.map_(pa.string(), pa.string())),
+        ]
+    )
+    return pa.schema(
+        [
+            ("request_id", id_type if id_type is not None else pa.string()),
+            ("behaviors", pa.list_(behavior)),
+            ("candidates", pa.list_(pa.string())),
+            ("request_time", pa.int64()),
+        ]
+    )
+
+
 def resolve_path(path: str | None) -> str | None:
     """``path`` if it exists here, else the file or directory Spark shipped under that name
     (``--files``, ``--archives``, ``addFile``), else ``path`` unchanged (the load then fails
