@@ -2,10 +2,12 @@
 //! bounded user-encoding cache.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, Serving};
 use crate::preprocess::{Prepared, Preprocessor, Request};
@@ -27,26 +29,27 @@ struct Encoding {
     mask: Fetched,
 }
 
-/// A bounded least-recently-used map from (user key, history fingerprint) to encodings.
-#[derive(Default)]
+/// A bounded least-recently-used map from (user key, history fingerprint) to encodings
+/// (`lru::LruCache`: O(1) look-up, promotion and eviction).
 struct EncodingCache {
-    capacity: usize,
-    map: HashMap<(String, u64), Arc<Encoding>>,
-    order: VecDeque<(String, u64)>,
+    map: LruCache<(String, u64), Arc<Encoding>>,
     hits: u64,
     misses: u64,
 }
 
 impl EncodingCache {
+    fn new(capacity: NonZeroUsize) -> Self {
+        EncodingCache {
+            map: LruCache::new(capacity),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
     fn get(&mut self, key: &(String, u64)) -> Option<Arc<Encoding>> {
         let found = self.map.get(key).cloned();
         if found.is_some() {
             self.hits += 1;
-            if let Some(at) = self.order.iter().position(|k| k == key) {
-                if let Some(k) = self.order.remove(at) {
-                    self.order.push_back(k);
-                }
-            }
         } else {
             self.misses += 1;
         }
@@ -54,20 +57,7 @@ impl EncodingCache {
     }
 
     fn insert(&mut self, key: (String, u64), value: Arc<Encoding>) {
-        if self.capacity == 0 {
-            return;
-        }
-        if self.map.insert(key.clone(), value).is_none() {
-            self.order.push_back(key);
-        }
-        while self.map.len() > self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
+        self.map.put(key, value);
     }
 }
 
@@ -126,8 +116,8 @@ impl Model {
             &spec.inputs,
             std::slice::from_ref(&spec.output),
         )?;
-        let split = match &spec.split {
-            Some(sp) if options.cache_capacity > 0 => {
+        let split = match (&spec.split, NonZeroUsize::new(options.cache_capacity)) {
+            (Some(sp), Some(capacity)) => {
                 let history: Vec<String> = spec
                     .inputs
                     .iter()
@@ -150,10 +140,7 @@ impl Model {
                     spec: sp.clone(),
                     encoder: encoder.graph,
                     scorer: scorer.graph,
-                    cache: Mutex::new(EncodingCache {
-                        capacity: options.cache_capacity,
-                        ..EncodingCache::default()
-                    }),
+                    cache: Mutex::new(EncodingCache::new(capacity)),
                 })
             }
             _ => None,
@@ -331,7 +318,7 @@ impl Model {
                     hits: c.hits,
                     misses: c.misses,
                     entries: c.map.len(),
-                    capacity: c.capacity,
+                    capacity: c.map.cap().get(),
                 },
                 Err(_) => CacheStats::default(),
             },

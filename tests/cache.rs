@@ -97,3 +97,27 @@ fn without_split_graphs_score_cached_is_score() {
     assert_eq!(a, b);
     assert_eq!(model.cache_stats(), atrank::CacheStats::default());
 }
+
+#[test]
+fn eviction_drops_the_least_recently_used_user() {
+    let pkg = &packages()[1];
+    let golden = read_golden(pkg);
+    let mut opts = LoadOptions::new(Backend::Tract);
+    opts.cache_capacity = 2;
+    let model = Model::load_with(pkg, &opts).unwrap();
+    let req = &golden.requests[0];
+    // Returns whether scoring `user` hit the cache.
+    let hit = |user: &str| {
+        let before = model.cache_stats().hits;
+        with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
+            model.score_cached(user, r).unwrap()
+        });
+        model.cache_stats().hits > before
+    };
+    assert!(!hit("a") && !hit("b"));
+    assert!(hit("a"), "a was just cached"); // a is now the most recently used
+    assert!(!hit("c")); // evicts b, the least recently used, not a
+    assert!(hit("a"), "a was used after b, so b went first");
+    assert!(!hit("b"), "b was evicted");
+    assert_eq!(model.cache_stats().entries, 2);
+}
