@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, Serving};
+use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, PlanStats, Serving};
 use crate::preprocess::{Prepared, Preprocessor, Request};
 use crate::spec::{Spec, SplitSpec};
 use crate::{Error, Result};
@@ -109,7 +109,10 @@ impl Model {
     pub fn load_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
         let spec = Spec::read(dir)?;
-        let preprocessor = Preprocessor::load(&spec, dir)?;
+        let mut preprocessor = Preprocessor::load(&spec, dir)?;
+        // tract specialises a plan per input shape: padding to a few bucketed shapes lets
+        // requests of similar sizes share those plans.
+        preprocessor.set_bucketing(options.backend == Backend::Tract && options.tract_plans > 0);
         let loaded = backend::load_graph(
             options,
             &dir.join(&spec.graph_file),
@@ -187,7 +190,9 @@ impl Model {
         self.backend
     }
 
-    /// The graph inputs this model would build for `requests` (for tests and tools).
+    /// The graph inputs this model would build for `requests` (for tests and tools). On tract
+    /// with shape-specialised plans they are padded to bucketed shapes
+    /// ([`Preprocessor::set_bucketing`]).
     pub fn prepare(&self, requests: &[Request<'_>]) -> Result<Prepared> {
         self.preprocessor.prepare(requests)
     }
@@ -224,7 +229,9 @@ impl Model {
     /// history is encoded once for all candidates.
     pub fn score(&self, request: &Request<'_>) -> Result<Vec<f32>> {
         let prepared = self.preprocessor.prepare(std::slice::from_ref(request))?;
-        self.run_full(&prepared)
+        let mut scores = self.run_full(&prepared)?;
+        scores.truncate(request.candidates.len());
+        Ok(scores)
     }
 
     /// Scores several users in one graph run (histories and candidate lists padded to the
@@ -307,7 +314,19 @@ impl Model {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Backend("no output".into()))?;
-        Model::logits(first, p.users, p.candidates)
+        let mut scores = Model::logits(first, p.users, p.candidates)?;
+        scores.truncate(request.candidates.len());
+        Ok(scores)
+    }
+
+    /// Counters of the tract plans specialised to exact input shapes, summed over the model's
+    /// graphs (the full graph, and the split pair when loaded). All zero on ONNX Runtime.
+    pub fn plan_cache_stats(&self) -> PlanStats {
+        let mut stats = self.graph.plan_stats();
+        if let Some(s) = &self.split {
+            stats = stats + s.encoder.plan_stats() + s.scorer.plan_stats();
+        }
+        stats
     }
 
     /// The encoding cache's counters (all zero when the model has no cache).

@@ -77,6 +77,9 @@ impl Serving {
 /// The most ONNX Runtime sessions one model may hold ([`LoadOptions::sessions`]).
 pub const MAX_SESSIONS: usize = 64;
 
+/// Shape-specialised tract plans a graph keeps by default ([`LoadOptions::tract_plans`]).
+pub const DEFAULT_TRACT_PLANS: usize = 32;
+
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -97,6 +100,12 @@ pub struct LoadOptions {
     /// Most user encodings a model keeps for [`crate::Model::score_cached`] (packages with the
     /// split graphs only); 0 turns the cache, and loading the split graphs, off.
     pub cache_capacity: usize,
+    /// Most tract plans specialised to exact input shapes that each graph keeps (tract only;
+    /// default [`DEFAULT_TRACT_PLANS`]). A shape gets its own plan, which tract optimises
+    /// further than the plan with symbolic dimensions, when it comes back a second time; the
+    /// model pads histories and candidate lists up to a power of two so that shapes repeat.
+    /// 0: only the symbolic plan, and inputs padded to the batch's longest only.
+    pub tract_plans: usize,
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).
     pub ort_library: Option<PathBuf>,
@@ -104,7 +113,8 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     /// Defaults for `backend`: 1 intra-op thread, 1 session, CPU only, a cache of 1024 user encodings,
-    /// the library from the environment.
+    /// [`DEFAULT_TRACT_PLANS`] shape-specialised tract plans per graph, the library from the
+    /// environment.
     pub fn new(backend: Backend) -> Self {
         LoadOptions {
             backend,
@@ -112,6 +122,7 @@ impl LoadOptions {
             sessions: 1,
             gpu: GpuPolicy::Off,
             cache_capacity: 1024,
+            tract_plans: DEFAULT_TRACT_PLANS,
             ort_library: None,
         }
     }
@@ -144,10 +155,43 @@ pub struct Fetched {
     pub data: Vec<f32>,
 }
 
+/// Counters of a graph's shape-specialised plans (tract; all zero on ONNX Runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanStats {
+    /// Runs on the plan with symbolic dimensions.
+    pub symbolic_runs: u64,
+    /// Runs on a plan specialised to the inputs' exact shapes.
+    pub concrete_runs: u64,
+    /// Shape-specialised plans built (evicted ones included).
+    pub plans_built: u64,
+    /// Shapes whose specialised plan failed to build (they run the symbolic plan).
+    pub build_failures: u64,
+    /// Shape-specialised plans held now.
+    pub plans: usize,
+}
+
+impl std::ops::Add for PlanStats {
+    type Output = PlanStats;
+    fn add(self, o: PlanStats) -> PlanStats {
+        PlanStats {
+            symbolic_runs: self.symbolic_runs + o.symbolic_runs,
+            concrete_runs: self.concrete_runs + o.concrete_runs,
+            plans_built: self.plans_built + o.plans_built,
+            build_failures: self.build_failures + o.build_failures,
+            plans: self.plans + o.plans,
+        }
+    }
+}
+
 /// A loaded graph, ready to run from any number of threads.
 pub trait Graph: Send + Sync {
     /// Runs the graph on `feeds` (any order, by name) and returns the named float32 outputs.
     fn run(&self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>>;
+
+    /// Counters of the graph's shape-specialised plans (none by default).
+    fn plan_stats(&self) -> PlanStats {
+        PlanStats::default()
+    }
 }
 
 /// A loaded graph and what serves it.
@@ -224,7 +268,12 @@ pub fn load_graph(
                 ));
             }
             Ok(Loaded {
-                graph: Box::new(tract::TractGraph::load(path, inputs, outputs)?),
+                graph: Box::new(tract::TractGraph::load(
+                    path,
+                    inputs,
+                    outputs,
+                    options.tract_plans,
+                )?),
                 serving: Serving::Tract,
                 fallback_reason: (options.gpu == GpuPolicy::Permissive)
                     .then(|| "tract has no GPU support".to_owned()),
