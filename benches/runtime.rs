@@ -8,7 +8,7 @@
 //! unless stated. Measures: encode-once (one user, N candidates: B = 1) against scoring each
 //! (user, candidate) pair as its own row (B = N, history repeated), through the same graph;
 //! end-to-end raw-request scoring against ONNX Runtime's run on already-prepared tensors;
-//! tract against ONNX Runtime; 1 against 2 intra-op threads; resident memory of one model
+//! tract (shape-specialised plans, and the symbolic plan alone) against ONNX Runtime; 1 against 2 intra-op threads; resident memory of one model
 //! scored by 1 and by 16 threads.
 
 use std::path::PathBuf;
@@ -99,6 +99,16 @@ fn main() {
     opts2.intra_threads = 2;
     let model2 = Model::load_with(&pkg, &opts2).unwrap();
     let tract = Model::load(&pkg, Backend::Tract).unwrap();
+    // tract with only the plan with symbolic dimensions (no shape-specialised plans, inputs
+    // padded to the request's own sizes): how tract ran before the plan cache.
+    let tract_symbolic = Model::load_with(
+        &pkg,
+        &LoadOptions {
+            tract_plans: 0,
+            ..LoadOptions::new(Backend::Tract)
+        },
+    )
+    .unwrap();
     for n in [100usize, 1000] {
         let cands: Vec<&str> = (0..n)
             .map(|k| items[(k * 13 + 5) % items.len()].as_str())
@@ -171,9 +181,22 @@ fn main() {
             format!("{:.3} ms ({:.2}x of 1 thread)", ms(two), ms(e2e) / ms(two)),
             &mut rows,
         );
+        let tr_symbolic = median(
+            || drop(tract_symbolic.score(&req).unwrap()),
+            if n == 100 { 50 } else { 10 },
+        );
         push(
-            "tract, end to end",
+            "tract, end to end (shape-specialised plan, after the shape's second call)",
             format!("{:.3} ms ({:.2}x ORT's time)", ms(tr), ms(tr) / ms(e2e)),
+            &mut rows,
+        );
+        push(
+            "tract, end to end, symbolic plan only (`tract_plans = 0`)",
+            format!(
+                "{:.3} ms ({:.2}x ORT's time)",
+                ms(tr_symbolic),
+                ms(tr_symbolic) / ms(e2e)
+            ),
             &mut rows,
         );
         push(

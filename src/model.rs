@@ -83,6 +83,9 @@ pub struct Model {
     serving: Serving,
     fallback_reason: Option<String>,
     preprocessor: Preprocessor,
+    /// Pad inputs to bucketed shapes (tract with shape-specialised plans: requests of similar
+    /// sizes then share those plans).
+    bucket: bool,
     graph: Box<dyn Graph>,
     split: Option<Split>,
 }
@@ -109,10 +112,7 @@ impl Model {
     pub fn load_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
         let spec = Spec::read(dir)?;
-        let mut preprocessor = Preprocessor::load(&spec, dir)?;
-        // tract specialises a plan per input shape: padding to a few bucketed shapes lets
-        // requests of similar sizes share those plans.
-        preprocessor.set_bucketing(options.backend == Backend::Tract && options.tract_plans > 0);
+        let preprocessor = Preprocessor::load(&spec, dir)?;
         let loaded = backend::load_graph(
             options,
             &dir.join(&spec.graph_file),
@@ -155,6 +155,7 @@ impl Model {
             serving: loaded.serving,
             fallback_reason: loaded.fallback_reason,
             preprocessor,
+            bucket: options.backend == Backend::Tract && options.tract_plans > 0,
             graph: loaded.graph,
             split,
         })
@@ -192,9 +193,13 @@ impl Model {
 
     /// The graph inputs this model would build for `requests` (for tests and tools). On tract
     /// with shape-specialised plans they are padded to bucketed shapes
-    /// ([`Preprocessor::set_bucketing`]).
+    /// ([`Preprocessor::prepare_bucketed`]).
     pub fn prepare(&self, requests: &[Request<'_>]) -> Result<Prepared> {
-        self.preprocessor.prepare(requests)
+        if self.bucket {
+            self.preprocessor.prepare_bucketed(requests)
+        } else {
+            self.preprocessor.prepare(requests)
+        }
     }
 
     fn feeds(p: &Prepared) -> Vec<Feed<'_>> {
@@ -228,7 +233,7 @@ impl Model {
     /// Scores one user's candidates: one logit per candidate, in the candidates' order. The
     /// history is encoded once for all candidates.
     pub fn score(&self, request: &Request<'_>) -> Result<Vec<f32>> {
-        let prepared = self.preprocessor.prepare(std::slice::from_ref(request))?;
+        let prepared = self.prepare(std::slice::from_ref(request))?;
         let mut scores = self.run_full(&prepared)?;
         scores.truncate(request.candidates.len());
         Ok(scores)
@@ -237,7 +242,7 @@ impl Model {
     /// Scores several users in one graph run (histories and candidate lists padded to the
     /// longest). Returns one score vector per request, as long as its candidate list.
     pub fn score_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
-        let prepared = self.preprocessor.prepare(requests)?;
+        let prepared = self.prepare(requests)?;
         let flat = self.run_full(&prepared)?;
         Ok(flat
             .chunks(prepared.candidates.max(1))
@@ -254,7 +259,7 @@ impl Model {
         let Some(split) = &self.split else {
             return self.score(request);
         };
-        let p = self.preprocessor.prepare(std::slice::from_ref(request))?;
+        let p = self.prepare(std::slice::from_ref(request))?;
         let candidate = |name: &str| self.spec.candidate_inputs.iter().any(|(_, c)| c == name);
         let mut hasher = DefaultHasher::new();
         for t in p.tensors.iter().filter(|t| !candidate(&t.name)) {

@@ -214,8 +214,6 @@ pub struct Preprocessor {
     tables: Vec<Vocab>,
     groups: Vec<GroupTables>,
     actions: Vocab,
-    /// Pad to bucketed shapes ([`Preprocessor::set_bucketing`]).
-    bucket: bool,
 }
 
 impl Preprocessor {
@@ -246,31 +244,13 @@ impl Preprocessor {
             tables,
             groups,
             actions,
-            bucket: false,
         })
     }
 
-    /// Turns shape bucketing on or off (off by default). On, [`Preprocessor::prepare`] pads
-    /// each group's histories and the candidate lists further, to the next power of two (at
-    /// most the group's `max_history`, the package's `max_candidates`, unless the batch
-    /// already holds more), so that batches of similar sizes share a few tensor shapes. The
-    /// graph masks padded behaviors by the lengths and scores each candidate on its own, so
-    /// the real candidates' scores do not change; the extra candidate positions score the
-    /// unknown object and [`Prepared::candidates`] counts them. For backends that specialise
-    /// a plan per input shape (tract).
-    pub fn set_bucketing(&mut self, on: bool) {
-        self.bucket = on;
-    }
-
-    /// Whether [`Preprocessor::prepare`] pads to bucketed shapes.
-    pub fn bucketing(&self) -> bool {
-        self.bucket
-    }
-
-    /// `longest` rounded up to its bucket (bucketing on), never above `cap` unless `longest`
-    /// already is.
-    fn bucketed(&self, longest: usize, cap: usize) -> usize {
-        if self.bucket {
+    /// `longest` rounded up to its bucket (with `bucket`): the next power of two, never above
+    /// `cap` unless `longest` already is.
+    fn bucketed(bucket: bool, longest: usize, cap: usize) -> usize {
+        if bucket {
             longest
                 .checked_next_power_of_two()
                 .unwrap_or(longest)
@@ -364,10 +344,24 @@ impl Preprocessor {
     }
 
     /// Turns B requests into one padded batch: every group's behaviors padded to the longest
-    /// history, candidates padded (with the unknown object, index 0) to the most candidates
-    /// (both further to their buckets with [`Preprocessor::set_bucketing`]). Padded candidate
-    /// positions score something meaningless; callers drop them.
+    /// history, candidates padded (with the unknown object, index 0) to the most candidates.
+    /// Padded candidate positions score something meaningless; callers drop them.
     pub fn prepare(&self, requests: &[Request<'_>]) -> Result<Prepared> {
+        self.prepare_padded(requests, false)
+    }
+
+    /// Like [`Preprocessor::prepare`], but pads further, to bucketed shapes: each group's
+    /// histories and the candidate lists to the next power of two (at most the group's
+    /// `max_history`, the package's `max_candidates`, unless the batch already holds more).
+    /// Batches of similar sizes then share a few tensor shapes, for backends that specialise a
+    /// plan per input shape (tract). The graph masks padded behaviors by the lengths and scores
+    /// each candidate on its own, so the real candidates' scores do not change (up to float
+    /// rounding); [`Prepared::candidates`] counts the extra candidate positions too.
+    pub fn prepare_bucketed(&self, requests: &[Request<'_>]) -> Result<Prepared> {
+        self.prepare_padded(requests, true)
+    }
+
+    fn prepare_padded(&self, requests: &[Request<'_>], bucket: bool) -> Result<Prepared> {
         if requests.is_empty() {
             return Err(Error::invalid("no requests to prepare"));
         }
@@ -376,7 +370,7 @@ impl Preprocessor {
             .map(|r| r.candidates.len())
             .max()
             .unwrap_or(0);
-        let n = self.bucketed(n, self.spec.limits.max_candidates);
+        let n = Preprocessor::bucketed(bucket, n, self.spec.limits.max_candidates);
         let b = requests.len();
         let mut kept = Vec::with_capacity(b);
         for (u, r) in requests.iter().enumerate() {
@@ -393,7 +387,7 @@ impl Preprocessor {
         let mut tensors = Vec::new();
         for (g, group) in self.spec.groups.iter().enumerate() {
             let l = kept.iter().map(|k| k[g].len()).max().unwrap_or(0).max(1);
-            let l = self.bucketed(l, group.max_history.max(1));
+            let l = Preprocessor::bucketed(bucket, l, group.max_history.max(1));
             let mut feats = vec![vec![0i64; b * l]; group.features.len()];
             let mut action = vec![0i64; b * l];
             let mut time = vec![0i64; b * l];
