@@ -190,6 +190,22 @@ fn main() {
             format!("{:.3} ms ({:.2}x ORT's time)", ms(tr), ms(tr) / ms(e2e)),
             &mut rows,
         );
+        // A new shape's second call builds its plan: time that call on fresh models.
+        let mut builds: Vec<Duration> = (0..3)
+            .map(|_| {
+                let fresh = Model::load(&pkg, Backend::Tract).unwrap();
+                drop(fresh.score(&req).unwrap());
+                let s = Instant::now();
+                drop(fresh.score(&req).unwrap());
+                s.elapsed()
+            })
+            .collect();
+        builds.sort();
+        push(
+            "tract, a new shape's second call (builds its plan, then runs it)",
+            format!("{:.1} ms", ms(builds[1])),
+            &mut rows,
+        );
         push(
             "tract, end to end, symbolic plan only (`tract_plans = 0`)",
             format!(
