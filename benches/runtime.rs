@@ -9,7 +9,7 @@
 //! (user, candidate) pair as its own row (B = N, history repeated), through the same graph;
 //! end-to-end raw-request scoring against ONNX Runtime's run on already-prepared tensors;
 //! tract (shape-specialised plans, and the symbolic plan alone) against ONNX Runtime; 1 against 2 intra-op threads; resident memory of one model
-//! scored by 1 and by 16 threads.
+//! scored by 1 and by 16 threads; resident memory of 8 shape-specialised tract plans.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -297,5 +297,28 @@ fn main() {
         one as f64 / 1024.0,
         sixteen as f64 / 1024.0,
         100.0 * (sixteen as f64 - one as f64) / one as f64
+    );
+    // tract: resident memory of 8 shape-specialised plans (N = 1, 2, 4 .. 128, each shape
+    // scored twice so that its plan is built).
+    let tract_mem = Model::load(&pkg, Backend::Tract).unwrap();
+    let before = rss_kib();
+    for n in (0..8).map(|k| 1usize << k) {
+        for _ in 0..2 {
+            drop(
+                tract_mem
+                    .score(&Request {
+                        behaviors: &history,
+                        candidates: &cands[..n],
+                        request_time: t0,
+                    })
+                    .unwrap(),
+            );
+        }
+    }
+    let after = rss_kib();
+    println!(
+        "tract, 8 shape-specialised plans ({} built): +{:.1} MiB resident",
+        tract_mem.plan_cache_stats().plans,
+        (after as f64 - before as f64) / 1024.0
     );
 }
