@@ -22,11 +22,6 @@
 
 
 /*
- The most ONNX Runtime sessions one model may hold ([`LoadOptions::sessions`]).
- */
-#define MAX_SESSIONS 64
-
-/*
  The most requests one `atrank_model_score_batch` call accepts: a bound on the padded batch
  tensors (each request is padded to the batch's longest history and candidate list).
  */
@@ -437,6 +432,19 @@ struct atrank_error *atrank_handle_reload(const struct atrank_handle *handle,
  */
 struct atrank_error *atrank_handle_current(const struct atrank_handle *handle,
                                            const struct atrank_model **model_out);
+
+/*
+ The model serving now and its generation, read together: a reload between the two cannot
+ mismatch them (as separate `atrank_handle_current` and `atrank_handle_generation` calls
+ could). Score on `*model_out` to report which generation answered a request.
+
+ Ownership: the caller owns the reference written to `*model_out` and frees it with
+ `atrank_model_free`. NULL: `handle`, `model_out` or `generation_out` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`, and nothing is written. Thread safety: thread-safe.
+ */
+struct atrank_error *atrank_handle_snapshot(const struct atrank_handle *handle,
+                                            const struct atrank_model **model_out,
+                                            uint64_t *generation_out);
 
 /*
  How many models the handle has served (1 + successful reloads), to `*generation_out`.

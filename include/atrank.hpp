@@ -426,6 +426,15 @@ public:
         return Model(m);
     }
 
+    /// The model serving now and its generation, read together (a reload between separate
+    /// current() and generation() calls could mismatch them).
+    std::pair<Model, uint64_t> snapshot() const {
+        const atrank_model *m = nullptr;
+        uint64_t g = 0;
+        detail::check(atrank_handle_snapshot(handle_, &m, &g));
+        return {Model(m), g};
+    }
+
     /// Model::score on the current model.
     std::vector<float> score(const std::vector<Behavior> &history, const std::vector<std::string> &candidates,
                              int64_t request_time) const {

@@ -1,5 +1,7 @@
-"""Checks that every function declared in include/atrank.h documents its ownership, what NULL
-does and its thread-safety class (README, "API conventions"). Exits 1 naming the offenders."""
+"""Checks include/atrank.h against the README's "API conventions": every function documents its
+ownership, what NULL does and its thread-safety class, and every name it defines carries the
+atrank_ / ATRANK_ prefix (cbindgen exports any public constant of src/ unless cbindgen.toml
+excludes it). Exits 1 naming the offenders."""
 import re
 import sys
 from pathlib import Path
@@ -17,7 +19,13 @@ for name in sorted(declared):
         missing.append("a class (thread-safe or exclusive)")
     if missing:
         bad.append(f"{name}: missing {', '.join(missing)}")
+for name in re.findall(r"^#define (\w+)", text, re.MULTILINE):
+    if not name.startswith("ATRANK_"):
+        bad.append(f"#define {name}: not prefixed ATRANK_ (exclude it in cbindgen.toml?)")
+for name in re.findall(r"^typedef (?:struct |enum )?\w+ (\w+);", text, re.MULTILINE):
+    if not name.startswith("atrank_"):
+        bad.append(f"typedef {name}: not prefixed atrank_")
 if not declared or bad:
-    print("header docs incomplete:\n  " + "\n  ".join(bad or ["no functions found"]), file=sys.stderr)
+    print("header check failed:\n  " + "\n  ".join(bad or ["no functions found"]), file=sys.stderr)
     sys.exit(1)
 print(f"header docs: {len(declared)} functions state ownership, NULL and thread safety")

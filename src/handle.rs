@@ -1,7 +1,6 @@
 //! [`ModelHandle`]: a model that can be replaced while other threads score with it.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::backend::LoadOptions;
@@ -13,8 +12,8 @@ use crate::{Error, Model, Request, Result};
 /// leaves the old model serving.
 #[derive(Debug)]
 pub struct ModelHandle {
-    current: RwLock<Arc<Model>>,
-    generation: AtomicU64,
+    /// The model serving now and its generation, swapped together.
+    current: RwLock<(Arc<Model>, u64)>,
 }
 
 impl ModelHandle {
@@ -26,8 +25,7 @@ impl ModelHandle {
     /// Wraps a model that is already shared (generation 1).
     pub fn from_arc(model: Arc<Model>) -> ModelHandle {
         ModelHandle {
-            current: RwLock::new(model),
-            generation: AtomicU64::new(1),
+            current: RwLock::new((model, 1)),
         }
     }
 
@@ -38,15 +36,24 @@ impl ModelHandle {
 
     /// The model serving now.
     pub fn current(&self) -> Result<Arc<Model>> {
+        Ok(self.snapshot()?.0)
+    }
+
+    /// The model serving now and its generation, read together (a reload between reading one
+    /// and the other cannot mismatch them).
+    pub fn snapshot(&self) -> Result<(Arc<Model>, u64)> {
         self.current
             .read()
-            .map(|m| Arc::clone(&m))
+            .map(|c| (Arc::clone(&c.0), c.1))
             .map_err(|_| Error::Backend("model handle lock poisoned".into()))
     }
 
     /// How many models this handle has served (1 + successful swaps).
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+        match self.current.read() {
+            Ok(c) => c.1,
+            Err(poisoned) => poisoned.into_inner().1,
+        }
     }
 
     /// Loads `dir` and swaps it in atomically; returns the new generation. On error the
@@ -67,8 +74,9 @@ impl ModelHandle {
             .current
             .write()
             .map_err(|_| Error::Backend("model handle lock poisoned".into()))?;
-        *slot = model;
-        Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
+        slot.1 += 1;
+        slot.0 = model;
+        Ok(slot.1)
     }
 
     /// Scores one request on the current model.

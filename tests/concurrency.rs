@@ -127,3 +127,41 @@ fn hot_swap_under_load_drops_no_request_and_a_failed_load_keeps_the_old_model() 
         }
     }
 }
+
+#[test]
+fn a_snapshot_pairs_each_model_with_its_own_generation_during_reloads() {
+    // Reloads alternate between the format-1 fixture (odd generations) and the format-2 one
+    // (even generations); readers check that every snapshot's model matches its generation.
+    let pkgs = packages();
+    let (one, two) = (&pkgs[0], &pkgs[1]);
+    let groups_of =
+        |p: &std::path::Path| Model::load(p, Backend::Tract).unwrap().spec().groups.len();
+    let (g1, g2) = (groups_of(one), groups_of(two));
+    assert_ne!(
+        g1, g2,
+        "the two fixtures must be told apart by their group counts"
+    );
+    let opts = LoadOptions::new(Backend::Tract);
+    let handle = ModelHandle::load(one, &opts).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let checked = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (model, generation) = handle.snapshot().unwrap();
+                    let want = if generation % 2 == 1 { g1 } else { g2 };
+                    assert_eq!(model.spec().groups.len(), want, "generation {generation}");
+                    checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        for k in 0..6 {
+            let next = if k % 2 == 0 { two } else { one };
+            handle.reload(next, &opts).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(handle.generation(), 7);
+    assert!(checked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}

@@ -432,6 +432,7 @@ func TestClose(t *testing.T) {
 				func() error { _, err := h.ScoreCached("u", beh, r.Candidates, r.RequestTime); return err },
 				func() error { _, err := h.Generation(); return err },
 				func() error { _, err := h.Current(); return err },
+				func() error { _, _, err := h.Snapshot(); return err },
 				func() error { _, err := h.Reload(tinyDir, WithBackend(BackendTract)); return err },
 				func() error { _, err := cur.Score(beh, r.Candidates, r.RequestTime); return err },
 			} {
@@ -582,4 +583,64 @@ func TestCleanup(t *testing.T) {
 	if models.Load() != 0 {
 		t.Errorf("the cleanup freed a model that Close had freed already")
 	}
+}
+
+// Reloads alternate between the format-1 fixture (odd generations) and the format-2 fixture
+// (even ones, the only one that knows group "query"); every Snapshot taken meanwhile must pair
+// a model with its own generation.
+func TestHandleSnapshotPairsModelAndGeneration(t *testing.T) {
+	m, err := Load(tinyDir, WithBackend(BackendTract))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	h, err := NewHandle(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	probe := []Behavior{{Item: "q1_0", Group: "query", Timestamp: 1300000000}}
+	var stop atomic.Bool
+	var checked atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				cur, gen, err := h.Snapshot()
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, err = cur.Score(probe, []string{"i1"}, 1300086400)
+				cur.Close()
+				if multi := gen%2 == 0; multi != (err == nil) {
+					errs <- fmt.Errorf("generation %d: a query behavior gave err=%v", gen, err)
+					return
+				}
+				checked.Add(1)
+			}
+		}()
+	}
+	for k := 0; k < 6; k++ {
+		next := tinyDir
+		if k%2 == 0 {
+			next = multiDir
+		}
+		if _, err := h.Reload(next, WithBackend(BackendTract)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if gen, _ := h.Generation(); gen != 7 {
+		t.Errorf("generation %d, want 7", gen)
+	}
+	t.Logf("%d snapshots checked", checked.Load())
 }

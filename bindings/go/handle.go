@@ -134,6 +134,22 @@ func (h *Handle) Current() (*Model, error) {
 	return wrapModel(m), nil
 }
 
+// Snapshot returns the model serving now and its generation, read together (a reload between
+// separate Current and Generation calls could mismatch them). Close the model when done.
+func (h *Handle) Snapshot() (*Model, uint64, error) {
+	p, err := h.acquire()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer h.release()
+	var m *C.atrank_model
+	var gen C.uint64_t
+	if err := takeError(C.atrank_handle_snapshot(p, &m, &gen)); err != nil {
+		return nil, 0, err
+	}
+	return wrapModel(m), uint64(gen), nil
+}
+
 // Score is Model.Score on the current model.
 func (h *Handle) Score(behaviors []Behavior, candidates []string, requestTime int64) ([]float32, error) {
 	call, args, _, err := marshal(behaviors, candidates)

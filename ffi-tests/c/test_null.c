@@ -148,6 +148,12 @@ int main(void) {
                      ATRANK_ERROR_NULL_ARGUMENT, "handle");
         expect_error("handle_score(NULL scores_out)", atrank_handle_score(h, hist, 1, cands, 2, t, NULL, 2),
                      ATRANK_ERROR_NULL_ARGUMENT, "scores_out");
+        expect_error("handle_snapshot(NULL handle)", atrank_handle_snapshot(NULL, &cur, &gen),
+                     ATRANK_ERROR_NULL_ARGUMENT, "handle");
+        expect_error("handle_snapshot(NULL model_out)", atrank_handle_snapshot(h, NULL, &gen),
+                     ATRANK_ERROR_NULL_ARGUMENT, "model_out");
+        expect_error("handle_snapshot(NULL generation_out)", atrank_handle_snapshot(h, &cur, NULL),
+                     ATRANK_ERROR_NULL_ARGUMENT, "generation_out");
         if (gen != 77 || cur != m0) test_fail("a handle getter wrote its out-parameter on error");
         expect_error("handle_reload(NULL builder)", atrank_handle_reload(h, NULL, &gen), ATRANK_ERROR_NULL_ARGUMENT,
                      "builder");
@@ -166,6 +172,12 @@ int main(void) {
         expect_ok("handle_generation", atrank_handle_generation(h, &gen));
         if (gen != 2) test_fail("generation %llu, want 2", (unsigned long long)gen);
         if (expect_ok("handle_current", atrank_handle_current(h, &cur))) atrank_model_free(cur);
+        gen = 0;
+        if (expect_ok("handle_snapshot", atrank_handle_snapshot(h, &cur, &gen))) {
+            if (gen != 2) test_fail("snapshot generation %llu, want 2", (unsigned long long)gen);
+            expect_ok("score on the snapshot", atrank_model_score(cur, hist, 1, cands, 2, t, out, 2));
+            atrank_model_free(cur);
+        }
         expect_ok("handle_score", atrank_handle_score(h, hist, 1, cands, 2, t, out, 2));
         atrank_handle_free(h);
     }

@@ -189,6 +189,9 @@ TEST(Handle, ReloadUnderLoadDropsNothing) {
     EXPECT_EQ(h.generation(), expected);
     const atrank::Model now = h.current();
     EXPECT_EQ(now.backend(), static_cast<atrank_backend>(ATRANK_BACKEND_TRACT));
+    const auto [snap, generation] = h.snapshot();
+    EXPECT_EQ(generation, expected);
+    EXPECT_EQ(snap.score(hist, cands, 1300086400).size(), cands.size());
 }
 
 TEST(Handle, EmptyModelIsRefused) {

@@ -101,10 +101,11 @@ pub struct LoadOptions {
     /// split graphs only); 0 turns the cache, and loading the split graphs, off.
     pub cache_capacity: usize,
     /// Most tract plans specialised to exact input shapes that each graph keeps (tract only;
-    /// default [`DEFAULT_TRACT_PLANS`]). A shape gets its own plan, which tract optimises
-    /// further than the plan with symbolic dimensions, when it comes back a second time; the
-    /// model pads histories and candidate lists up to a power of two so that shapes repeat.
-    /// 0: only the symbolic plan, and inputs padded to the batch's longest only.
+    /// default [`DEFAULT_TRACT_PLANS`]). A shape's first call builds its own plan, which tract
+    /// optimises further than the plan with symbolic dimensions; later calls reuse it. The
+    /// model pads histories, candidate lists and batches up to a power of two so that shapes
+    /// repeat. The same shape always runs the same plan, so scores never depend on earlier
+    /// calls. 0: only the symbolic plan, and inputs padded to the batch's longest only.
     pub tract_plans: usize,
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).

@@ -4,15 +4,16 @@
 //! A graph keeps one optimised plan with symbolic dimensions (batch, history length,
 //! candidates), which runs any input shape, and a bounded cache of plans specialised to exact
 //! input shapes. tract optimises a plan with concrete dimensions much further (about 2x faster
-//! on the exporter's models), but building one costs a few milliseconds, so a shape gets its
-//! own plan only when it comes back: its first sighting runs the symbolic plan. Callers that
-//! pad inputs to a few bucketed shapes (see [`crate::Model`]) get cache hits.
+//! on the exporter's models). Building one costs a few milliseconds, paid by a shape's first
+//! call; callers that pad inputs to a few bucketed shapes (see [`crate::Model`]) then hit the
+//! cache. A shape always runs the same plan (concurrent first callers wait for one build), so
+//! scores never depend on which calls came before.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use lru::LruCache;
 use tract_onnx::prelude::*;
@@ -23,23 +24,11 @@ use crate::{Error, Result};
 /// The input shapes of one run, in graph order.
 type ShapeKey = Vec<Vec<usize>>;
 
-/// What the cache knows of a shape that has its own entry.
-#[derive(Clone)]
-enum Slot {
-    /// A thread is building the plan; others run the symbolic plan meanwhile.
-    Building,
-    /// The plan for this shape.
-    Ready(Arc<TypedRunnableModel>),
-    /// Building failed; this shape runs the symbolic plan.
-    Failed,
-}
-
-/// Shapes seen once (waiting for a second sighting) and the per-shape plans.
-struct PlanCache {
-    seen: LruCache<ShapeKey, ()>,
-    plans: LruCache<ShapeKey, Slot>,
-}
-
+/// A shape's entry: its plan once built (`None`: building failed, the shape runs the symbolic
+/// plan). The first caller builds it; concurrent callers of the same shape wait for that build
+/// rather than run the symbolic plan, so a given input shape always runs the same plan and the
+/// same request always gets the same scores, bit for bit.
+type Slot = Arc<OnceLock<Option<Arc<TypedRunnableModel>>>>;
 /// A tract plan for one graph.
 pub struct TractGraph {
     /// The optimised plan with symbolic dimensions: runs every shape.
@@ -49,7 +38,7 @@ pub struct TractGraph {
     typed: Option<TypedModel>,
     /// Per input (graph order), per axis: the symbol that axis carries, if it is a plain one.
     symbols: Vec<Vec<Option<Symbol>>>,
-    cache: Option<Mutex<PlanCache>>,
+    cache: Option<Mutex<LruCache<ShapeKey, Slot>>>,
     symbolic_runs: AtomicU64,
     concrete_runs: AtomicU64,
     plans_built: AtomicU64,
@@ -122,15 +111,7 @@ impl TractGraph {
         let has_symbols = symbols.iter().flatten().any(Option::is_some);
         let cache = NonZeroUsize::new(max_plans)
             .filter(|_| has_symbols)
-            .map(|cap| {
-                // Shapes waiting for their second sighting: a few times the plans, so that a
-                // stream of one-off shapes cannot evict the plans themselves.
-                let seen = NonZeroUsize::new(cap.get().saturating_mul(8)).unwrap_or(cap);
-                Mutex::new(PlanCache {
-                    seen: LruCache::new(seen),
-                    plans: LruCache::new(cap),
-                })
-            });
+            .map(|cap| Mutex::new(LruCache::new(cap)));
         Ok(TractGraph {
             plan,
             typed: cache.as_ref().map(|_| typed),
@@ -172,48 +153,43 @@ impl TractGraph {
         typed.set_symbols(&subs)?.into_optimized()?.into_runnable()
     }
 
-    /// The plan to run inputs of `shapes` with: a per-shape plan when there is one (building
-    /// it on a shape's second sighting), else the symbolic plan. The lock covers only the
-    /// look-ups and inserts; building and running happen outside it.
+    /// The plan to run inputs of `shapes` with: the shape's own plan (built on its first
+    /// sighting; an evicted plan is rebuilt the same way, so results do not depend on the
+    /// cache's history), or the symbolic plan when that shape's plan cannot be built. The lock
+    /// covers only the look-up; building and running happen outside it.
     fn plan_for(&self, shapes: ShapeKey) -> Result<Arc<TypedRunnableModel>> {
         let (Some(cache), Some(typed)) = (&self.cache, &self.typed) else {
             return Ok(self.symbolic());
         };
-        let lock = || {
-            cache
+        let slot: Slot = {
+            let mut c = cache
                 .lock()
-                .map_err(|_| Error::Backend("tract plan cache lock poisoned".into()))
-        };
-        {
-            let mut c = lock()?;
-            match c.plans.get(&shapes) {
-                Some(Slot::Ready(plan)) => {
-                    self.concrete_runs.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Arc::clone(plan));
+                .map_err(|_| Error::Backend("tract plan cache lock poisoned".into()))?;
+            match c.get(&shapes) {
+                Some(slot) => Arc::clone(slot),
+                None => {
+                    let slot = Slot::default();
+                    c.put(shapes.clone(), Arc::clone(&slot));
+                    slot
                 }
-                Some(Slot::Building | Slot::Failed) => return Ok(self.symbolic()),
-                None => {}
             }
-            if c.seen.pop(&shapes).is_none() {
-                c.seen.put(shapes, ());
-                return Ok(self.symbolic());
-            }
-            c.plans.put(shapes.clone(), Slot::Building);
-        }
-        let built = self.build(typed, &shapes);
-        let mut c = lock()?;
-        match built {
+        };
+        let plan = slot.get_or_init(|| match self.build(typed, &shapes) {
             Ok(plan) => {
                 self.plans_built.fetch_add(1, Ordering::Relaxed);
-                self.concrete_runs.fetch_add(1, Ordering::Relaxed);
-                c.plans.put(shapes, Slot::Ready(Arc::clone(&plan)));
-                Ok(plan)
+                Some(plan)
             }
             Err(_) => {
                 self.build_failures.fetch_add(1, Ordering::Relaxed);
-                c.plans.put(shapes, Slot::Failed);
-                Ok(self.symbolic())
+                None
             }
+        });
+        match plan {
+            Some(plan) => {
+                self.concrete_runs.fetch_add(1, Ordering::Relaxed);
+                Ok(Arc::clone(plan))
+            }
+            None => Ok(self.symbolic()),
         }
     }
 
@@ -270,9 +246,8 @@ impl Graph for TractGraph {
             .as_ref()
             .and_then(|c| c.lock().ok())
             .map_or(0, |c| {
-                c.plans
-                    .iter()
-                    .filter(|(_, s)| matches!(s, Slot::Ready(_)))
+                c.iter()
+                    .filter(|(_, s)| matches!(s.get(), Some(Some(_))))
                     .count()
             });
         PlanStats {

@@ -121,6 +121,38 @@ pub extern "C" fn atrank_handle_current(
     })
 }
 
+/// The model serving now and its generation, read together: a reload between the two cannot
+/// mismatch them (as separate `atrank_handle_current` and `atrank_handle_generation` calls
+/// could). Score on `*model_out` to report which generation answered a request.
+///
+/// Ownership: the caller owns the reference written to `*model_out` and frees it with
+/// `atrank_model_free`. NULL: `handle`, `model_out` or `generation_out` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`, and nothing is written. Thread safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn atrank_handle_snapshot(
+    handle: *const atrank_handle,
+    model_out: *mut *const atrank_model,
+    generation_out: *mut u64,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live handle, per the contract.
+        let h = unsafe { as_handle(handle) }?;
+        if model_out.is_null() {
+            return Err(Error::NullArgument("model_out".into()));
+        }
+        if generation_out.is_null() {
+            return Err(Error::NullArgument("generation_out".into()));
+        }
+        let (m, generation) = h.snapshot()?;
+        // SAFETY: both non-NULL and writable per the contract.
+        unsafe {
+            generation_out.write(generation);
+            model_out.write(atrank_model::into_raw(m));
+        }
+        Ok(())
+    })
+}
+
 /// How many models the handle has served (1 + successful reloads), to `*generation_out`.
 ///
 /// Ownership: borrows `handle`. NULL: `handle` or `generation_out` NULL gives

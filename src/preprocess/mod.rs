@@ -142,7 +142,7 @@ pub struct Tensor {
 /// Graph inputs for B users.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
-    /// Users.
+    /// Rows of the batch: the requests, plus the empty rows a bucketed batch adds after them.
     pub users: usize,
     /// Candidates per user.
     pub candidates: usize,
@@ -356,7 +356,8 @@ impl Preprocessor {
     /// Batches of similar sizes then share a few tensor shapes, for backends that specialise a
     /// plan per input shape (tract). The graph masks padded behaviors by the lengths and scores
     /// each candidate on its own, so the real candidates' scores do not change (up to float
-    /// rounding); [`Prepared::candidates`] counts the extra candidate positions too.
+    /// rounding); [`Prepared::candidates`] counts the extra candidate positions too. The batch
+    /// also gets empty rows up to a power of two ([`Prepared::users`] counts them).
     pub fn prepare_bucketed(&self, requests: &[Request<'_>]) -> Result<Prepared> {
         self.prepare_padded(requests, true)
     }
@@ -384,14 +385,17 @@ impl Preprocessor {
             self.check(r).map_err(at)?;
             kept.push(self.recent(r.behaviors).map_err(at)?);
         }
+        // Bucketed batches also get empty rows (no behaviors, unknown candidates) up to a power
+        // of two, so that batch sizes share shapes too; callers read only the first `b` rows.
+        let rows = if bucket { b.next_power_of_two() } else { b };
         let mut tensors = Vec::new();
         for (g, group) in self.spec.groups.iter().enumerate() {
             let l = kept.iter().map(|k| k[g].len()).max().unwrap_or(0).max(1);
             let l = Preprocessor::bucketed(bucket, l, group.max_history.max(1));
-            let mut feats = vec![vec![0i64; b * l]; group.features.len()];
-            let mut action = vec![0i64; b * l];
-            let mut time = vec![0i64; b * l];
-            let mut len = Vec::with_capacity(b);
+            let mut feats = vec![vec![0i64; rows * l]; group.features.len()];
+            let mut action = vec![0i64; rows * l];
+            let mut time = vec![0i64; rows * l];
+            let mut len = Vec::with_capacity(rows);
             let mut one = vec![0i64; group.features.len()];
             for (u, (r, k)) in requests.iter().zip(&kept).enumerate() {
                 for (j, beh) in k[g].iter().enumerate() {
@@ -405,32 +409,33 @@ impl Preprocessor {
                 }
                 len.push(k[g].len() as i64);
             }
+            len.resize(rows, 0);
             for (feature, data) in group.features.iter().zip(feats) {
                 tensors.push(Tensor {
                     name: feature.input.clone(),
-                    shape: vec![b, l],
+                    shape: vec![rows, l],
                     data,
                 });
             }
             tensors.push(Tensor {
                 name: group.action_input.clone(),
-                shape: vec![b, l],
+                shape: vec![rows, l],
                 data: action,
             });
             tensors.push(Tensor {
                 name: group.time_input.clone(),
-                shape: vec![b, l],
+                shape: vec![rows, l],
                 data: time,
             });
             tensors.push(Tensor {
                 name: group.length_input.clone(),
-                shape: vec![b],
+                shape: vec![rows],
                 data: len,
             });
         }
         let t = self.spec.target;
         let width = self.spec.groups[t].features.len();
-        let mut columns = vec![Vec::with_capacity(b * n); self.spec.candidate_inputs.len()];
+        let mut columns = vec![Vec::with_capacity(rows * n); self.spec.candidate_inputs.len()];
         let mut one = vec![0i64; width];
         for r in requests {
             for c in r.candidates {
@@ -443,15 +448,18 @@ impl Preprocessor {
                 col.resize(col.len() + (n - r.candidates.len()), 0);
             }
         }
+        for col in columns.iter_mut() {
+            col.resize(rows * n, 0);
+        }
         for (data, (_, input)) in columns.into_iter().zip(&self.spec.candidate_inputs) {
             tensors.push(Tensor {
                 name: input.clone(),
-                shape: vec![b, n],
+                shape: vec![rows, n],
                 data,
             });
         }
         Ok(Prepared {
-            users: b,
+            users: rows,
             candidates: n,
             tensors,
         })

@@ -126,18 +126,19 @@ func (s *Server) rerank(w http.ResponseWriter, r *http.Request) {
 		beh[i] = atrank.Behavior{Item: b.Item, Category: b.Category, Action: b.Action,
 			Timestamp: b.Timestamp, Group: b.Group, Features: atrank.FeaturesFromMap(b.Features)}
 	}
-	var scores []float32
-	var err error
-	if req.User != "" {
-		scores, err = s.Handle.ScoreCached(req.User, beh, req.Candidates, *req.RequestTime)
-	} else {
-		scores, err = s.Handle.Score(beh, req.Candidates, *req.RequestTime)
-	}
+	// One snapshot: the generation reported is the one of the model that scored.
+	model, gen, err := s.Handle.Snapshot()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	gen, err := s.Handle.Generation()
+	defer model.Close()
+	var scores []float32
+	if req.User != "" {
+		scores, err = model.ScoreCached(req.User, beh, req.Candidates, *req.RequestTime)
+	} else {
+		scores, err = model.Score(beh, req.Candidates, *req.RequestTime)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
