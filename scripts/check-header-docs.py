@@ -25,7 +25,12 @@ for name in re.findall(r"^#define (\w+)", text, re.MULTILINE):
 for name in re.findall(r"^typedef (?:struct |enum )?\w+ (\w+);", text, re.MULTILINE):
     if not name.startswith("atrank_"):
         bad.append(f"typedef {name}: not prefixed atrank_")
+# Every struct type (opaque handles and plain structs) states its threading contract.
+types = re.compile(r"/\*\n((?: .*\n|\n)+?) \*/\ntypedef struct (atrank_\w+)")
+for m in types.finditer(text):
+    if "hread safety" not in m.group(1):
+        bad.append(f"struct {m.group(2)}: no thread-safety statement")
 if not declared or bad:
     print("header check failed:\n  " + "\n  ".join(bad or ["no functions found"]), file=sys.stderr)
     sys.exit(1)
-print(f"header docs: {len(declared)} functions state ownership, NULL and thread safety")
+print(f"header docs: {len(declared)} functions state ownership, NULL and thread safety; every struct its threading contract; all names prefixed")

@@ -7,6 +7,9 @@ use super::{atrank_error, atrank_model, opt_str_arg, slice_arg, str_arg, wrap};
 use crate::{Behavior, Error, Request, Result};
 
 /// One caller-supplied object feature, e.g. `{"shop", "s12"}`: overrides the package's catalog.
+///
+/// Ownership and thread safety: plain data owned by the caller; atrank only reads it during a
+/// call, so the same array may be passed to calls running on several threads at once.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct atrank_feature {
@@ -19,6 +22,9 @@ pub struct atrank_feature {
 /// One raw behavior of a user. All strings are NUL-terminated UTF-8, borrowed for the
 /// duration of the call only (atrank keeps no pointer after it returns). Zero-initialise the
 /// struct (`= {0}`, `calloc`) and set the fields you use: the later fields are optional.
+///
+/// Ownership and thread safety: plain data owned by the caller; atrank only reads it during a
+/// call, so the same array may be passed to calls running on several threads at once.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct atrank_behavior {
@@ -316,6 +322,9 @@ pub const ATRANK_MAX_BATCH_REQUESTS: usize = 4096;
 /// One user's request inside a batch: the same arguments `atrank_model_score` takes, with the
 /// same contract (strings and arrays are borrowed for the duration of the call only).
 /// Zero-initialise it and set every field.
+///
+/// Ownership and thread safety: plain data owned by the caller; atrank only reads it during a
+/// call, so the same array may be passed to calls running on several threads at once.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct atrank_request {
