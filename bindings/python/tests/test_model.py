@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import PACKAGES, SRC, golden, tolerance
+from conftest import PACKAGES, SRC, golden, ort_library, tolerance
 
 import atrank
 
@@ -336,3 +336,55 @@ def test_close_waits_for_calls_in_flight():
         t.join(timeout=120)
         assert not t.is_alive()
     assert done["refused"] == 4
+
+
+# ---------- hot swap ----------
+
+
+def test_handle_reload_snapshot_and_threads(backend):
+    """Threads score through a Handle while it is reloaded (alternately the format-1 and the
+    format-2 fixture, some reloads failing): no call fails, every failed reload leaves a model
+    serving, and every snapshot pairs a model with its own generation (only the format-2
+    model, on even generations, knows the group "query")."""
+    with atrank.Model(TINY, backend) as first, atrank.Handle(first) as handle:
+        assert handle.generation == 1
+        probe = [{"item": "q1_0", "group": "query", "timestamp": 1300000000}]
+        stop = threading.Event()
+        problems: list[str] = []
+        counts = {"scores": 0, "snapshots": 0}
+
+        def work() -> None:
+            while not stop.is_set():
+                handle.score([], ["i1", "i2"], 1300086400)
+                counts["scores"] += 1
+                model, gen = handle.snapshot()
+                with model:
+                    try:
+                        model.score(probe, ["i1"], 1300086400)
+                        knows_query = True
+                    except atrank.InvalidArgumentError:
+                        knows_query = False
+                if knows_query != (gen % 2 == 0):
+                    problems.append(f"generation {gen}: knows query = {knows_query}")
+                counts["snapshots"] += 1
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            expected = 1
+            for k in range(6):
+                target = MULTI if expected % 2 == 1 else TINY
+                assert handle.reload(target, backend, ort_library=ort_library()) == expected + 1
+                expected += 1
+                with pytest.raises(atrank.PackageIOError):
+                    handle.reload("/nonexistent/atrank", backend)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert problems == []
+        assert handle.generation == expected == 7
+        assert counts["snapshots"] > 0
+    with pytest.raises(ValueError, match="closed"):
+        handle.score([], ["i1"], 0)

@@ -30,7 +30,7 @@ from .errors import (
     PackageIOError,
     PanicError,
 )
-from .model import Behavior, Model, Request
+from .model import Behavior, Handle, Model, Request
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,7 @@ __all__ = [
     "BufferSizeError",
     "Code",
     "Error",
+    "Handle",
     "InvalidArgumentError",
     "InvalidPackageError",
     "InvalidUtf8Error",

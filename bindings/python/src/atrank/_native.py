@@ -11,7 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from ctypes import POINTER, c_char_p, c_float, c_int64, c_size_t, c_uint32
+from ctypes import POINTER, c_char_p, c_float, c_int64, c_size_t, c_uint32, c_uint64
 
 from .errors import LibraryError, error_for_code
 
@@ -45,6 +45,10 @@ class CModelBuilder(ctypes.Structure):
 
 class CError(ctypes.Structure):
     """Opaque ``atrank_error``."""
+
+
+class CHandle(ctypes.Structure):
+    """Opaque ``atrank_handle``."""
 
 
 class CFeature(ctypes.Structure):
@@ -82,6 +86,7 @@ class CRequest(ctypes.Structure):
 _ErrorP = POINTER(CError)
 _ModelP = POINTER(CModel)
 _BuilderP = POINTER(CModelBuilder)
+_HandleP = POINTER(CHandle)
 _FloatP = POINTER(c_float)
 
 # name -> (restype, argtypes). Every function the binding calls is declared here.
@@ -120,6 +125,16 @@ _OPTIONAL_FUNCTIONS = {
     "atrank_model_score_batch": (
         _ErrorP, [_ModelP, POINTER(CRequest), c_size_t, _FloatP, c_size_t]
     ),
+    "atrank_handle_new": (_ErrorP, [_ModelP, POINTER(_HandleP)]),
+    "atrank_handle_reload": (_ErrorP, [_HandleP, _BuilderP, POINTER(c_uint64)]),
+    "atrank_handle_snapshot": (_ErrorP, [_HandleP, POINTER(_ModelP), POINTER(c_uint64)]),
+    "atrank_handle_generation": (_ErrorP, [_HandleP, POINTER(c_uint64)]),
+    "atrank_handle_score": (
+        _ErrorP,
+        [_HandleP, POINTER(CBehavior), c_size_t, POINTER(c_char_p), c_size_t, c_int64, _FloatP,
+         c_size_t],
+    ),
+    "atrank_handle_free": (None, [_HandleP]),
 }
 
 

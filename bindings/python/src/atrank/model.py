@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _native
 from ._native import CBehavior, CFeature, CRequest
-from .errors import Error, InvalidArgumentError
+from .errors import Error, InvalidArgumentError, LibraryError
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -194,6 +194,39 @@ def _request_fields(request: Any, where: str) -> tuple[Any, Any, Any]:
     )
 
 
+def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu=None,
+                 ort_library=None, cache_capacity=None, sessions=None):
+    """A C builder for ``package_dir`` with the options applied (``None`` keeps a default).
+    The caller passes it to a consuming call (build, reload); freed here on error."""
+    if backend not in _BACKENDS:
+        raise InvalidArgumentError(f"backend: {backend!r} is not one of {sorted(_BACKENDS)}")
+    if gpu is not None and gpu not in _GPU_POLICIES:
+        raise InvalidArgumentError(f"gpu: {gpu!r} is not one of {sorted(_GPU_POLICIES)}")
+    builder = ctypes.POINTER(_native.CModelBuilder)()
+    lib.check(lib.atrank_model_builder_new(
+        _encode(os.fspath(package_dir), "package_dir"), ctypes.byref(builder)))
+    try:
+        lib.check(lib.atrank_model_builder_set_backend(builder, _BACKENDS[backend]))
+        if intra_threads is not None:
+            lib.check(lib.atrank_model_builder_set_intra_threads(
+                builder, _size(intra_threads, "intra_threads")))
+        if gpu is not None:
+            lib.check(lib.atrank_model_builder_set_gpu_policy(builder, _GPU_POLICIES[gpu]))
+        if ort_library is not None:
+            lib.check(lib.atrank_model_builder_set_ort_library(
+                builder, _encode(os.fspath(ort_library), "ort_library")))
+        if cache_capacity is not None:
+            lib.check(lib.atrank_model_builder_set_cache_capacity(
+                builder, _size(cache_capacity, "cache_capacity")))
+        if sessions is not None:
+            lib.check(lib.atrank_model_builder_set_sessions(
+                builder, _size(sessions, "sessions")))
+    except BaseException:
+        lib.atrank_model_builder_free(builder)
+        raise
+    return builder
+
+
 class Model:
     """A model package loaded on one backend, through ``libatrank.so``.
 
@@ -237,32 +270,24 @@ class Model:
         self._lib = lib = _native.load_library(lib_path)
         self.package_dir = os.fspath(package_dir)
 
-        builder = ctypes.POINTER(_native.CModelBuilder)()
-        lib.check(lib.atrank_model_builder_new(
-            _encode(self.package_dir, "package_dir"), ctypes.byref(builder)))
-        try:
-            lib.check(lib.atrank_model_builder_set_backend(builder, _BACKENDS[backend]))
-            if intra_threads is not None:
-                lib.check(lib.atrank_model_builder_set_intra_threads(
-                    builder, _size(intra_threads, "intra_threads")))
-            if gpu is not None:
-                lib.check(lib.atrank_model_builder_set_gpu_policy(builder, _GPU_POLICIES[gpu]))
-            if ort_library is not None:
-                lib.check(lib.atrank_model_builder_set_ort_library(
-                    builder, _encode(os.fspath(ort_library), "ort_library")))
-            if cache_capacity is not None:
-                lib.check(lib.atrank_model_builder_set_cache_capacity(
-                    builder, _size(cache_capacity, "cache_capacity")))
-            if sessions is not None:
-                lib.check(lib.atrank_model_builder_set_sessions(
-                    builder, _size(sessions, "sessions")))
-        except BaseException:
-            lib.atrank_model_builder_free(builder)
-            raise
+        builder = _new_builder(lib, self.package_dir, backend, intra_threads=intra_threads,
+                               gpu=gpu, ort_library=ort_library,
+                               cache_capacity=cache_capacity, sessions=sessions)
         model = ctypes.POINTER(_native.CModel)()
         # build always consumes the builder, also on error.
         lib.check(lib.atrank_model_builder_build(builder, ctypes.byref(model)))
         self._handle = model
+
+    @classmethod
+    def _from_raw(cls, lib, handle, package_dir: str) -> Model:
+        """A Model owning ``handle`` (a model reference from the C API)."""
+        self = cls.__new__(cls)
+        self._handle = handle
+        self._active = 0
+        self._cv = threading.Condition()
+        self._lib = lib
+        self.package_dir = package_dir
+        return self
 
     # ----- lifetime -----
 
@@ -270,7 +295,7 @@ class Model:
     def _use(self):
         with self._cv:
             if self._handle is None:
-                raise ValueError("this atrank.Model is closed")
+                raise ValueError(f"this atrank.{type(self).__name__} is closed")
             self._active += 1
             handle = self._handle
         try:
@@ -282,7 +307,7 @@ class Model:
                     self._cv.notify_all()
 
     def close(self) -> None:
-        """Frees the model after the calls in flight return. Idempotent."""
+        """Frees the C object after the calls in flight return. Idempotent."""
         with self._cv:
             handle = self._handle
             if handle is None:
@@ -290,6 +315,9 @@ class Model:
             self._handle = None
             while self._active:
                 self._cv.wait()
+        self._free(handle)
+
+    def _free(self, handle) -> None:
         self._lib.atrank_model_free(handle)
 
     @property
@@ -455,6 +483,88 @@ class Model:
             return self._score_one_by_one(chunk, start, errors)
         bounds = np.cumsum([0, *sizes])
         return [scores[bounds[i]:bounds[i + 1]] for i in range(len(chunk))]
+
+
+class Handle:
+    """A hot-swappable model (``atrank_handle``): scoring uses the model current when the call
+    starts; :meth:`reload` swaps a new one in atomically, and a failed reload raises and leaves
+    the old model serving.
+
+    ``Handle(model)`` serves ``model`` (generation 1); the handle takes its own reference, so
+    ``model`` stays usable and is closed by its owner as usual. Thread safety: every method may
+    be called from any number of threads at once, reloads included; :meth:`close` waits for
+    calls in flight.
+    """
+
+    def __init__(self, model: Model) -> None:
+        self._handle = None
+        self._active = 0
+        self._cv = threading.Condition()
+        self._lib = lib = model._lib
+        if not hasattr(lib, "atrank_handle_new"):
+            raise LibraryError("this libatrank has no atrank_handle_* functions")
+        out = ctypes.POINTER(_native.CHandle)()
+        with model._use() as m:
+            lib.check(lib.atrank_handle_new(m, ctypes.byref(out)))
+        self._handle = out
+
+    _use = Model._use
+    close = Model.close
+    __enter__ = Model.__enter__
+    __exit__ = Model.__exit__
+
+    def _free(self, handle) -> None:
+        self._lib.atrank_handle_free(handle)
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None
+            self._lib.atrank_handle_free(handle)
+
+    def reload(self, package_dir: str | os.PathLike, backend: str = "tract", **options: Any) -> int:
+        """Loads ``package_dir`` (options as for :class:`Model`) and swaps it in; returns the
+        new generation."""
+        builder = _new_builder(self._lib, package_dir, backend, **options)
+        generation = ctypes.c_uint64()
+        with self._use() as h:
+            # reload always consumes the builder, also on error.
+            err = self._lib.atrank_handle_reload(h, builder, ctypes.byref(generation))
+        self._lib.check(err)
+        return generation.value
+
+    @property
+    def generation(self) -> int:
+        """1 + the number of successful reloads."""
+        out = ctypes.c_uint64()
+        with self._use() as h:
+            self._lib.check(self._lib.atrank_handle_generation(h, ctypes.byref(out)))
+        return out.value
+
+    def snapshot(self) -> tuple[Model, int]:
+        """The model serving now (a :class:`Model` of its own: close it) and its generation,
+        read together."""
+        model = ctypes.POINTER(_native.CModel)()
+        generation = ctypes.c_uint64()
+        with self._use() as h:
+            self._lib.check(self._lib.atrank_handle_snapshot(
+                h, ctypes.byref(model), ctypes.byref(generation)))
+        return Model._from_raw(self._lib, model, "(handle snapshot)"), generation.value
+
+    def score(self, behaviors: Sequence[Any] | None, candidates: Sequence[str],
+              request_time: int) -> np.ndarray:
+        """:meth:`Model.score` on the current model."""
+        keep: list = []
+        c_behaviors, n_behaviors = _behaviors(behaviors, keep)
+        c_candidates, n_candidates = _candidates(candidates, keep)
+        time = _int64(request_time, "request_time")
+        scores = np.zeros(n_candidates, dtype=np.float32)
+        out = scores.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        with self._use() as h:
+            err = self._lib.atrank_handle_score(
+                h, c_behaviors, n_behaviors, c_candidates, n_candidates, time, out, n_candidates)
+        self._lib.check(err)
+        return scores
 
 
 def _renumber(message: str, start: int) -> str:
