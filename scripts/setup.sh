@@ -12,11 +12,13 @@ CBINDGEN_VERSION=0.29.4
 mkdir -p "$CACHE"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# 1. Debian packages: cJSON (the C tests and the C example read golden JSON), pkg-config,
-# patchelf (scripts/install.sh sets the installed library's SONAME), valgrind (tests), and a
-# Java runtime for PySpark (bindings/python) when the machine has no java yet.
+# 1. Debian packages: the C/C++ toolchain the tests build with (gcc, g++, cmake, GoogleTest),
+# cJSON (the C tests and the C example read golden JSON), pkg-config, patchelf
+# (scripts/install.sh sets the installed library's SONAME), valgrind (tests), and a Java
+# runtime for PySpark (bindings/python) when the machine has no java yet. Only missing ones are
+# installed.
 need_apt=()
-for pkg in libcjson-dev pkg-config patchelf valgrind; do
+for pkg in gcc g++ cmake libgtest-dev libcjson-dev pkg-config patchelf valgrind; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)

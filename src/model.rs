@@ -260,12 +260,22 @@ impl Model {
             return self.score(request);
         };
         let p = self.prepare(std::slice::from_ref(request))?;
-        let candidate = |name: &str| self.spec.candidate_inputs.iter().any(|(_, c)| c == name);
+        // The history tensors feed the encoder (and the fingerprint), the candidate ones the
+        // scorer: split them once.
+        let (candidate_feeds, history_feeds): (Vec<Feed<'_>>, Vec<Feed<'_>>) =
+            Model::feeds(&p).into_iter().partition(|f| {
+                self.spec
+                    .candidate_inputs
+                    .iter()
+                    .any(|(_, c)| c == f.name())
+            });
         let mut hasher = DefaultHasher::new();
-        for t in p.tensors.iter().filter(|t| !candidate(&t.name)) {
-            t.name.hash(&mut hasher);
-            t.shape.hash(&mut hasher);
-            t.data.hash(&mut hasher);
+        for f in &history_feeds {
+            if let Feed::I64(name, shape, data) = f {
+                name.hash(&mut hasher);
+                shape.hash(&mut hasher);
+                data.hash(&mut hasher);
+            }
         }
         let key = (user_key.to_owned(), hasher.finish());
         let lock = || {
@@ -278,17 +288,13 @@ impl Model {
         let encoding = match cached {
             Some(e) => e,
             None => {
-                let feeds: Vec<Feed<'_>> = Model::feeds(&p)
-                    .into_iter()
-                    .filter(|f| !candidate(f.name()))
-                    .collect();
                 let outs: Vec<&str> = split
                     .spec
                     .encoder_outputs
                     .iter()
                     .map(String::as_str)
                     .collect();
-                let mut got = split.encoder.run(&feeds, &outs)?.into_iter();
+                let mut got = split.encoder.run(&history_feeds, &outs)?.into_iter();
                 let (Some(encoded), Some(mask)) = (got.next(), got.next()) else {
                     return Err(Error::Backend(
                         "the encoder returned too few outputs".into(),
@@ -311,7 +317,7 @@ impl Model {
                 &encoding.mask.data,
             ),
         ];
-        feeds.extend(Model::feeds(&p).into_iter().filter(|f| candidate(f.name())));
+        feeds.extend(candidate_feeds);
         let out = split
             .scorer
             .run(&feeds, &[split.spec.scorer_output.as_str()])?;
