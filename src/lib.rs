@@ -29,6 +29,7 @@ mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
 mod handle;
+pub mod metrics;
 mod model;
 pub mod preprocess;
 pub mod spec;
@@ -36,5 +37,6 @@ pub mod spec;
 pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::ModelHandle;
+pub use metrics::{CallStats, Entry, ModelInfo, ModelStats};
 pub use model::{CacheStats, Model};
 pub use preprocess::{Behavior, Request};

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 
 use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, PlanStats, Serving};
+use crate::metrics::{self, Entry, Metrics, ModelInfo, ModelStats};
 use crate::preprocess::{Prepared, Preprocessor, Request};
 use crate::spec::{Spec, SplitSpec};
 use crate::{Error, Result};
@@ -88,6 +89,9 @@ pub struct Model {
     bucket: bool,
     graph: Box<dyn Graph>,
     split: Option<Split>,
+    /// SHA-256 of the graph file, hex (computed at load).
+    graph_sha256: String,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Model {
@@ -113,6 +117,7 @@ impl Model {
         let dir = dir.as_ref();
         let spec = Spec::read(dir)?;
         let preprocessor = Preprocessor::load(&spec, dir)?;
+        let graph_sha256 = metrics::sha256_file(&dir.join(&spec.graph_file))?;
         let loaded = backend::load_graph(
             options,
             &dir.join(&spec.graph_file),
@@ -158,6 +163,8 @@ impl Model {
             bucket: options.backend == Backend::Tract && options.tract_plans > 0,
             graph: loaded.graph,
             split,
+            graph_sha256,
+            metrics: Metrics::default(),
         })
     }
 
@@ -233,6 +240,12 @@ impl Model {
     /// Scores one user's candidates: one logit per candidate, in the candidates' order. The
     /// history is encoded once for all candidates.
     pub fn score(&self, request: &Request<'_>) -> Result<Vec<f32>> {
+        self.metrics
+            .observe(Entry::Score, || self.score_uncounted(request))
+    }
+
+    /// [`Model::score`] without recording it (the C ABI records the whole call).
+    pub(crate) fn score_uncounted(&self, request: &Request<'_>) -> Result<Vec<f32>> {
         let prepared = self.prepare(std::slice::from_ref(request))?;
         let mut scores = self.run_full(&prepared)?;
         scores.truncate(request.candidates.len());
@@ -242,6 +255,12 @@ impl Model {
     /// Scores several users in one graph run (histories and candidate lists padded to the
     /// longest). Returns one score vector per request, as long as its candidate list.
     pub fn score_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
+        self.metrics
+            .observe(Entry::ScoreBatch, || self.score_batch_uncounted(requests))
+    }
+
+    /// [`Model::score_batch`] without recording it (the C ABI records the whole call).
+    pub(crate) fn score_batch_uncounted(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
         let prepared = self.prepare(requests)?;
         let flat = self.run_full(&prepared)?;
         Ok(flat
@@ -256,8 +275,19 @@ impl Model {
     /// tensor, time buckets included). Needs a package with the split graphs and a cache
     /// capacity above 0; otherwise it is exactly [`Model::score`]. Results equal `score`'s.
     pub fn score_cached(&self, user_key: &str, request: &Request<'_>) -> Result<Vec<f32>> {
+        self.metrics.observe(Entry::ScoreCached, || {
+            self.score_cached_uncounted(user_key, request)
+        })
+    }
+
+    /// [`Model::score_cached`] without recording it (the C ABI records the whole call).
+    pub(crate) fn score_cached_uncounted(
+        &self,
+        user_key: &str,
+        request: &Request<'_>,
+    ) -> Result<Vec<f32>> {
         let Some(split) = &self.split else {
-            return self.score(request);
+            return self.score_uncounted(request);
         };
         let p = self.prepare(std::slice::from_ref(request))?;
         // The history tensors feed the encoder (and the fingerprint), the candidate ones the
@@ -354,5 +384,63 @@ impl Model {
             },
             None => CacheStats::default(),
         }
+    }
+}
+
+impl Model {
+    /// Runs one call of `entry` through the model's counters (the C ABI's scoring entry points).
+    pub(crate) fn observe<T>(&self, entry: Entry, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.metrics.observe(entry, f)
+    }
+
+    /// The model's counters now: calls, failures by code and latency per entry point, the
+    /// encoding cache, the tract plans and the busy ONNX Runtime sessions. Cheap (atomic loads
+    /// and the cache's lock for a moment): fine to call on every metrics scrape.
+    pub fn stats(&self) -> ModelStats {
+        let graphs = self.graphs();
+        ModelStats {
+            calls: Entry::ALL.map(|e| self.metrics.snapshot(e)),
+            cache: self.cache_stats(),
+            plans: self.plan_cache_stats(),
+            ort_sessions_busy: graphs.iter().map(|g| g.sessions_busy()).sum(),
+            ort_sessions: graphs.iter().map(|g| g.sessions()).sum(),
+        }
+    }
+
+    /// What identifies this model: package name, spec version, creator, the graph's SHA-256,
+    /// vocabulary sizes, limits and what serves it.
+    pub fn info(&self) -> ModelInfo {
+        let spec = &self.spec;
+        ModelInfo {
+            name: spec.name.clone(),
+            spec_version: spec.version,
+            created_by: spec.created_by.clone(),
+            graph_sha256: self.graph_sha256.clone(),
+            backend: self.backend,
+            serving: self.serving,
+            vocab_sizes: spec
+                .tables
+                .iter()
+                .zip(self.preprocessor.vocab_sizes())
+                .map(|(t, n)| (t.name.clone(), n))
+                .collect(),
+            max_candidates: spec.limits.max_candidates,
+            max_behaviors: spec.limits.max_behaviors,
+            max_history: spec
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), g.max_history))
+                .collect(),
+        }
+    }
+
+    /// The model's graphs: the full one, and the split pair when loaded.
+    fn graphs(&self) -> Vec<&dyn Graph> {
+        let mut g: Vec<&dyn Graph> = vec![self.graph.as_ref()];
+        if let Some(s) = &self.split {
+            g.push(s.encoder.as_ref());
+            g.push(s.scorer.as_ref());
+        }
+        g
     }
 }

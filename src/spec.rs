@@ -26,6 +26,8 @@ pub const HARD_LIMIT: usize = 1 << 20;
 pub struct Spec {
     /// The `spec_version` the package was written with.
     pub version: u32,
+    /// `created_by`: what wrote the package (informational), if it says.
+    pub created_by: Option<String>,
     /// A human-readable model name.
     pub name: String,
     /// The encode-once ONNX graph, relative to the package.
@@ -146,6 +148,8 @@ struct Header {
 struct V1 {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    created_by: Option<String>,
     graph: V1Graph,
     groups: Vec<V1Group>,
     actions: Vec<String>,
@@ -192,6 +196,8 @@ struct V1Catalog {
 struct V2 {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    created_by: Option<String>,
     graph: V2Graph,
     tables: BTreeMap<String, String>,
     groups: Vec<V2Group>,
@@ -366,6 +372,7 @@ impl Spec {
         inputs.extend(candidate_inputs.iter().map(|(_, n)| n.clone()));
         Ok(Spec {
             version: 1,
+            created_by: raw.created_by,
             name: raw.name,
             graph_file: raw.graph.file,
             inputs,
@@ -462,6 +469,7 @@ impl Spec {
         Ok(Spec {
             split,
             version: 2,
+            created_by: raw.created_by,
             name: raw.name,
             graph_file: raw.graph.file,
             inputs: raw.graph.inputs,

@@ -193,6 +193,16 @@ pub trait Graph: Send + Sync {
     fn plan_stats(&self) -> PlanStats {
         PlanStats::default()
     }
+
+    /// ONNX Runtime sessions running this graph now (none by default).
+    fn sessions_busy(&self) -> usize {
+        0
+    }
+
+    /// ONNX Runtime sessions this graph holds (none by default).
+    fn sessions(&self) -> usize {
+        0
+    }
 }
 
 /// A loaded graph and what serves it.

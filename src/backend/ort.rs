@@ -105,6 +105,24 @@ fn environment() -> Result<&'static ort::environment::Environment> {
 pub struct OrtGraph {
     sessions: Vec<Mutex<Session>>,
     next: AtomicUsize,
+    /// Sessions held by a running call ([`Graph::sessions_busy`]).
+    busy: AtomicUsize,
+}
+
+/// Counts a session as busy while a call holds it.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl OrtGraph {
@@ -169,6 +187,7 @@ pub fn load(
         graph: Box::new(OrtGraph {
             sessions: pool,
             next: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
         }),
         serving,
         fallback_reason,
@@ -217,6 +236,7 @@ impl Graph for OrtGraph {
             inputs.push((feed.name(), value));
         }
         let mut session = self.session()?;
+        let _busy = Busy::new(&self.busy);
         let results = session
             .run(inputs)
             .map_err(|e| Error::backend("ONNX Runtime run", e))?;
@@ -241,5 +261,13 @@ impl Graph for OrtGraph {
             });
         }
         Ok(out)
+    }
+
+    fn sessions_busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    fn sessions(&self) -> usize {
+        self.sessions.len()
     }
 }

@@ -260,6 +260,11 @@ impl Preprocessor {
         }
     }
 
+    /// Ids per embedding table (vocabulary), in the spec's table order.
+    pub fn vocab_sizes(&self) -> Vec<usize> {
+        self.tables.iter().map(Vocab::len).collect()
+    }
+
     /// The most candidates one request may carry.
     pub fn max_candidates(&self) -> usize {
         self.spec.limits.max_candidates
