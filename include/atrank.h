@@ -28,6 +28,18 @@
 #define ATRANK_MAX_BATCH_REQUESTS 4096
 
 /*
+ Slots of `atrank_call_stats.failures`, indexed by `atrank_code` (slot 0, `ATRANK_OK`, stays
+ 0; codes added later than the array's length would count in the last slot).
+ */
+#define ATRANK_STATS_CODES 16
+
+/*
+ Buckets of `atrank_call_stats.latency_counts` (the last one is +Inf); their upper bounds come
+ from `atrank_latency_bounds`.
+ */
+#define ATRANK_LATENCY_BUCKETS 14
+
+/*
  Stable numeric codes of `atrank_error` objects. Numbers are never reused.
  */
 enum atrank_code
@@ -104,6 +116,16 @@ typedef struct atrank_error atrank_error;
  with `atrank_handle_free` after all calls using it have returned.
  */
 typedef struct atrank_handle atrank_handle;
+
+/*
+ What identifies a loaded model: package name, spec version, creator, the graph's SHA-256,
+ vocabulary sizes, limits and what serves it. Made by `atrank_model_info`; read with the
+ `atrank_info_*` accessors, whose strings it owns.
+
+ Thread safety: immutable; every accessor may be called from any number of threads at once.
+ Ownership: freed once with `atrank_info_free` (independently of the model).
+ */
+typedef struct atrank_info atrank_info;
 
 /*
  A loaded model package: spec, vocabularies, catalog and the graph on one backend.
@@ -229,6 +251,110 @@ typedef struct atrank_request {
 } atrank_request;
 
 /*
+ Counters of one scoring entry point since the model was loaded.
+
+ Ownership and thread safety: plain data owned by the caller, filled by `atrank_model_stats`.
+ */
+typedef struct atrank_call_stats {
+  /*
+   Calls made, successful and failed (calls with a NULL model are not counted: there is no
+   model to count them on).
+   */
+  uint64_t calls;
+  /*
+   Failed calls by error code: `failures[ATRANK_ERROR_BACKEND]` counts the calls that
+   returned an error with that code. Index 0 (`ATRANK_OK`) stays 0.
+   */
+  uint64_t failures[ATRANK_STATS_CODES];
+  /*
+   Successful calls per latency bucket. Not cumulative: bucket `i` counts the calls that took
+   more than bound `i - 1` and at most bound `i` (`atrank_latency_bounds`). Their sum is the
+   number of successful calls.
+   */
+  uint64_t latency_counts[ATRANK_LATENCY_BUCKETS];
+  /*
+   Total latency of the successful calls, in nanoseconds (measured from entry to return of
+   the atrank function, argument checks included).
+   */
+  uint64_t latency_sum_ns;
+} atrank_call_stats;
+
+/*
+ A snapshot of a model's counters (`atrank_model_stats`). Counters start at 0 when the model is
+ loaded and only grow; a reloaded model starts again at 0. They are read one by one while
+ other threads may be scoring: a call in flight may show in `calls` but not yet in a latency
+ bucket.
+
+ ABI evolution: fields are only ever appended. `size` says how many bytes of the struct the
+ library filled; a field that ends beyond it was not written.
+
+ Ownership and thread safety: plain data owned by the caller, filled by `atrank_model_stats`.
+ */
+typedef struct atrank_stats {
+  /*
+   Bytes of this struct the library wrote (this header's `sizeof(atrank_stats)` when the
+   library is as new as the header or newer).
+   */
+  size_t size;
+  /*
+   `atrank_model_score` and `atrank_handle_score`.
+   */
+  struct atrank_call_stats score;
+  /*
+   `atrank_model_score_cached`.
+   */
+  struct atrank_call_stats score_cached;
+  /*
+   `atrank_model_score_batch` (one call per batch, whatever its number of requests).
+   */
+  struct atrank_call_stats score_batch;
+  /*
+   `atrank_model_score_cached` calls served from a cached user encoding.
+   */
+  uint64_t cache_hits;
+  /*
+   `atrank_model_score_cached` calls that ran the encoder.
+   */
+  uint64_t cache_misses;
+  /*
+   User encodings cached now.
+   */
+  uint64_t cache_entries;
+  /*
+   The most user encodings the cache holds (0: no cache).
+   */
+  uint64_t cache_capacity;
+  /*
+   tract plans specialised to exact input shapes built so far (evicted ones included).
+   */
+  uint64_t tract_plans_built;
+  /*
+   tract shape-specialised plans held now.
+   */
+  uint64_t tract_plans;
+  /*
+   Shapes whose specialised tract plan failed to build (they run the symbolic plan).
+   */
+  uint64_t tract_plan_build_failures;
+  /*
+   tract runs on the plan with symbolic dimensions.
+   */
+  uint64_t tract_symbolic_runs;
+  /*
+   tract runs on a shape-specialised plan.
+   */
+  uint64_t tract_concrete_runs;
+  /*
+   ONNX Runtime sessions running a graph right now (0 on tract).
+   */
+  uint64_t ort_sessions_busy;
+  /*
+   ONNX Runtime sessions the model holds (0 on tract).
+   */
+  uint64_t ort_sessions;
+} atrank_stats;
+
+/*
  CPU only (the default).
  */
 #define ATRANK_GPU_OFF 0
@@ -268,6 +394,8 @@ typedef struct atrank_request {
  tract, pure Rust, CPU: needs no other library.
  */
 #define ATRANK_BACKEND_TRACT 1
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -607,6 +735,158 @@ struct atrank_error *atrank_model_score_batch(const struct atrank_model *model,
                                               size_t requests_len,
                                               float *scores_out,
                                               size_t scores_out_len);
+
+/*
+ Writes a snapshot of `model`'s counters to `*stats_out`: per scoring entry point the calls,
+ failures by error code and a latency histogram of the successful calls; the user-encoding
+ cache; the tract plans; the busy ONNX Runtime sessions. Cheap (atomic reads): fine to call on
+ every metrics scrape.
+
+ Pass `stats_out_size = sizeof(atrank_stats)`: the library writes at most that many bytes and
+ sets `stats_out->size` to the number it wrote (see `atrank_stats`, "ABI evolution"); a size
+ smaller than the first version of the struct gives `ATRANK_ERROR_BUFFER_SIZE`.
+
+ Ownership: borrows `model`; `*stats_out` is the caller's, written only on success. NULL:
+ `model` or `stats_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe
+ (concurrent with scoring on the same model).
+ */
+struct atrank_error *atrank_model_stats(const struct atrank_model *model,
+                                        struct atrank_stats *stats_out,
+                                        size_t stats_out_size);
+
+/*
+ Writes the upper bounds of the latency buckets, in nanoseconds, to `bounds_out` (inclusive;
+ the last is `UINT64_MAX`, i.e. +Inf): 50 us, 100 us, 250 us, 500 us, 1 ms, 2.5 ms, 5 ms,
+ 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 1 s, +Inf. They are fixed for a library version.
+
+ Ownership: `bounds_out` is the caller's, written only on success. NULL: `bounds_out` NULL
+ gives `ATRANK_ERROR_NULL_ARGUMENT`; `bounds_out_len` other than `ATRANK_LATENCY_BUCKETS` gives
+ `ATRANK_ERROR_BUFFER_SIZE`. Thread safety: thread-safe.
+ */
+struct atrank_error *atrank_latency_bounds(uint64_t *bounds_out, size_t bounds_out_len);
+
+/*
+ Writes a new `atrank_info` describing `model` to `*info_out`.
+
+ Ownership: on success the caller owns `*info_out` and frees it with `atrank_info_free`; it
+ does not borrow `model` (either may be freed first). On error `*info_out` is untouched. NULL:
+ `model` or `info_out` NULL gives `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: thread-safe.
+ */
+struct atrank_error *atrank_model_info(const struct atrank_model *model,
+                                       struct atrank_info **info_out);
+
+/*
+ Frees an `atrank_info`.
+
+ Ownership: takes `info` back; the strings its accessors returned become invalid. NULL:
+ accepted and ignored. Thread safety: exclusive (call it once, after every other call using
+ `info` has returned).
+ */
+void atrank_info_free(struct atrank_info *info);
+
+/*
+ The package's `name` (may be empty), NUL-terminated UTF-8.
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL returns NULL.
+ Thread safety: thread-safe.
+ */
+const char *atrank_info_name(const struct atrank_info *info);
+
+/*
+ The package's `created_by` (what wrote it, e.g. "atrank-export 0.1.0 (torch 2.15.0)"), or ""
+ when the spec does not say.
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL returns NULL.
+ Thread safety: thread-safe.
+ */
+const char *atrank_info_created_by(const struct atrank_info *info);
+
+/*
+ SHA-256 of the package's main graph file (`graph.file`, e.g. model.onnx) as read at load, 64
+ lower-case hex digits: tells which exact model is serving.
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL returns NULL.
+ Thread safety: thread-safe.
+ */
+const char *atrank_info_graph_sha256(const struct atrank_info *info);
+
+/*
+ What runs the graph: "ort-cpu", "ort-cuda" or "tract".
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL returns NULL.
+ Thread safety: thread-safe.
+ */
+const char *atrank_info_serving(const struct atrank_info *info);
+
+/*
+ The package's `spec_version`.
+
+ Ownership: borrows `info`. NULL: `info` NULL returns 0. Thread safety: thread-safe.
+ */
+uint32_t atrank_info_spec_version(const struct atrank_info *info);
+
+/*
+ The package's `limits.max_candidates`.
+
+ Ownership: borrows `info`. NULL: `info` NULL returns 0. Thread safety: thread-safe.
+ */
+size_t atrank_info_max_candidates(const struct atrank_info *info);
+
+/*
+ The package's `limits.max_behaviors`.
+
+ Ownership: borrows `info`. NULL: `info` NULL returns 0. Thread safety: thread-safe.
+ */
+size_t atrank_info_max_behaviors(const struct atrank_info *info);
+
+/*
+ The number of embedding tables (vocabularies), for `atrank_info_table_name` and
+ `atrank_info_table_vocab_size`.
+
+ Ownership: borrows `info`. NULL: `info` NULL returns 0. Thread safety: thread-safe.
+ */
+size_t atrank_info_table_count(const struct atrank_info *info);
+
+/*
+ The name of embedding table `index` (0 .. `atrank_info_table_count` - 1), in the spec's order.
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL, or `index` out
+ of range, returns NULL. Thread safety: thread-safe.
+ */
+const char *atrank_info_table_name(const struct atrank_info *info, size_t index);
+
+/*
+ The number of ids in embedding table `index`'s vocabulary (its file's lines; index 0, unknown,
+ not included).
+
+ Ownership: borrows `info`. NULL: `info` NULL, or `index` out of range, returns 0.
+ Thread safety: thread-safe.
+ */
+size_t atrank_info_table_vocab_size(const struct atrank_info *info, size_t index);
+
+/*
+ The number of behavior groups, for `atrank_info_group_name` and
+ `atrank_info_group_max_history`.
+
+ Ownership: borrows `info`. NULL: `info` NULL returns 0. Thread safety: thread-safe.
+ */
+size_t atrank_info_group_count(const struct atrank_info *info);
+
+/*
+ The name of behavior group `index` (0 .. `atrank_info_group_count` - 1), in the spec's order.
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL, or `index` out
+ of range, returns NULL. Thread safety: thread-safe.
+ */
+const char *atrank_info_group_name(const struct atrank_info *info, size_t index);
+
+/*
+ Group `index`'s `max_history` (the most behaviors of that group one request keeps).
+
+ Ownership: borrows `info`. NULL: `info` NULL, or `index` out of range, returns 0.
+ Thread safety: thread-safe.
+ */
+size_t atrank_info_group_max_history(const struct atrank_info *info, size_t index);
 
 /*
  The library version, e.g. "0.1.0".

@@ -7,6 +7,7 @@ use super::builder::atrank_model_builder;
 use super::model::atrank_model;
 use super::score::{atrank_behavior, CRequest};
 use super::{atrank_error, wrap};
+use crate::metrics::Entry;
 use crate::{Error, Model, ModelHandle, Result};
 
 /// A hot-swappable model. Scoring through it uses the model current when the call starts;
@@ -203,8 +204,11 @@ pub extern "C" fn atrank_handle_score(
             scores_out,
             scores_out_len,
         };
-        // SAFETY: the pointers follow `atrank_model_score`'s documented contract.
-        unsafe { req.run(|r| model.score(r)) }
+        // The model counts the whole call, as `atrank_model_score` does.
+        model.observe(Entry::Score, || {
+            // SAFETY: the pointers follow `atrank_model_score`'s documented contract.
+            unsafe { req.run(|r| model.score_uncounted(r)) }
+        })
     })
 }
 

@@ -18,6 +18,7 @@ pub mod error;
 pub mod handle;
 pub mod model;
 pub mod score;
+pub mod stats;
 pub mod version;
 
 pub use builder::*;
@@ -25,6 +26,7 @@ pub use error::*;
 pub use handle::*;
 pub use model::*;
 pub use score::*;
+pub use stats::*;
 pub use version::*;
 
 /// Runs `f`, turning an `Err` or a panic into an owned `atrank_error *` (NULL on success).

@@ -3,7 +3,9 @@
 
 use std::ffi::c_char;
 
-use super::{atrank_error, atrank_model, opt_str_arg, slice_arg, str_arg, wrap};
+use super::stats::observed;
+use super::{atrank_error, atrank_model, opt_str_arg, slice_arg, str_arg};
+use crate::metrics::Entry;
 use crate::{Behavior, Error, Request, Result};
 
 /// One caller-supplied object feature, e.g. `{"shop", "s12"}`: overrides the package's catalog.
@@ -257,7 +259,7 @@ pub extern "C" fn atrank_model_score(
     scores_out: *mut f32,
     scores_out_len: usize,
 ) -> *mut atrank_error {
-    wrap(|| {
+    observed(model, Entry::Score, || {
         // SAFETY: NULL or a live handle, per the contract.
         let model = unsafe { atrank_model::as_model(model, "model") }?;
         let req = CRequest {
@@ -270,7 +272,7 @@ pub extern "C" fn atrank_model_score(
             scores_out_len,
         };
         // SAFETY: the pointers follow this function's documented contract.
-        unsafe { req.run(|r| model.score(r)) }
+        unsafe { req.run(|r| model.score_uncounted(r)) }
     })
 }
 
@@ -296,7 +298,7 @@ pub extern "C" fn atrank_model_score_cached(
     scores_out: *mut f32,
     scores_out_len: usize,
 ) -> *mut atrank_error {
-    wrap(|| {
+    observed(model, Entry::ScoreCached, || {
         // SAFETY: NULL or a live handle, per the contract.
         let model = unsafe { atrank_model::as_model(model, "model") }?;
         // SAFETY: NULL or NUL-terminated, per the contract.
@@ -311,7 +313,7 @@ pub extern "C" fn atrank_model_score_cached(
             scores_out_len,
         };
         // SAFETY: the pointers follow this function's documented contract.
-        unsafe { req.run(|r| model.score_cached(key, r)) }
+        unsafe { req.run(|r| model.score_cached_uncounted(key, r)) }
     })
 }
 
@@ -367,7 +369,7 @@ pub extern "C" fn atrank_model_score_batch(
     scores_out: *mut f32,
     scores_out_len: usize,
 ) -> *mut atrank_error {
-    wrap(|| {
+    observed(model, Entry::ScoreBatch, || {
         // SAFETY: NULL or a live handle, per the contract.
         let model = unsafe { atrank_model::as_model(model, "model") }?;
         if requests.is_null() {
@@ -412,7 +414,7 @@ pub extern "C" fn atrank_model_score_batch(
         // The preprocessor names the request in a batch of two or more; name it in a batch of
         // one too, so every batch error says which request it is about.
         let scores: Vec<f32> = model
-            .score_batch(&batch)
+            .score_batch_uncounted(&batch)
             .map_err(|e| {
                 if batch.len() == 1 {
                     crate::preprocess::prefix(e, "requests[0]: ")
