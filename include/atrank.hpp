@@ -14,7 +14,7 @@
  *   strings are converted to C structs and pointers that live on the stack of that call, and
  *   atrank keeps no pointer after it returns.
  * - Threads. A loaded model is immutable: every const member of `Model` (score, score_cached,
- *   score_batch, backend, serving) may be called from any number of threads at once on the same
+ *   score_batch, backend, serving, stats, info) may be called from any number of threads at once on the same
  *   Model; `Handle`'s members likewise, reload included. Moving, assigning or
  *   destroying a Model must not overlap any other call on it (the usual rule for a C++
  *   object). `Error` is an ordinary value (a code and a copied string).
@@ -22,6 +22,7 @@
 #ifndef ATRANK_HPP
 #define ATRANK_HPP
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -229,6 +230,34 @@ inline float *out_ptr(std::vector<float> &v) {
 
 }  // namespace detail
 
+/// What identifies a loaded model (Model::info()): copied out of an atrank_info.
+struct Info {
+    /// The package's `name` (may be empty).
+    std::string name;
+    /// The package's `created_by` ("" when the spec does not say).
+    std::string created_by;
+    /// SHA-256 of the graph file as loaded, 64 lower-case hex digits.
+    std::string graph_sha256;
+    /// What runs the graph: "ort-cpu", "ort-cuda" or "tract".
+    std::string serving;
+    /// The package's `spec_version`.
+    uint32_t spec_version = 0;
+    /// limits.max_candidates and limits.max_behaviors.
+    std::size_t max_candidates = 0, max_behaviors = 0;
+    /// (table, ids in its vocabulary), in the spec's order.
+    std::vector<std::pair<std::string, std::size_t>> vocab_sizes;
+    /// (behavior group, its max_history), in the spec's order.
+    std::vector<std::pair<std::string, std::size_t>> max_history;
+};
+
+/// The upper bounds (nanoseconds, inclusive; the last is UINT64_MAX = +Inf) of the latency
+/// buckets of atrank_call_stats.latency_counts (atrank_latency_bounds).
+inline std::array<uint64_t, ATRANK_LATENCY_BUCKETS> latency_bounds() {
+    std::array<uint64_t, ATRANK_LATENCY_BUCKETS> out{};
+    detail::check(atrank_latency_bounds(out.data(), out.size()));
+    return out;
+}
+
 /// A loaded model package on one backend. Owns its `const atrank_model *` (freed by the
 /// destructor); move-only.
 ///
@@ -362,6 +391,40 @@ public:
             at += q.candidates.size();
         }
         return out;
+    }
+
+    /// A snapshot of the model's counters (atrank_model_stats): per entry point (score,
+    /// score_cached, score_batch) the calls, failures by code (`failures[ATRANK_ERROR_*]`) and a
+    /// latency histogram of the successful calls (latency_bounds()); the encoding cache; tract
+    /// plans; busy ORT sessions. Cheap: fine on every metrics scrape.
+    atrank_stats stats() const {
+        atrank_stats out{};
+        detail::check(atrank_model_stats(handle_, &out, sizeof out));
+        return out;
+    }
+
+    /// What identifies the model: package name, spec version, creator, graph SHA-256,
+    /// vocabulary sizes, limits and what serves it.
+    Info info() const {
+        atrank_info *raw = nullptr;
+        detail::check(atrank_model_info(handle_, &raw));
+        const std::unique_ptr<atrank_info, void (*)(atrank_info *)> owned(raw, atrank_info_free);
+        auto str = [](const char *s) { return s != nullptr ? std::string(s) : std::string(); };
+        Info i;
+        i.name = str(atrank_info_name(raw));
+        i.created_by = str(atrank_info_created_by(raw));
+        i.graph_sha256 = str(atrank_info_graph_sha256(raw));
+        i.serving = str(atrank_info_serving(raw));
+        i.spec_version = atrank_info_spec_version(raw);
+        i.max_candidates = atrank_info_max_candidates(raw);
+        i.max_behaviors = atrank_info_max_behaviors(raw);
+        for (std::size_t k = 0; k < atrank_info_table_count(raw); k++) {
+            i.vocab_sizes.emplace_back(str(atrank_info_table_name(raw, k)), atrank_info_table_vocab_size(raw, k));
+        }
+        for (std::size_t k = 0; k < atrank_info_group_count(raw); k++) {
+            i.max_history.emplace_back(str(atrank_info_group_name(raw, k)), atrank_info_group_max_history(raw, k));
+        }
+        return i;
     }
 
     /// The C handle, still owned by this Model (NULL when empty); for calling the C API directly.
