@@ -20,6 +20,8 @@ STRUCTS = {
     "atrank_feature": _native.CFeature,
     "atrank_behavior": _native.CBehavior,
     "atrank_request": _native.CRequest,
+    "atrank_call_stats": _native.CCallStats,
+    "atrank_stats": _native.CStats,
 }
 
 
@@ -64,7 +66,7 @@ def test_struct_layout_matches_header(tmp_path):
         if body is None:
             continue
         code = re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.DOTALL)
-        c_fields = re.findall(r"\b(\w+);", code)
+        c_fields = re.findall(r"\b(\w+)(?:\[\w+\])?;", code)
         assert c_fields == [f for f, _ in cls._fields_], name
 
 
@@ -80,6 +82,8 @@ def test_constants_match_header():
     for name in ("BACKEND_ORT", "BACKEND_TRACT", "GPU_OFF", "GPU_STRICT", "GPU_PERMISSIVE",
                  "SERVING_ORT_CPU", "SERVING_ORT_CUDA", "SERVING_TRACT"):
         assert _define(f"ATRANK_{name}") == getattr(_native, name), name
+    assert _define("ATRANK_STATS_CODES") == _native.STATS_CODES
+    assert _define("ATRANK_LATENCY_BUCKETS") == _native.LATENCY_BUCKETS
     if "ATRANK_MAX_BATCH_REQUESTS" in _header_text():
         assert _define("ATRANK_MAX_BATCH_REQUESTS") == _native.MAX_BATCH_REQUESTS
     codes = dict(re.findall(r"^\s*ATRANK_(?:ERROR_)?(\w+) = (\d+),$", _header_text(), re.MULTILINE))

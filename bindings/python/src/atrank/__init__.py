@@ -31,6 +31,8 @@ from .errors import (
     PanicError,
 )
 from .model import Behavior, Handle, Model, Request
+from .stats import CallStats, ModelInfo, Stats
+from .stats import latency_bounds as _latency_bounds
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,12 @@ def library_version(lib_path=None) -> str:
     return load_library(lib_path).version
 
 
+def latency_bounds(lib_path=None) -> tuple[int, ...]:
+    """Upper bounds (inclusive, nanoseconds) of the latency buckets of
+    :attr:`CallStats.latency_counts`; the last, ``2**64 - 1``, stands for +Inf."""
+    return _latency_bounds(load_library(lib_path))
+
+
 __all__ = [
     "ABI_VERSION",
     "MAX_BATCH_REQUESTS",
@@ -47,6 +55,7 @@ __all__ = [
     "BackendUnavailableError",
     "Behavior",
     "BufferSizeError",
+    "CallStats",
     "Code",
     "Error",
     "Handle",
@@ -55,10 +64,13 @@ __all__ = [
     "InvalidUtf8Error",
     "LibraryError",
     "Model",
+    "ModelInfo",
     "NullArgumentError",
     "PackageIOError",
     "PanicError",
     "Request",
+    "Stats",
+    "latency_bounds",
     "library_version",
     "load_library",
 ]

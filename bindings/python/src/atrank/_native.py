@@ -21,6 +21,10 @@ ABI_VERSION = 1
 VERSION_MAJOR = 0
 #: ``ATRANK_MAX_BATCH_REQUESTS``: the most requests one ``atrank_model_score_batch`` call takes.
 MAX_BATCH_REQUESTS = 4096
+#: ``ATRANK_STATS_CODES``: slots of ``atrank_call_stats.failures`` (indexed by error code).
+STATS_CODES = 16
+#: ``ATRANK_LATENCY_BUCKETS``: buckets of ``atrank_call_stats.latency_counts`` (last: +Inf).
+LATENCY_BUCKETS = 14
 
 # atrank_backend
 BACKEND_ORT = 0
@@ -83,6 +87,43 @@ class CRequest(ctypes.Structure):
     ]
 
 
+class CInfo(ctypes.Structure):
+    """Opaque ``atrank_info``."""
+
+
+class CCallStats(ctypes.Structure):
+    """``atrank_call_stats``."""
+
+    _fields_ = [
+        ("calls", c_uint64),
+        ("failures", c_uint64 * STATS_CODES),
+        ("latency_counts", c_uint64 * LATENCY_BUCKETS),
+        ("latency_sum_ns", c_uint64),
+    ]
+
+
+class CStats(ctypes.Structure):
+    """``atrank_stats``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("score", CCallStats),
+        ("score_cached", CCallStats),
+        ("score_batch", CCallStats),
+        ("cache_hits", c_uint64),
+        ("cache_misses", c_uint64),
+        ("cache_entries", c_uint64),
+        ("cache_capacity", c_uint64),
+        ("tract_plans_built", c_uint64),
+        ("tract_plans", c_uint64),
+        ("tract_plan_build_failures", c_uint64),
+        ("tract_symbolic_runs", c_uint64),
+        ("tract_concrete_runs", c_uint64),
+        ("ort_sessions_busy", c_uint64),
+        ("ort_sessions", c_uint64),
+    ]
+
+
 _ErrorP = POINTER(CError)
 _ModelP = POINTER(CModel)
 _BuilderP = POINTER(CModelBuilder)
@@ -135,6 +176,23 @@ _OPTIONAL_FUNCTIONS = {
          c_size_t],
     ),
     "atrank_handle_free": (None, [_HandleP]),
+    "atrank_model_stats": (_ErrorP, [_ModelP, POINTER(CStats), c_size_t]),
+    "atrank_latency_bounds": (_ErrorP, [POINTER(c_uint64), c_size_t]),
+    "atrank_model_info": (_ErrorP, [_ModelP, POINTER(POINTER(CInfo))]),
+    "atrank_info_free": (None, [POINTER(CInfo)]),
+    "atrank_info_name": (c_char_p, [POINTER(CInfo)]),
+    "atrank_info_created_by": (c_char_p, [POINTER(CInfo)]),
+    "atrank_info_graph_sha256": (c_char_p, [POINTER(CInfo)]),
+    "atrank_info_serving": (c_char_p, [POINTER(CInfo)]),
+    "atrank_info_spec_version": (c_uint32, [POINTER(CInfo)]),
+    "atrank_info_max_candidates": (c_size_t, [POINTER(CInfo)]),
+    "atrank_info_max_behaviors": (c_size_t, [POINTER(CInfo)]),
+    "atrank_info_table_count": (c_size_t, [POINTER(CInfo)]),
+    "atrank_info_table_name": (c_char_p, [POINTER(CInfo), c_size_t]),
+    "atrank_info_table_vocab_size": (c_size_t, [POINTER(CInfo), c_size_t]),
+    "atrank_info_group_count": (c_size_t, [POINTER(CInfo)]),
+    "atrank_info_group_name": (c_char_p, [POINTER(CInfo), c_size_t]),
+    "atrank_info_group_max_history": (c_size_t, [POINTER(CInfo), c_size_t]),
 }
 
 

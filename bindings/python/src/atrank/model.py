@@ -15,6 +15,7 @@ import numpy as np
 from . import _native
 from ._native import CBehavior, CFeature, CRequest
 from .errors import Error, InvalidArgumentError, LibraryError
+from .stats import ModelInfo, Stats, read_info, read_stats
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -371,6 +372,19 @@ class Model:
     @property
     def library_version(self) -> str:
         return self._lib.version
+
+    def stats(self) -> Stats:
+        """A snapshot of the model's counters: per entry point the calls, failures by code and
+        a latency histogram of the successful calls; the encoding cache; tract plans; busy ONNX
+        Runtime sessions. Cheap: fine on every metrics scrape."""
+        with self._use() as handle:
+            return read_stats(self._lib, handle)
+
+    def info(self) -> ModelInfo:
+        """What identifies the model: package name, spec version, creator, the graph's SHA-256,
+        vocabulary sizes, limits and what serves it."""
+        with self._use() as handle:
+            return read_info(self._lib, handle)
 
     # ----- scoring -----
 

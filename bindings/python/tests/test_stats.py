@@ -1,0 +1,91 @@
+"""Model.stats() and Model.info() on the committed packages: counts that agree with the calls made
+here (failures under the C library's codes, threads), and an info that agrees with the package
+read here (spec.json, vocabulary line counts, hashlib's SHA-256 of the graph)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import PACKAGES, golden
+
+import atrank
+
+
+def _request(r: dict) -> dict:
+    return {k: r[k] for k in ("behaviors", "candidates", "request_time")}
+
+
+def test_stats_count_calls(package, backend):
+    r = _request(golden(package)["requests"][0])
+    with atrank.Model(package, backend=backend) as model:
+        assert model.stats().score.calls == 0
+        n = 6
+        for _ in range(n):
+            model.score(**r)
+        with pytest.raises(atrank.InvalidUtf8Error):
+            model.score(r["behaviors"], [b"\xff\xfe"], r["request_time"])
+        for _ in range(2):
+            model.score(**r, user_key="user-1")
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: model.score(**r), range(40)))
+        s = model.stats()
+    assert s.score.calls == n + 1 + 40
+    assert s.score.succeeded == n + 40
+    assert s.score.failures[atrank.Code.INVALID_UTF8] == 1
+    assert s.score.failures_by_code == {"INVALID_UTF8": 1}
+    assert s.score.latency_sum_ns > 0
+    assert s.score_cached.calls == 2 and s.score_cached.failed == 0
+    assert s.score_batch.calls == 0
+    split = package == PACKAGES["tiny-multigroup"]  # the fixture with the split graphs
+    assert (s.cache_hits, s.cache_misses) == ((1, 1) if split else (0, 0))
+    if backend == "tract":
+        assert s.tract_plans_built >= 1 and s.ort_sessions == 0
+    else:
+        assert s.ort_sessions >= 1 and s.ort_sessions_busy == 0
+        assert s.tract_symbolic_runs + s.tract_concrete_runs == 0
+
+
+def test_latency_bounds():
+    bounds = atrank.latency_bounds()
+    assert len(bounds) == 14
+    assert bounds[0] == 50_000 and bounds[-2] == 1_000_000_000 and bounds[-1] == 2**64 - 1
+    assert list(bounds) == sorted(set(bounds))
+
+
+def _lines(path) -> int:
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
+def test_info_matches_the_package(package):
+    spec = json.loads((package / "spec.json").read_text(encoding="utf-8"))
+    with atrank.Model(package) as model:
+        info = model.info()
+    assert info.name == spec.get("name", "")
+    assert info.spec_version == spec["spec_version"]
+    assert info.created_by == spec.get("created_by", "")
+    digest = hashlib.sha256((package / spec["graph"]["file"]).read_bytes()).hexdigest()
+    assert info.graph_sha256 == digest
+    assert info.serving == "tract"
+    assert info.max_candidates == spec["limits"]["max_candidates"]
+    assert info.max_behaviors == spec["limits"]["max_behaviors"]
+    assert info.max_history == {g["name"]: g["max_history"] for g in spec["groups"]}
+    if "tables" in spec:
+        files = spec["tables"]
+    else:
+        files = {f["name"]: f["vocab"] for f in spec["groups"][0]["features"]}
+    assert set(info.vocab_sizes) == set(files)
+    for table, size in info.vocab_sizes.items():
+        assert size == _lines(package / files[table]), table
+
+
+def test_closed_model_refuses_stats():
+    model = atrank.Model(PACKAGES["tiny"])
+    model.close()
+    with pytest.raises(ValueError):
+        model.stats()
+    with pytest.raises(ValueError):
+        model.info()
