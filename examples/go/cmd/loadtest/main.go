@@ -2,6 +2,9 @@
 // from a package's golden.json (checking the scores against the trainer's), at most -n
 // requests and at most -duration, optionally reloading the model -reloads times during the
 // run. It prints throughput and p50/p99 latency and exits 1 if any request or reload failed.
+// With -check-metrics (default) it also scrapes GET /metrics before and after the run and
+// fails unless the library's counters agree with the requests it sent, then sends one request
+// the library refuses and checks that it is counted under its error code.
 //
 //	loadtest -url http://127.0.0.1:8080 -package tests/fixtures/tiny -n 2000 -duration 20s -c 4 -reloads 2
 package main
@@ -26,6 +29,7 @@ func main() {
 	userEvery := flag.Int("user-every", 2, "every k-th request names its user (the cached path); 0: never")
 	check := flag.Bool("check", true, "compare scores with the golden file's (within its tolerance)")
 	tol := flag.Float64("tolerance", -1, "override the golden tolerance (negative: the file's)")
+	checkMetrics := flag.Bool("check-metrics", true, "check the server's /metrics against the requests sent")
 	flag.Parse()
 	if *url == "" || *pkg == "" {
 		flag.Usage()
@@ -42,6 +46,13 @@ func main() {
 	if !*check {
 		for i := range pool {
 			pool[i].Expected = nil
+		}
+	}
+	var before loadgen.Metrics
+	if *checkMetrics {
+		if before, err = loadgen.Scrape(*url); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
 		}
 	}
 	rep, err := loadgen.Run(context.Background(), loadgen.Config{BaseURL: *url, Pool: pool, Tolerance: gtol,
@@ -63,6 +74,22 @@ func main() {
 	if rep.Requests == 0 {
 		fmt.Fprintln(os.Stderr, "loadtest: no request completed")
 		bad = true
+	}
+	if *checkMetrics {
+		after, err := loadgen.Scrape(*url)
+		if err == nil {
+			err = loadgen.CheckMetrics(before, after, rep)
+		}
+		if err == nil {
+			err = loadgen.CheckFailureCounted(*url, &pool[0])
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			bad = true
+		} else {
+			fmt.Printf("loadtest: /metrics agrees: %d score + %d score_cached calls, %d reloads, a refused request counted under ATRANK_ERROR_INVALID_ARGUMENT\n",
+				rep.Requests-rep.UserRequests, rep.UserRequests, rep.Reloads-rep.ReloadsFailed)
+		}
 	}
 	if bad {
 		os.Exit(1)

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +120,7 @@ type Config struct {
 // Report is what a run measured.
 type Report struct {
 	Requests, Failed             int
+	UserRequests                 int // requests that named their user (the cached path)
 	Reloads, ReloadsFailed       int
 	Elapsed                      time.Duration
 	Throughput                   float64 // successful requests per second
@@ -146,6 +149,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 type result struct {
 	latency time.Duration
 	gen     uint64
+	user    bool
 	err     error
 }
 
@@ -210,7 +214,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				p := i % len(cfg.Pool)
 				t0 := time.Now()
 				gen, err := post(client, cfg.BaseURL, bodies[p][k], &cfg.Pool[p], cfg.Tolerance)
-				results[w] = append(results[w], result{latency: time.Since(t0), gen: gen, err: err})
+				results[w] = append(results[w], result{latency: time.Since(t0), gen: gen, user: k == 1, err: err})
 				done.Add(1)
 			}
 		}(w)
@@ -247,6 +251,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, rs := range results {
 		for _, r := range rs {
 			rep.Requests++
+			if r.user {
+				rep.UserRequests++
+			}
 			if r.err != nil {
 				rep.Failed++
 				if rep.FirstError == "" {
@@ -308,6 +315,131 @@ func reload(client *http.Client, base string) error {
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("reload: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	return nil
+}
+
+// Metrics are the samples of a /metrics page by series, e.g.
+// `atrank_calls_total{entry="score"}` (labels as the server writes them: sorted by name).
+type Metrics map[string]float64
+
+// Scrape reads GET base/metrics (the Prometheus text format).
+func Scrape(base string) (Metrics, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	out := Metrics{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		at := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[at+1:], 64)
+		if at < 0 || err != nil {
+			return nil, fmt.Errorf("GET /metrics: cannot read %q", line)
+		}
+		out[line[:at]] = v
+	}
+	return out, nil
+}
+
+// Delta is after[key] - before[key]; a series missing from after is an error.
+func delta(before, after Metrics, key string) (float64, error) {
+	v, ok := after[key]
+	if !ok {
+		return 0, fmt.Errorf("/metrics has no %s", key)
+	}
+	return v - before[key], nil
+}
+
+// CheckMetrics compares what /metrics counted between two scrapes with what the run sent:
+// every request is one score or score_cached call (the ones naming a user: score_cached), each
+// in the latency histogram, none failed, and the generation moved by the successful reloads.
+func CheckMetrics(before, after Metrics, rep *Report) error {
+	var problems []string
+	expect := func(key string, want float64) {
+		got, err := delta(before, after, key)
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else if got != want {
+			problems = append(problems, fmt.Sprintf("%s grew by %g; the run sent %g", key, got, want))
+		}
+	}
+	ok := float64(rep.Requests - rep.Failed)
+	user := float64(rep.UserRequests)
+	expect(`atrank_calls_total{entry="score_cached"}`, user)
+	expect(`atrank_calls_total{entry="score"}`, float64(rep.Requests)-user)
+	expect(`atrank_latency_seconds_count{entry="score"}`, ok-user)
+	expect(`atrank_latency_seconds_count{entry="score_cached"}`, user)
+	expect(`atrank_calls_total{entry="score_batch"}`, 0)
+	var failed float64
+	for k, v := range after {
+		if strings.HasPrefix(k, "atrank_failures_total{") {
+			failed += v - before[k]
+		}
+	}
+	if failed != float64(rep.Failed) {
+		problems = append(problems, fmt.Sprintf("atrank_failures_total grew by %g; %d requests failed", failed, rep.Failed))
+	}
+	expect("atrank_model_generation", float64(rep.Reloads-rep.ReloadsFailed))
+	if g := after["atrank_model_generation"]; g < float64(rep.MaxGeneration) {
+		problems = append(problems, fmt.Sprintf("atrank_model_generation %g is below the generation %d that answered", g, rep.MaxGeneration))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("/metrics disagrees with the run: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// CheckFailureCounted posts one request the library refuses (no candidates) and checks that
+// /metrics counts it as one failed score call with ATRANK_ERROR_INVALID_ARGUMENT.
+func CheckFailureCounted(base string, s *Sample) error {
+	before, err := Scrape(base)
+	if err != nil {
+		return err
+	}
+	req := s.Request
+	req.User = ""
+	req.Candidates = []string{}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	resp, err := http.Post(base+"/rerank", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e rerank.ErrorResponse
+	if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(data, &e) != nil || e.Code != "ATRANK_ERROR_INVALID_ARGUMENT" {
+		return fmt.Errorf("a request with no candidates: HTTP %d %s; want 400 ATRANK_ERROR_INVALID_ARGUMENT", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	after, err := Scrape(base)
+	if err != nil {
+		return err
+	}
+	for key, want := range map[string]float64{
+		`atrank_failures_total{code="ATRANK_ERROR_INVALID_ARGUMENT",entry="score"}`: 1,
+		`atrank_calls_total{entry="score"}`:                                         1,
+		`atrank_latency_seconds_count{entry="score"}`:                               0,
+	} {
+		got, err := delta(before, after, key)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("after one refused request, %s grew by %g, want %g", key, got, want)
+		}
 	}
 	return nil
 }

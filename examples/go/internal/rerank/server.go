@@ -1,6 +1,7 @@
 // Package rerank is the HTTP service of the rerank-server example: POST /rerank scores a
 // user's candidates on a hot-swappable atrank model, POST /admin/reload reloads the package
-// without dropping requests, GET /healthz reports the serving generation.
+// without dropping requests, GET /healthz reports the serving generation, GET /metrics the
+// library's counters in the Prometheus text format (metrics.go).
 package rerank
 
 import (
@@ -58,7 +59,15 @@ type Server struct {
 	Reload func() (uint64, error)
 	Log    *log.Logger // nil: no log
 
-	reloadMu sync.Mutex // one reload at a time; scoring never waits for it
+	reloadMu sync.Mutex // one reload at a time (and no scrape during one); scoring never waits for it
+
+	// Every model this server has served is counted on /metrics for the life of the process:
+	// a replaced model stays in `retired` while requests that started on it are in flight, and
+	// its final counters move to `folded` when the last one returns.
+	mu       sync.Mutex
+	inflight map[uint64]int           // generation -> requests scoring on it
+	retired  map[uint64]*atrank.Model // replaced models with requests in flight
+	folded   counters                 // final counters of replaced models
 }
 
 // Handler is the service's http.Handler.
@@ -67,6 +76,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /rerank", s.rerank)
 	mux.HandleFunc("POST /admin/reload", s.reload)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.metricsHandler())
 	return mux
 }
 
@@ -127,12 +137,12 @@ func (s *Server) rerank(w http.ResponseWriter, r *http.Request) {
 			Timestamp: b.Timestamp, Group: b.Group, Features: atrank.FeaturesFromMap(b.Features)}
 	}
 	// One snapshot: the generation reported is the one of the model that scored.
-	model, gen, err := s.Handle.Snapshot()
+	model, gen, err := s.acquire()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	defer model.Close()
+	defer s.release(model, gen)
 	var scores []float32
 	if req.User != "" {
 		scores, err = model.ScoreCached(req.User, beh, req.Candidates, *req.RequestTime)
@@ -146,15 +156,74 @@ func (s *Server) rerank(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Response{Scores: scores, Generation: gen})
 }
 
+// acquire takes the serving model and its generation, and counts the request in flight on it.
+func (s *Server) acquire() (*atrank.Model, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	model, gen, err := s.Handle.Snapshot()
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.inflight == nil {
+		s.inflight = map[uint64]int{}
+	}
+	s.inflight[gen]++
+	return model, gen, nil
+}
+
+// release ends a request that acquired `model`; the last one on a replaced model folds its
+// final counters into the process totals and frees it.
+func (s *Server) release(model *atrank.Model, gen uint64) {
+	model.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight[gen]--
+	if s.inflight[gen] > 0 {
+		return
+	}
+	delete(s.inflight, gen)
+	if old := s.retired[gen]; old != nil {
+		delete(s.retired, gen)
+		s.fold(old)
+	}
+}
+
+// fold adds a replaced model's final counters to the process totals and frees it (s.mu held).
+func (s *Server) fold(m *atrank.Model) {
+	if st, err := m.Stats(); err == nil {
+		s.folded.add(st)
+	} else {
+		s.logf("cannot read the counters of a replaced model: %v", err)
+	}
+	m.Close()
+}
+
 // DoReload runs one reload (serialised with others) and logs it.
 func (s *Server) DoReload() (uint64, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	old, oldGen, err := s.Handle.Snapshot()
+	if err != nil {
+		return 0, err
+	}
 	gen, err := s.Reload()
 	if err != nil {
+		old.Close()
 		s.logf("reload refused, the current model keeps serving: %v", err)
 		return 0, err
 	}
+	// Requests that took the old model have counted themselves in flight by now (acquire
+	// snapshots and counts under s.mu): keep it until the last returns, or fold it at once.
+	s.mu.Lock()
+	if s.inflight[oldGen] > 0 {
+		if s.retired == nil {
+			s.retired = map[uint64]*atrank.Model{}
+		}
+		s.retired[oldGen] = old
+	} else {
+		s.fold(old)
+	}
+	s.mu.Unlock()
 	s.logf("reloaded: generation %d", gen)
 	return gen, nil
 }

@@ -179,6 +179,10 @@ func TestLoadDuringReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before, err := loadgen.Scrape(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rep, err := loadgen.Run(context.Background(), loadgen.Config{BaseURL: ts.URL, Pool: pool, Tolerance: tol,
 		N: 300, Duration: 2 * time.Minute, Concurrency: 4, Reloads: 3, UserEvery: 2})
 	if err != nil {
@@ -191,9 +195,73 @@ func TestLoadDuringReloads(t *testing.T) {
 	if rep.MinGeneration < 1 || rep.MaxGeneration > 4 {
 		t.Errorf("generations %d..%d outside 1..4", rep.MinGeneration, rep.MaxGeneration)
 	}
+	// The library's counters on /metrics cover every generation that served the run.
+	after, err := loadgen.Scrape(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loadgen.CheckMetrics(before, after, rep); err != nil {
+		t.Error(err)
+	}
+	if err := loadgen.CheckFailureCounted(ts.URL, &pool[0]); err != nil {
+		t.Error(err)
+	}
 	var buf bytes.Buffer
 	buf.WriteString(rep.String())
 	if !strings.Contains(buf.String(), "p99") {
 		t.Errorf("report lacks p99: %s", buf.String())
+	}
+}
+
+// TestMetricsPage: /metrics in the Prometheus text format with the model's identity, after
+// real calls: the counters and the histogram agree with them.
+func TestMetricsPage(t *testing.T) {
+	ts, _ := start(t, fixture)
+	pool, _, err := loadgen.FromPackage(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(pool[0].Request)
+	for i := 0; i < 3; i++ {
+		resp, err := http.Post(ts.URL+"/rerank", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	spec := struct {
+		Name      string `json:"name"`
+		CreatedBy string `json:"created_by"`
+	}{}
+	data, _ := os.ReadFile(filepath.Join(fixture, "spec.json"))
+	_ = json.Unmarshal(data, &spec)
+	for _, want := range []string{
+		"# TYPE atrank_calls_total counter",
+		"# TYPE atrank_latency_seconds histogram",
+		`atrank_calls_total{entry="score"} 3`,
+		`atrank_latency_seconds_count{entry="score"} 3`,
+		`atrank_latency_seconds_bucket{entry="score",le="+Inf"} 3`,
+		`atrank_failures_total{code="ATRANK_ERROR_INVALID_ARGUMENT",entry="score"} 0`,
+		"atrank_model_generation 1",
+		`name="` + spec.Name + `"`,
+		`created_by="` + spec.CreatedBy + `"`,
+		`serving="tract"`,
+		`atrank_model_vocab_size{table="item"}`,
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", page)
 	}
 }
