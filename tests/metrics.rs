@@ -51,7 +51,7 @@ fn check_counts(backend: Backend) {
             .unwrap();
         }
         with_request(&req.behaviors, &req.candidates, req.request_time, |r| {
-            model.score_batch(&[r.clone(), r.clone()])
+            model.score_batch(&[*r, *r])
         })
         .unwrap();
         // Threads lose no count.
