@@ -47,6 +47,23 @@ pub const LATENCY_BOUNDS_NS: [u64; LATENCY_BUCKETS] = [
 /// Buckets of the latency histogram (the last one is +Inf).
 pub const LATENCY_BUCKETS: usize = 14;
 
+/// The [`ErrorCode`] counted in failures slot `slot`, if any.
+// ERROR_CODE_LIST: keep in step with `ErrorCode` (src/error.rs).
+pub fn error_code(slot: usize) -> Option<ErrorCode> {
+    Some(match slot {
+        1 => ErrorCode::NullArgument,
+        2 => ErrorCode::InvalidArgument,
+        3 => ErrorCode::InvalidUtf8,
+        4 => ErrorCode::Io,
+        5 => ErrorCode::InvalidPackage,
+        6 => ErrorCode::BackendUnavailable,
+        7 => ErrorCode::Backend,
+        8 => ErrorCode::Panic,
+        9 => ErrorCode::BufferSize,
+        _ => return None,
+    })
+}
+
 /// A scoring entry point, counted separately (their latencies differ: a batch scores many users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Entry {
@@ -313,6 +330,16 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_code_slots_are_the_code_values() {
+        for slot in 0..CODE_SLOTS {
+            if let Some(code) = error_code(slot) {
+                assert_eq!(code as usize, slot);
+            }
+        }
+        assert_eq!((1..CODE_SLOTS).filter_map(error_code).count(), 9);
+    }
 
     #[test]
     fn buckets_are_inclusive_upper_bounds() {

@@ -338,6 +338,15 @@ fn golden_in_every_format(backend: &str, extra: &[&str]) {
             }
             let o = run(&args);
             assert!(o.status.success(), "{backend} {fmt:?}: {}", stderr(&o));
+            // The model's counters at the end: every row went through score_batch, none
+            // failed, so no row was scored alone.
+            let err = stderr(&o);
+            assert!(
+                err.contains("atrank-batch: score_batch: ")
+                    && err.contains(" 0 failed; latency p50 ")
+                    && !err.contains("atrank-batch: score: "),
+                "{backend} {fmt:?}: no or wrong stats summary: {err}"
+            );
             let out = read_output(&output);
             assert_eq!(out.len(), rows.len(), "{backend} {fmt:?}: row count");
             for (i, r) in out.iter().enumerate() {

@@ -7,6 +7,7 @@
 mod input;
 mod output;
 mod score;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -316,6 +317,9 @@ fn run(args: &Args) -> Result<Totals, String> {
             model.serving().name(),
             args.batch_size,
         );
+        for line in stats::summary(&model) {
+            eprintln!("atrank-batch: {line}");
+        }
     }
     Ok(totals)
 }
