@@ -30,11 +30,12 @@ mod error;
 pub mod ffi;
 mod handle;
 mod model;
+pub mod package;
 pub mod preprocess;
 pub mod spec;
 
 pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::ModelHandle;
-pub use model::{CacheStats, Model};
+pub use model::{CacheStats, Model, MAX_USER_KEY_BYTES};
 pub use preprocess::{Behavior, Request};

@@ -125,7 +125,7 @@ fn load_errors_name_the_problem() {
     assert_eq!(e.code(), atrank::ErrorCode::Io);
     assert!(
         e.to_string()
-            .contains("/nonexistent/atrank-package/spec.json"),
+            .contains("cannot read /nonexistent/atrank-package"),
         "{e}"
     );
 
