@@ -171,6 +171,13 @@ def test_export_writes_validated_split_graphs_and_catches_a_wrong_graph(tmp_path
     for f in ("model.onnx", "encoder.onnx", "scorer.onnx", "golden.json", "catalog/item.tsv",
               "vocab/item_id.txt", "vocab/category.txt", "vocab/shop.txt"):
         assert (out / f).is_file(), f
+    # spec.json's manifest: every file the spec names, hashed (test_manifest.py checks hashes)
+    named = {spec["graph"]["file"], spec["graph"]["encoder"]["file"],
+             spec["graph"]["scorer"]["file"], *spec["tables"].values(),
+             *(g["catalog"] for g in spec["groups"])}
+    assert set(spec["files"]) == named
+    for f, entry in spec["files"].items():
+        assert entry["bytes"] == (out / f).stat().st_size, f
     golden = json.loads((out / "golden.json").read_text())
     names = {r["name"] for r in golden["requests"]}
     assert {"empty-history", "only-coupon", "only-query", "unknown-ids-item",

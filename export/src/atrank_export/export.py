@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .manifest import write_manifest
 from .model import ATRank, ModelConfig
 from .preprocess import INPUT_NAMES, OUTPUT_NAME, Preprocessor, TimeBuckets, Vocab, pad_batch
 from .train import load_checkpoint, setup_threads, to_tensors
@@ -320,5 +321,6 @@ def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, An
     # round-trip through the package files, so the written vocab/catalog/spec are what is checked
     pre_pkg = Preprocessor.from_package(out)
     diff = validate_onnx(model, out / "model.onnx", pre_pkg, requests, ATOL, log=log)
+    write_manifest(out)                 # last: hashes the files as validated
     return {"package": str(out), "requests": len(requests), "max_abs_diff": diff,
             "atol": ATOL}
