@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import U, forward_roundings
 from torch import nn
 
 from atrank_export.cli import main
@@ -111,7 +112,10 @@ def test_shard_weights_give_the_global_mean(n):
     # DDP averages over ranks: sum_r scale_r * mean_r / world = global mean (any per-row loss)
     loss = np.random.default_rng(0).random(n)
     got = sum(s * loss[r[:, 0] // 3].mean() for r, s, _ in parts) / 2
-    assert got == pytest.approx(loss.mean())
+    # float64, values in [0, 1): each side is a mean of <= n terms (<= n roundings, numpy
+    # sums pairwise) plus, on the left, the scale (1), its product (1) and the sum over 2
+    # ranks (1); / 2 is exact. So |got - mean| <= (2 n + 3) 2^-53 (first order)
+    assert got == pytest.approx(loss.mean(), rel=0, abs=(2 * n + 3) * 2.0 ** -53)
     if n % 2 == 0:
         assert [p[1] for p in parts] == [1.0, 1.0]
 
@@ -120,9 +124,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-U = 2.0 ** -24     # float32 unit roundoff: one rounding of x is x(1 + d), |d| <= U
 
 
 def torchrun(args: list[str], timeout: float = 180) -> float:
@@ -196,28 +197,6 @@ def gradient_terms(model, split, rows) -> tuple[dict[str, torch.Tensor], dict[st
             h.remove()
     model.zero_grad(set_to_none=True)
     return terms, margins
-
-
-def forward_roundings(cfg: ModelConfig, length: int) -> dict[str, int]:
-    """Upper bounds on the roundings of ATRank's float32 forward pass: for each Linear that
-    feeds a ReLU, those behind its output z = W x + b (x's roundings + a length-hidden dot
-    product + the bias), and "logits" for the whole pass. Generous: every reduction of
-    length n counts as n roundings; element-wise operations count one each."""
-    h, f, d, l = cfg.hidden, cfg.ffn, cfg.hidden // cfg.heads, length
-    layer_norm = 2 * h + 5            # mean and variance (h-term sums), + eps, sqrt, /, *w, +b
-    proj = h + 1                      # q/k/v/ff1: a length-h dot product, + bias
-    attention = (proj + d + 1         # q.k (length head_dim), * 1/sqrt(head_dim)
-                 + 2 * l + 3          # softmax: max, exp, l-term sum, divide; + mask
-                 + l + 1              # weights @ v (length l), query mask
-                 + 1 + layer_norm)    # residual, LayerNorm -> input of ff1
-    block = attention + proj + f + 1 + 1 + layer_norm    # ff1, ff2 (length ffn), res, LN
-    f_m = 2 * cfg.embedding_dim + cfg.n_time_buckets + cfg.n_actions + 1 + 1
-    return {"self_att.q": f_m + proj, "self_att.k": f_m + proj, "self_att.v": f_m + proj,
-            "self_att.ff1": f_m + attention + proj,
-            "vanilla_att.q": proj,                     # candidate embeddings are exact
-            "vanilla_att.k": f_m + block + proj, "vanilla_att.v": f_m + block + proj,
-            "vanilla_att.ff1": f_m + block + attention + proj,
-            "logits": f_m + 2 * block + h + 1 + 4}    # u . cand (length h) + bias, BCE
 
 
 def gradient_roundings(cfg: ModelConfig, rows: int, length: int, candidates: int = 2) -> int:

@@ -27,6 +27,10 @@ from .model import ATRank, ModelConfig
 from .preprocess import INPUT_NAMES, OUTPUT_NAME, Preprocessor, TimeBuckets, Vocab, pad_batch
 from .train import load_checkpoint, setup_threads, to_tensors
 
+# Product contracts, not derived bounds: the first-order worst case for two float32
+# evaluations of one logit is 2 D U M (D roundings, M its |.|-magnitude), which exceeds both
+# for the committed packages' magnitudes. See docs/tolerances.md (section 4) before relying
+# on them for a larger model.
 ATOL = 1e-5               # ONNX Runtime vs PyTorch, absolute, on logits
 GOLDEN_TOLERANCE = 1e-4   # what the runtime must meet against golden.json
 OPSET = 20
