@@ -88,9 +88,12 @@ fn main() {
         None => rows.push((name.to_owned(), vec![v])),
     };
     let opts = LoadOptions::new(Backend::Ort);
+    let graph_path = pkg.join(&spec.graph_file);
+    let graph_bytes = bytes::Bytes::from(std::fs::read(&graph_path).unwrap());
     let full = load_graph(
         &opts,
-        &pkg.join(&spec.graph_file),
+        &graph_path,
+        &graph_bytes,
         &spec.inputs,
         std::slice::from_ref(&spec.output),
     )

@@ -22,6 +22,23 @@
 
 
 /*
+ The longest string (in bytes, without its NUL) any `const char *` argument may have: ids,
+ names, feature values, user keys and paths alike (`PATH_MAX` is 4096 on Linux). A string
+ is scanned for its NUL only up to this length, never further.
+ */
+#define ATRANK_MAX_STRING_BYTES 4096
+
+/*
+ The most user encodings a model may cache (`atrank_model_builder_set_cache_capacity`).
+ */
+#define ATRANK_MAX_CACHE_ENTRIES 1048576
+
+/*
+ The most caller-supplied features one behavior may carry (`atrank_behavior.features_len`).
+ */
+#define ATRANK_MAX_FEATURES 64
+
+/*
  The most requests one `atrank_model_score_batch` call accepts: a bound on the padded batch
  tensors (each request is padded to the batch's longest history and candidate list).
  */
@@ -467,13 +484,27 @@ struct atrank_error *atrank_model_builder_set_sessions(struct atrank_model_build
                                                        size_t sessions);
 
 /*
- Sets how many user encodings the model caches for packages with split graphs (0: off).
+ Sets how many user encodings the model caches for packages with split graphs (0: off;
+ at most `ATRANK_MAX_CACHE_ENTRIES`, else `ATRANK_ERROR_INVALID_ARGUMENT`). Nothing is
+ allocated for the capacity up front; the cache's memory is bounded by
+ `atrank_model_builder_set_cache_bytes` too.
 
  Ownership: the caller keeps the builder. NULL: `builder` NULL gives
  `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
  */
 struct atrank_error *atrank_model_builder_set_cache_capacity(struct atrank_model_builder *builder,
                                                              size_t entries);
+
+/*
+ Sets the most bytes of user encodings the model's cache holds (default 256 MiB); the least
+ recently used are evicted to stay under it, and an encoding larger than the whole budget is
+ not cached. 0 is accepted and caches nothing.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+ */
+struct atrank_error *atrank_model_builder_set_cache_bytes(struct atrank_model_builder *builder,
+                                                          size_t bytes);
 
 /*
  Loads the model with the builder's options.
@@ -715,7 +746,9 @@ struct atrank_error *atrank_model_score_cached(const struct atrank_model *model,
  offline scoring. Request `i`'s scores are written to `scores_out` at the offset equal to the
  sum of the earlier requests' `candidates_len`, in their candidates' order, so `scores_out`
  must hold exactly `scores_out_len ==` the sum of all `candidates_len` floats. Scores equal
- `atrank_model_score`'s for each request alone.
+ `atrank_model_score`'s for each request alone up to float rounding (a batch runs other
+ tensor shapes, so kernels sum in another order). Requests of similar sizes run together, so
+ the work is bounded by what was passed: one long request does not pad the others.
 
  All or nothing: if any request is invalid, the call fails with the error of the first
  invalid one, its message naming the request (`requests[2].behaviors[0].item is NULL`,

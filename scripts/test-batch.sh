@@ -46,6 +46,8 @@ import os
 ort = scores("ort-1") if os.path.exists(f"{sys.argv[1]}/out-ort-1.parquet") else None
 if ort is not None:
     d = max(abs(a - b) for x, y in zip(scores("tract-1"), ort) for a, b in zip(x, y))
+    # 1e-4: two runtimes (tract vs ORT) on one package, the golden tolerance by value; the first-
+    # order bound is 2*D*U*M, see docs/tolerances.md section 4.
     assert d <= 1e-4, f"tract vs ORT max |diff| {d}"
     print(f"tract vs ORT: max |diff| {d:.2e}")
 PYEOF

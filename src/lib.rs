@@ -31,6 +31,7 @@ pub mod ffi;
 mod handle;
 pub mod metrics;
 mod model;
+pub mod package;
 pub mod preprocess;
 pub mod spec;
 
@@ -38,5 +39,5 @@ pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::ModelHandle;
 pub use metrics::{CallStats, Entry, ModelInfo, ModelStats};
-pub use model::{CacheStats, Model};
+pub use model::{CacheStats, Model, MAX_USER_KEY_BYTES};
 pub use preprocess::{Behavior, Request};

@@ -9,11 +9,8 @@
 //! A snapshot reads the counters one by one: each is monotonic, but a snapshot taken while calls
 //! run may count a call in `calls` and not yet in its bucket (or the reverse).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-
-use sha2::{Digest, Sha256};
 
 use crate::backend::{Backend, PlanStats, Serving};
 use crate::model::CacheStats;
@@ -313,20 +310,6 @@ pub struct ModelInfo {
     pub max_history: Vec<(String, usize)>,
 }
 
-/// SHA-256 of a file's bytes, lower-case hex.
-pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(hex(&Sha256::digest(&bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,7 +396,7 @@ mod tests {
     fn sha256_matches_a_known_digest() {
         // FIPS 180-2 test vector "abc".
         assert_eq!(
-            hex(&Sha256::digest(b"abc")),
+            crate::package::sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

@@ -7,10 +7,13 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use lru::LruCache;
 
+use crate::backend::onnx_check::{self, Expect, InputType};
 use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, PlanStats, Serving};
-use crate::metrics::{self, Entry, Metrics, ModelInfo, ModelStats};
+use crate::metrics::{Entry, Metrics, ModelInfo, ModelStats};
+use crate::package::{PackageDir, MAX_GRAPH_BYTES};
 use crate::preprocess::{Prepared, Preprocessor, Request};
 use crate::spec::{Spec, SplitSpec};
 use crate::{Error, Result};
@@ -30,18 +33,37 @@ struct Encoding {
     mask: Fetched,
 }
 
-/// A bounded least-recently-used map from (user key, history fingerprint) to encodings
-/// (`lru::LruCache`: O(1) look-up, promotion and eviction).
+impl Encoding {
+    /// Bytes this entry holds, its key included (plus a fixed allowance for the map's own
+    /// bookkeeping per entry).
+    fn bytes(&self, key: &(String, u64)) -> usize {
+        const ENTRY_OVERHEAD: usize = 128;
+        (self.encoded.data.len() + self.mask.data.len()) * std::mem::size_of::<f32>()
+            + (self.encoded.shape.len() + self.mask.shape.len()) * std::mem::size_of::<usize>()
+            + key.0.len()
+            + ENTRY_OVERHEAD
+    }
+}
+
+/// A least-recently-used map from (user key, history fingerprint) to encodings, bounded both
+/// in entries and in bytes (`lru::LruCache`: O(1) look-up, promotion and eviction; unbounded
+/// in the crate's sense, so nothing is preallocated for the capacity).
 struct EncodingCache {
     map: LruCache<(String, u64), Arc<Encoding>>,
+    capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     hits: u64,
     misses: u64,
 }
 
 impl EncodingCache {
-    fn new(capacity: NonZeroUsize) -> Self {
+    fn new(capacity: NonZeroUsize, max_bytes: usize) -> Self {
         EncodingCache {
-            map: LruCache::new(capacity),
+            map: LruCache::unbounded(),
+            capacity: capacity.get(),
+            max_bytes,
+            bytes: 0,
             hits: 0,
             misses: 0,
         }
@@ -58,7 +80,20 @@ impl EncodingCache {
     }
 
     fn insert(&mut self, key: (String, u64), value: Arc<Encoding>) {
-        self.map.put(key, value);
+        let size = value.bytes(&key);
+        if size > self.max_bytes {
+            return; // larger than the whole budget: not cached
+        }
+        if let Some(old) = self.map.put(key.clone(), value) {
+            self.bytes -= old.bytes(&key);
+        }
+        self.bytes += size;
+        while self.map.len() > self.capacity || self.bytes > self.max_bytes {
+            match self.map.pop_lru() {
+                Some((k, v)) => self.bytes -= v.bytes(&k),
+                None => break,
+            }
+        }
     }
 }
 
@@ -73,7 +108,14 @@ pub struct CacheStats {
     pub entries: usize,
     /// The most encodings held.
     pub capacity: usize,
+    /// Bytes the encodings held now take (with their keys).
+    pub bytes: usize,
+    /// The most bytes the cache holds.
+    pub max_bytes: usize,
 }
+
+/// The most bytes a user key of [`Model::score_cached`] may have.
+pub const MAX_USER_KEY_BYTES: usize = 4096;
 
 /// A loaded model package. Immutable once loaded (apart from its encoding cache, which has its
 /// own lock); `Send + Sync`, so one `Model` (e.g. in an `Arc`) serves any number of threads.
@@ -115,32 +157,90 @@ impl Model {
     /// library, cache size). A package with the split pair of graphs also loads them.
     pub fn load_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
-        let spec = Spec::read(dir)?;
-        let preprocessor = Preprocessor::load(&spec, dir)?;
-        let graph_sha256 = metrics::sha256_file(&dir.join(&spec.graph_file))?;
+        backend::check_options(options)?;
+        let pkg = PackageDir::open(dir)?;
+        let spec = Spec::read_from(&pkg)?;
+        let preprocessor = Preprocessor::load_from(&spec, &pkg)?;
+        let history: Vec<String> = spec
+            .inputs
+            .iter()
+            .filter(|n| !spec.candidate_inputs.iter().any(|(_, c)| c == *n))
+            .cloned()
+            .collect();
+        let rows = index_rows(&spec, &preprocessor);
+        fn i64_inputs(names: &[String]) -> Vec<(&str, InputType)> {
+            names.iter().map(|n| (n.as_str(), InputType::I64)).collect()
+        }
+        let rows_for = |names: &[String]| -> Vec<(&str, usize)> {
+            rows.iter()
+                .filter(|(n, _)| names.iter().any(|m| m == n))
+                .map(|(n, r)| (n.as_str(), *r))
+                .collect()
+        };
+        let graph_bytes = read_graph(
+            &pkg,
+            &spec,
+            &spec.graph_file,
+            &Expect {
+                inputs: i64_inputs(&spec.inputs),
+                outputs: vec![spec.output.as_str()],
+                rows: rows_for(&spec.inputs),
+            },
+        )?;
+        let graph_sha256 = spec.digest(&spec.graph_file)?.sha256.clone();
         let loaded = backend::load_graph(
             options,
             &dir.join(&spec.graph_file),
+            &graph_bytes,
             &spec.inputs,
             std::slice::from_ref(&spec.output),
         )?;
+        drop(graph_bytes);
         let split = match (&spec.split, NonZeroUsize::new(options.cache_capacity)) {
             (Some(sp), Some(capacity)) => {
-                let history: Vec<String> = spec
-                    .inputs
-                    .iter()
-                    .filter(|n| !spec.candidate_inputs.iter().any(|(_, c)| c == *n))
-                    .cloned()
-                    .collect();
+                let encoder_bytes = read_graph(
+                    &pkg,
+                    &spec,
+                    &sp.encoder_file,
+                    &Expect {
+                        inputs: i64_inputs(&history),
+                        outputs: sp.encoder_outputs.iter().map(String::as_str).collect(),
+                        rows: rows_for(&history),
+                    },
+                )?;
                 let encoder = backend::load_graph(
                     options,
                     &dir.join(&sp.encoder_file),
+                    &encoder_bytes,
                     &history,
                     &sp.encoder_outputs,
+                )?;
+                drop(encoder_bytes);
+                let candidates: Vec<String> = spec
+                    .candidate_inputs
+                    .iter()
+                    .map(|(_, n)| n.clone())
+                    .collect();
+                let mut scorer_inputs: Vec<(&str, InputType)> = sp
+                    .encoder_outputs
+                    .iter()
+                    .map(|n| (n.as_str(), InputType::F32))
+                    .collect();
+                scorer_inputs.extend(i64_inputs(&candidates));
+                let scorer_bytes = read_graph(
+                    &pkg,
+                    &spec,
+                    &sp.scorer_file,
+                    &Expect {
+                        inputs: scorer_inputs,
+                        outputs: vec![sp.scorer_output.as_str()],
+                        rows: rows_for(&candidates),
+                    },
                 )?;
                 let scorer = backend::load_graph(
                     options,
                     &dir.join(&sp.scorer_file),
+                    &scorer_bytes,
                     &sp.scorer_inputs,
                     std::slice::from_ref(&sp.scorer_output),
                 )?;
@@ -148,7 +248,7 @@ impl Model {
                     spec: sp.clone(),
                     encoder: encoder.graph,
                     scorer: scorer.graph,
-                    cache: Mutex::new(EncodingCache::new(capacity)),
+                    cache: Mutex::new(EncodingCache::new(capacity, options.cache_bytes)),
                 })
             }
             _ => None,
@@ -252,8 +352,12 @@ impl Model {
         Ok(scores)
     }
 
-    /// Scores several users in one graph run (histories and candidate lists padded to the
-    /// longest). Returns one score vector per request, as long as its candidate list.
+    /// Scores several users. Returns one score vector per request, as long as its candidate
+    /// list. Requests of similar sizes run together in one graph run, padded to the longest
+    /// of their run; runs are formed so that padding never exceeds twice what was passed, so
+    /// the cost is bounded by the input, not by the largest request times the batch size.
+    /// Each request's scores equal [`Model::score`]'s up to float rounding (a batch runs other
+    /// tensor shapes, hence other kernels' summation orders).
     pub fn score_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
         self.metrics
             .observe(Entry::ScoreBatch, || self.score_batch_uncounted(requests))
@@ -261,13 +365,30 @@ impl Model {
 
     /// [`Model::score_batch`] without recording it (the C ABI records the whole call).
     pub(crate) fn score_batch_uncounted(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
-        let prepared = self.prepare(requests)?;
-        let flat = self.run_full(&prepared)?;
-        Ok(flat
-            .chunks(prepared.candidates.max(1))
-            .zip(requests)
-            .map(|(row, r)| row[..r.candidates.len()].to_vec())
-            .collect())
+        if requests.is_empty() {
+            return Err(Error::invalid("no requests to score"));
+        }
+        // Validate every request first, so an error names its index in the caller's batch.
+        for (u, r) in requests.iter().enumerate() {
+            self.preprocessor.validate(r).map_err(|e| {
+                if requests.len() > 1 {
+                    crate::preprocess::prefix(e, &format!("requests[{u}]: "))
+                } else {
+                    e
+                }
+            })?;
+        }
+        let max_history = self.spec.groups.iter().map(|g| g.max_history).sum();
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); requests.len()];
+        for chunk in plan_chunks(requests, max_history) {
+            let batch: Vec<Request<'_>> = chunk.iter().map(|&i| requests[i]).collect();
+            let prepared = self.prepare(&batch)?;
+            let flat = self.run_full(&prepared)?;
+            for (row, &i) in flat.chunks(prepared.candidates.max(1)).zip(&chunk) {
+                out[i] = row[..requests[i].candidates.len()].to_vec();
+            }
+        }
+        Ok(out)
     }
 
     /// Like [`Model::score`], but reuses the user's encoding when the same `user_key` comes
@@ -286,6 +407,12 @@ impl Model {
         user_key: &str,
         request: &Request<'_>,
     ) -> Result<Vec<f32>> {
+        if user_key.len() > MAX_USER_KEY_BYTES {
+            return Err(Error::invalid(format!(
+                "user_key has {} bytes, more than the {MAX_USER_KEY_BYTES} allowed",
+                user_key.len()
+            )));
+        }
         let Some(split) = &self.split else {
             return self.score_uncounted(request);
         };
@@ -378,7 +505,9 @@ impl Model {
                     hits: c.hits,
                     misses: c.misses,
                     entries: c.map.len(),
-                    capacity: c.map.cap().get(),
+                    capacity: c.capacity,
+                    bytes: c.bytes,
+                    max_bytes: c.max_bytes,
                 },
                 Err(_) => CacheStats::default(),
             },
@@ -421,7 +550,8 @@ impl Model {
             vocab_sizes: spec
                 .tables
                 .iter()
-                .zip(self.preprocessor.vocab_sizes())
+                .enumerate()
+                .map(|(i, t)| (t, self.preprocessor.table_len(i)))
                 .map(|(t, n)| (t.name.clone(), n))
                 .collect(),
             max_candidates: spec.limits.max_candidates,
@@ -442,5 +572,116 @@ impl Model {
             g.push(s.scorer.as_ref());
         }
         g
+    }
+}
+
+/// Reads graph file `file` of the package (checked against the manifest) and checks it against
+/// the spec before any backend parses it.
+fn read_graph(pkg: &PackageDir, spec: &Spec, file: &str, expect: &Expect<'_>) -> Result<Bytes> {
+    let bytes = Bytes::from(pkg.read(file, MAX_GRAPH_BYTES, Some(spec.digest(file)?))?);
+    onnx_check::check(file, bytes.clone(), expect)?;
+    Ok(bytes)
+}
+
+/// For every index input the preprocessing fills, the rows its embedding tables need: the
+/// largest index it can produce, plus one.
+fn index_rows(spec: &Spec, pre: &Preprocessor) -> Vec<(String, usize)> {
+    let mut rows = Vec::new();
+    for g in &spec.groups {
+        for f in &g.features {
+            rows.push((f.input.clone(), pre.table_len(f.table) + 1));
+        }
+        rows.push((g.action_input.clone(), spec.actions.len() + 1));
+        rows.push((g.time_input.clone(), spec.time_buckets.boundaries.len() + 1));
+    }
+    let target = &spec.groups[spec.target];
+    for (f, input) in &spec.candidate_inputs {
+        if let Some(feature) = target.features.get(*f) {
+            rows.push((input.clone(), pre.table_len(feature.table) + 1));
+        }
+    }
+    rows
+}
+
+/// Splits a batch into runs whose padding stays within a constant factor of what was passed:
+/// requests sorted by candidate count, then history size, are grouped greedily while the
+/// chunk's padded candidate positions (rows x longest list) stay at most twice its real ones,
+/// and likewise for behaviors. One request with 10,000 candidates among 4,095 with one thus
+/// runs alone instead of padding all 4,096 to 10,000. Returns indices into `requests`.
+fn plan_chunks(requests: &[Request<'_>], max_history: usize) -> Vec<Vec<usize>> {
+    let size = |r: &Request<'_>| {
+        (
+            r.candidates.len().max(1),
+            r.behaviors.len().min(max_history).max(1),
+        )
+    };
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_by_key(|&i| size(&requests[i]));
+    let mut chunks: Vec<Vec<usize>> = Vec::new();
+    let (mut sum_n, mut sum_h, mut max_n, mut max_h) = (0usize, 0usize, 0usize, 0usize);
+    for i in order {
+        let (n, h) = size(&requests[i]);
+        let fits = chunks.last().is_some_and(|c| {
+            let rows = c.len() + 1;
+            rows * max_n.max(n) <= 2 * (sum_n + n) && rows * max_h.max(h) <= 2 * (sum_h + h)
+        });
+        if !fits {
+            chunks.push(Vec::new());
+            (sum_n, sum_h, max_n, max_h) = (0, 0, 0, 0);
+        }
+        if let Some(c) = chunks.last_mut() {
+            c.push(i);
+        }
+        sum_n += n;
+        sum_h += h;
+        max_n = max_n.max(n);
+        max_h = max_h.max(h);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn one_long_request_does_not_pad_the_others() {
+        let long: Vec<&str> = vec!["x"; 10_000];
+        let mut requests = vec![
+            Request {
+                behaviors: &[],
+                candidates: &["a"],
+                request_time: 0,
+            };
+            4096
+        ];
+        requests[17].candidates = &long;
+        let chunks = plan_chunks(&requests, 50);
+        let mut seen: Vec<usize> = chunks.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..4096).collect::<Vec<_>>(),
+            "every request exactly once"
+        );
+        let padded: usize = chunks
+            .iter()
+            .map(|c| {
+                c.len()
+                    * c.iter()
+                        .map(|&i| requests[i].candidates.len())
+                        .max()
+                        .unwrap_or(0)
+            })
+            .sum();
+        let real: usize = requests.iter().map(|r| r.candidates.len()).sum();
+        assert!(
+            padded <= 2 * real,
+            "padded {padded} positions for {real} real ones"
+        );
+        assert!(
+            chunks.iter().any(|c| c == &vec![17]),
+            "the long request runs alone"
+        );
     }
 }

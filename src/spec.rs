@@ -52,6 +52,19 @@ pub struct Spec {
     pub limits: Limits,
     /// The split pair of graphs (user encoder, candidate scorer), if the package has them.
     pub split: Option<SplitSpec>,
+    /// The manifest: size and SHA-256 of every file the spec names (graphs, vocabularies,
+    /// catalogs), checked before a file is used.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// One entry of the spec's `files` manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    /// Lower-case hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// The file's size in bytes.
+    pub bytes: u64,
 }
 
 /// The split pair: `encoder` turns the behavior tensors into an encoding; `scorer` scores
@@ -142,6 +155,8 @@ pub struct Limits {
 struct Header {
     format: String,
     spec_version: u32,
+    #[serde(default)]
+    files: Option<BTreeMap<String, FileDigest>>,
 }
 
 #[derive(Deserialize)]
@@ -271,7 +286,7 @@ impl Spec {
                 header.format
             ));
         }
-        let spec = match header.spec_version {
+        let mut spec = match header.spec_version {
             1 => Spec::from_v1(serde_json::from_str(text).map_err(json)?)?,
             2 => Spec::from_v2(serde_json::from_str(text).map_err(json)?)?,
             v => {
@@ -280,15 +295,52 @@ impl Spec {
             ))
             }
         };
+        let Some(files) = header.files else {
+            return bad(
+                "no \"files\" manifest (size and sha256 of every file the spec names); \
+                 re-export the package or run `python -m atrank_export manifest --package DIR`",
+            );
+        };
+        spec.files = files;
         spec.validate()?;
         Ok(spec)
     }
 
-    /// Reads, parses and validates `<dir>/spec.json`.
+    /// Reads, parses and validates `spec.json` of the package in `dir` (a regular file inside
+    /// the package, at most [`crate::package::MAX_SPEC_BYTES`]).
     pub fn read(dir: &Path) -> Result<Spec> {
-        let path = dir.join("spec.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let pkg = crate::package::PackageDir::open(dir)?;
+        Spec::read_from(&pkg)
+    }
+
+    /// [`Spec::read`] from an already resolved package directory.
+    pub fn read_from(pkg: &crate::package::PackageDir) -> Result<Spec> {
+        let text = pkg.read_text("spec.json", crate::package::MAX_SPEC_BYTES, None)?;
         Spec::from_json(&text)
+    }
+
+    /// Every file the spec names (graphs, vocabularies, catalogs), each once.
+    pub fn referenced_files(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = vec![self.graph_file.as_str()];
+        if let Some(sp) = &self.split {
+            out.extend([sp.encoder_file.as_str(), sp.scorer_file.as_str()]);
+        }
+        out.extend(self.tables.iter().map(|t| t.vocab.as_str()));
+        out.extend(
+            self.groups
+                .iter()
+                .filter_map(|g| g.catalog.as_ref().map(|c| c.file.as_str())),
+        );
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The manifest entry of `file` (validation guarantees one for every referenced file).
+    pub fn digest(&self, file: &str) -> Result<&FileDigest> {
+        self.files.get(file).ok_or_else(|| {
+            Error::package(format!("spec.json: \"files\" has no entry for {file:?}"))
+        })
     }
 
     /// The group whose objects are the candidates.
@@ -385,6 +437,7 @@ impl Spec {
             time_buckets: raw.time_buckets,
             limits: raw.limits,
             split: None,
+            files: BTreeMap::new(),
         })
     }
 
@@ -481,6 +534,7 @@ impl Spec {
             actions: raw.actions,
             time_buckets: raw.time_buckets,
             limits: raw.limits,
+            files: BTreeMap::new(),
         })
     }
 
@@ -573,6 +627,29 @@ impl Spec {
         for g in &self.groups {
             if let Some(c) = &g.catalog {
                 check_relative("catalog", &c.file)?;
+            }
+        }
+        let referenced = self.referenced_files();
+        for file in &referenced {
+            if !self.files.contains_key(*file) {
+                return bad(format!("\"files\" has no entry for {file:?}"));
+            }
+        }
+        for (file, d) in &self.files {
+            if !referenced.contains(&file.as_str()) {
+                return bad(format!(
+                    "\"files\" lists {file:?}, which the spec does not name"
+                ));
+            }
+            if d.sha256.len() != 64
+                || !d
+                    .sha256
+                    .bytes()
+                    .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return bad(format!(
+                    "files[{file:?}].sha256 must be 64 lower-case hex digits"
+                ));
             }
         }
         Ok(())

@@ -593,6 +593,8 @@ fn sharded_runs_resume() {
                 "resume",
                 std::slice::from_ref(r),
                 std::slice::from_ref(g),
+                // 1e-4: golden.json's tolerance written out (no ATRANK_TOLERANCE override): runtime
+                // vs trainer; its status: docs/tolerances.md section 4.
                 1e-4,
             );
         }
@@ -701,6 +703,8 @@ fn a_killed_run_resumes() {
                 "killed",
                 std::slice::from_ref(r),
                 std::slice::from_ref(g),
+                // 1e-4: golden.json's tolerance written out (no ATRANK_TOLERANCE override): runtime
+                // vs trainer; its status: docs/tolerances.md section 4.
                 1e-4,
             );
         }

@@ -25,11 +25,16 @@ fn check_backend(backend: Backend) {
                 });
             for (i, (p, c)) in plain.iter().zip(&cached).enumerate() {
                 assert!(
+                    // 1e-5: same runtime and package, other batching/caching/plan. Not a derived
+                    // bound (the first-order worst case 2*D*U*M exceeds it once M > ~0.2); flagged,
+                    // unchanged: docs/tolerances.md section 4.
                     (p - c).abs() <= 1e-5,
                     "{backend} round {round} {} cand {i}: {p} vs {c}",
                     req.name
                 );
                 assert!(
+                    // 1e-4: golden.json's tolerance written out (no ATRANK_TOLERANCE override):
+                    // runtime vs trainer; its status: docs/tolerances.md section 4.
                     (c - req.scores[i]).abs() <= 1e-4,
                     "{backend} {}: {c} vs trainer {}",
                     req.name,

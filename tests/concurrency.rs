@@ -123,6 +123,8 @@ fn hot_swap_under_load_drops_no_request_and_a_failed_load_keeps_the_old_model() 
     let after = score_all(&model, &golden);
     for (req, got) in golden.requests.iter().zip(after) {
         for (g, w) in got.iter().zip(&req.scores) {
+            // 1e-4: golden.json's tolerance written out (no ATRANK_TOLERANCE override): runtime vs
+            // trainer; its status: docs/tolerances.md section 4.
             assert!((g - w).abs() <= 1e-4, "{}: {g} vs {w}", req.name);
         }
     }

@@ -262,8 +262,17 @@ fn corrupt_graph_files_are_errors_not_panics() {
     if let Some(lib) = &ort {
         atrank::backend::ort::init(Some(lib)).unwrap();
     }
+    let spec_text = std::fs::read_to_string(dir.join("spec.json")).unwrap();
     for (k, bytes) in variants.iter().enumerate() {
         std::fs::write(dir.join("model.onnx"), bytes).unwrap();
+        // Record the corrupt file in the manifest, so the corruption reaches the graph checks
+        // and the backends rather than stopping at the manifest's hash.
+        let mut spec: Value = serde_json::from_str(&spec_text).unwrap();
+        spec["files"]["model.onnx"] = serde_json::json!({
+            "sha256": atrank::package::sha256_hex(bytes),
+            "bytes": bytes.len(),
+        });
+        std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
         let mut backends = vec![Backend::Tract];
         if ort.is_some() {
             backends.push(Backend::Ort);

@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from numerics import logit_atol
 
 from atrank_export.export import (
     ATOL,
@@ -107,7 +108,10 @@ def test_onnx_padding_invariance(trained):
                   and k.startswith("hist") else v) for k, v in b.items()}
     a = sess.run(["logits"], b)[0]
     p = sess.run(["logits"], padded)[0]
-    assert np.allclose(a, p, atol=1e-5, rtol=0)
+    # two float32 evaluations of the same logits: 2 D U max M (docs/tolerances.md)
+    tol = logit_atol(model, *({k: torch.from_numpy(v) for k, v in x.items()} for x in (b, padded)))
+    assert np.allclose(a, p, atol=tol, rtol=0)
     with torch.no_grad():
         t = model(**{k: torch.from_numpy(v) for k, v in padded.items()}).numpy()
+    # the exporter's own acceptance bound (export.ATOL; see docs/tolerances.md for its status)
     assert np.allclose(a, t, atol=ATOL, rtol=0)

@@ -2,12 +2,16 @@
 
 #include "common.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int test_failures = 0;
 
@@ -367,4 +371,112 @@ int expect_ok(const char *what, atrank_error *err) {
     test_fail("%s: %s (%u): %s", what, test_code_name(code), (unsigned)code, atrank_error_message(err));
     atrank_error_free(err);
     return 0;
+}
+
+/* ---------- temporary package copies ---------- */
+
+static int copy_file(const char *from, const char *to) {
+    size_t len = 0;
+    char *bytes = test_read_file(from, &len);
+    if (bytes == NULL) {
+        return -1;
+    }
+    FILE *f = fopen(to, "wb");
+    int ok = f != NULL && fwrite(bytes, 1, len, f) == len;
+    if (f != NULL && fclose(f) != 0) {
+        ok = 0;
+    }
+    free(bytes);
+    if (!ok) {
+        test_fail("cannot write %s: %s", to, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Copies the entries of directory `from` into the existing directory `to`, recursing `depth`
+ * more levels into subdirectories. */
+static int copy_dir(const char *from, const char *to, int depth) {
+    DIR *d = opendir(from);
+    if (d == NULL) {
+        test_fail("opendir(%s): %s", from, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        char *a = test_join_path(from, e->d_name), *b = test_join_path(to, e->d_name);
+        struct stat st;
+        if (a == NULL || b == NULL || stat(a, &st) != 0) {
+            test_fail("stat(%s): %s", a != NULL ? a : "(out of memory)", strerror(errno));
+            rc = -1;
+        } else if (S_ISDIR(st.st_mode) && depth > 0) {
+            if (mkdir(b, 0700) != 0) {
+                test_fail("mkdir(%s): %s", b, strerror(errno));
+                rc = -1;
+            } else {
+                rc = copy_dir(a, b, depth - 1);
+            }
+        } else if (S_ISREG(st.st_mode)) {
+            rc = copy_file(a, b);
+        }
+        free(a);
+        free(b);
+    }
+    closedir(d);
+    return rc;
+}
+
+char *test_copy_package(const char *src) {
+    const char *tmp = getenv("TMPDIR");
+    char *dst = test_join_path(tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", "atrank-test-XXXXXX");
+    if (dst == NULL || mkdtemp(dst) == NULL) {
+        test_fail("mkdtemp(%s): %s", dst != NULL ? dst : "(out of memory)", strerror(errno));
+        free(dst);
+        return NULL;
+    }
+    if (copy_dir(src, dst, 2) != 0) {
+        test_remove_tree(dst);
+        free(dst);
+        return NULL;
+    }
+    return dst;
+}
+
+int test_write_file(const char *dir, const char *name, const void *bytes, size_t len) {
+    char *path = test_join_path(dir, name);
+    if (path == NULL) {
+        test_fail("out of memory");
+        return -1;
+    }
+    (void)unlink(path);
+    FILE *f = fopen(path, "wb");
+    int ok = f != NULL && fwrite(bytes, 1, len, f) == len;
+    if (f != NULL && fclose(f) != 0) {
+        ok = 0;
+    }
+    if (!ok) {
+        test_fail("cannot write %s: %s", path, strerror(errno));
+    }
+    free(path);
+    return ok ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0) {
+        fprintf(stderr, "warning: cannot remove %s: %s\n", path, strerror(errno));
+    }
+    return 0;
+}
+
+void test_remove_tree(const char *dir) {
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        fprintf(stderr, "warning: cannot walk %s: %s\n", dir, strerror(errno));
+    }
 }

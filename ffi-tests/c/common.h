@@ -80,4 +80,17 @@ int expect_error(const char *what, atrank_error *err, atrank_code want, const ch
 /* Checks that `err` is NULL (success); otherwise reports code and message. Frees `err`. */
 int expect_ok(const char *what, atrank_error *err);
 
+/* Copies the package directory `src` (regular files, and directories of regular files) into a
+ * fresh mkdtemp directory under $TMPDIR or /tmp. Returns the new directory (caller frees it and
+ * removes it with test_remove_tree), or NULL with a failure reported. Copies, not symlinks:
+ * atrank refuses package files that resolve outside the package directory. */
+char *test_copy_package(const char *src);
+
+/* Writes `len` bytes to `<dir>/<name>`, replacing the file (or symlink) there. 0 on success;
+ * -1 with a failure reported. */
+int test_write_file(const char *dir, const char *name, const void *bytes, size_t len);
+
+/* Removes a directory tree made by test_copy_package (symlinks are removed, not followed). */
+void test_remove_tree(const char *dir);
+
 #endif /* ATRANK_TEST_COMMON_H */

@@ -5,8 +5,8 @@
  * Usage: test_errors [package_dir]   (default: $ATRANK_PACKAGE)
  * Checks that need no package always run; the rest are skipped (exit 77 if nothing failed)
  * when there is no package. Scoring errors run on tract, and on ORT too when $ATRANK_ORT_LIB
- * is set. Broken package copies are made in fresh mkdtemp directories (symlinks to the real
- * package's files plus the one file under test) and removed afterwards.
+ * is set. Broken package copies are made in fresh mkdtemp directories (copies of the real
+ * package's files with the one file under test replaced) and removed afterwards.
  */
 #define _XOPEN_SOURCE 700
 
@@ -28,87 +28,20 @@ static const atrank_model *const SENTINEL_MODEL = (const atrank_model *)&test_fa
 
 /* ---------- temporary package copies ---------- */
 
-/* Removes a flat temporary directory made by make_package_copy. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            char *path = test_join_path(dir, e->d_name);
-            if (path != NULL && unlink(path) != 0) {
-                fprintf(stderr, "warning: cannot remove %s: %s\n", path, strerror(errno));
-            }
-            free(path);
-        }
-        closedir(d);
-    }
-    if (rmdir(dir) != 0) {
-        fprintf(stderr, "warning: cannot remove %s: %s\n", dir, strerror(errno));
-    }
-}
-
-/* Makes a temporary copy of `package_dir` in which every top-level entry is a symlink to the
- * original except `replace` (a top-level file name), which gets `contents`. Returns the new
- * directory (caller frees it and removes it with remove_dir), or NULL with a failure reported. */
+/* Makes a temporary copy of `package_dir` in which `replace` (a top-level file name) gets
+ * `contents`. Returns the new directory (caller frees it and removes it with remove_dir), or
+ * NULL with a failure reported. */
 static char *make_package_copy(const char *package_dir, const char *replace, const void *contents, size_t len) {
-    char *src = realpath(package_dir, NULL);
-    if (src == NULL) {
-        test_fail("realpath(%s): %s", package_dir, strerror(errno));
-        return NULL;
-    }
-    const char *tmp = getenv("TMPDIR");
-    char *dst = test_join_path(tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", "atrank-test-XXXXXX");
-    if (dst == NULL || mkdtemp(dst) == NULL) {
-        test_fail("mkdtemp(%s): %s", dst != NULL ? dst : "(out of memory)", strerror(errno));
-        free(dst);
-        free(src);
-        return NULL;
-    }
-    DIR *d = opendir(src);
-    int ok = d != NULL;
-    if (d == NULL) {
-        test_fail("opendir(%s): %s", src, strerror(errno));
-    }
-    struct dirent *e;
-    while (ok && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, replace) == 0) {
-            continue;
-        }
-        char *from = test_join_path(src, e->d_name), *to = test_join_path(dst, e->d_name);
-        if (from == NULL || to == NULL || symlink(from, to) != 0) {
-            test_fail("symlink(%s, %s): %s", from, to, strerror(errno));
-            ok = 0;
-        }
-        free(from);
-        free(to);
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    if (ok) {
-        char *path = test_join_path(dst, replace);
-        FILE *f = path != NULL ? fopen(path, "wb") : NULL;
-        int written = f != NULL && fwrite(contents, 1, len, f) == len;
-        if (f != NULL && fclose(f) != 0) {
-            written = 0;
-        }
-        if (!written) {
-            test_fail("cannot write %s: %s", path, strerror(errno));
-            ok = 0;
-        }
-        free(path);
-    }
-    free(src);
-    if (!ok) {
-        remove_dir(dst);
+    char *dst = test_copy_package(package_dir);
+    if (dst != NULL && test_write_file(dst, replace, contents, len) != 0) {
+        test_remove_tree(dst);
         free(dst);
         return NULL;
     }
     return dst;
 }
+
+static void remove_dir(const char *dir) { test_remove_tree(dir); }
 
 /* Loads a package that must fail with `want` (or `want2`, if not ATRANK_OK). */
 static void expect_load_fails(const char *what, const char *dir, atrank_backend backend, atrank_code want,

@@ -5,9 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+
 use crate::{Error, Result};
 
+pub mod onnx_check;
 #[cfg(feature = "backend-ort")]
+#[allow(unsafe_code)]
 pub mod ort;
 #[cfg(feature = "backend-tract")]
 pub mod tract;
@@ -79,6 +83,12 @@ pub const MAX_SESSIONS: usize = 64;
 
 /// Shape-specialised tract plans a graph keeps by default ([`LoadOptions::tract_plans`]).
 pub const DEFAULT_TRACT_PLANS: usize = 32;
+/// The most shape-specialised tract plans a graph may keep ([`LoadOptions::tract_plans`]).
+pub const MAX_TRACT_PLANS: usize = 4096;
+/// The most user encodings a model may cache ([`LoadOptions::cache_capacity`]).
+pub const MAX_CACHE_ENTRIES: usize = 1 << 20;
+/// Bytes of user encodings a model caches by default ([`LoadOptions::cache_bytes`]).
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +108,13 @@ pub struct LoadOptions {
     /// GPU use (ONNX Runtime only).
     pub gpu: GpuPolicy,
     /// Most user encodings a model keeps for [`crate::Model::score_cached`] (packages with the
-    /// split graphs only); 0 turns the cache, and loading the split graphs, off.
+    /// split graphs only), at most [`MAX_CACHE_ENTRIES`]; 0 turns the cache, and loading the
+    /// split graphs, off.
     pub cache_capacity: usize,
+    /// Most bytes of user encodings the cache holds (default [`DEFAULT_CACHE_BYTES`]); the
+    /// least recently used are evicted to stay under it. Bounds the cache's memory whatever
+    /// the histories' lengths.
+    pub cache_bytes: usize,
     /// Most tract plans specialised to exact input shapes that each graph keeps (tract only;
     /// default [`DEFAULT_TRACT_PLANS`]). A shape's first call builds its own plan, which tract
     /// optimises further than the plan with symbolic dimensions; later calls reuse it. The
@@ -123,6 +138,7 @@ impl LoadOptions {
             sessions: 1,
             gpu: GpuPolicy::Off,
             cache_capacity: 1024,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             tract_plans: DEFAULT_TRACT_PLANS,
             ort_library: None,
         }
@@ -245,20 +261,8 @@ pub(crate) fn check_names(
     Ok(())
 }
 
-/// Loads the ONNX graph at `path` into the chosen backend. `inputs` and `outputs` are the
-/// names the graph must have (checked against the file).
-pub fn load_graph(
-    options: &LoadOptions,
-    path: &Path,
-    inputs: &[String],
-    outputs: &[String],
-) -> Result<Loaded> {
-    if !path.is_file() {
-        return Err(Error::package(format!(
-            "graph file {} is missing",
-            path.display()
-        )));
-    }
+/// The checks [`load_graph`] makes of options before any graph is touched.
+pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
     if options.intra_threads == 0 {
         return Err(Error::invalid("intra_threads must be at least 1"));
     }
@@ -268,9 +272,35 @@ pub fn load_graph(
             options.sessions
         )));
     }
+    if options.cache_capacity > MAX_CACHE_ENTRIES {
+        return Err(Error::invalid(format!(
+            "cache_capacity is {}; it must be 0..={MAX_CACHE_ENTRIES}",
+            options.cache_capacity
+        )));
+    }
+    if options.tract_plans > MAX_TRACT_PLANS {
+        return Err(Error::invalid(format!(
+            "tract_plans is {}; it must be 0..={MAX_TRACT_PLANS}",
+            options.tract_plans
+        )));
+    }
+    Ok(())
+}
+
+/// Loads an ONNX graph, already read from the package (`path` names it in messages) and
+/// checked by [`onnx_check::check`], into the chosen backend. `inputs` and `outputs` are the
+/// names the graph must have.
+pub fn load_graph(
+    options: &LoadOptions,
+    path: &Path,
+    bytes: &Bytes,
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<Loaded> {
+    check_options(options)?;
     match options.backend {
         #[cfg(feature = "backend-ort")]
-        Backend::Ort => ort::load(path, inputs, outputs, options),
+        Backend::Ort => ort::load(path, bytes, inputs, outputs, options),
         #[cfg(feature = "backend-tract")]
         Backend::Tract => {
             if options.gpu == GpuPolicy::Strict {
@@ -281,6 +311,7 @@ pub fn load_graph(
             Ok(Loaded {
                 graph: Box::new(tract::TractGraph::load(
                     path,
+                    bytes,
                     inputs,
                     outputs,
                     options.tract_plans,

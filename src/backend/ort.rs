@@ -70,7 +70,15 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     if let Some(rt) = RUNTIME.get() {
         return loaded(rt);
     }
-    let builder = ort::init_from(&wanted).map_err(|e| {
+    let resolved = preflight(&wanted).map_err(|why| {
+        Error::BackendUnavailable(format!(
+            "cannot load ONNX Runtime from {:?}: {why} (set {ORT_LIB_ENV} to the full path of \
+             libonnxruntime.so.<version>, 1.{} or newer)",
+            wanted.display().to_string(),
+            ort::MINOR_VERSION
+        ))
+    })?;
+    let builder = ort::init_from(&resolved).map_err(|e| {
         Error::BackendUnavailable(format!(
             "cannot load ONNX Runtime from {:?}: {e} (set {ORT_LIB_ENV} to the full path of \
              libonnxruntime.so.<version>, 1.{} or newer)",
@@ -83,6 +91,166 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     })?;
     let rt = RUNTIME.get_or_init(|| Runtime { env, path: wanted });
     Ok(rt.path.as_path())
+}
+
+/// Where `ort` will look for `path`: a relative path is tried next to the executable first,
+/// as `ort`'s own loader does.
+fn ort_resolution(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(path)));
+    match beside_exe {
+        Some(p) if p.exists() => p,
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Checks a library before `ort` may keep it for the life of the process (`ort` stores the
+/// first library it opens in a process-wide cell, even one whose API turns out unusable, and
+/// dereferences its version string without a NULL check):
+/// - a path (not a bare name searched by the dynamic loader) must be a regular file (not a
+///   FIFO, which would block, nor a device) and an ELF shared object for this machine whose
+///   program headers and loadable segments fit in the file (a truncated library would fault
+///   inside the loader);
+/// - the library must export `OrtGetApiBase`, whose version string is non-NULL, UTF-8 and at
+///   least 1.`ort::MINOR_VERSION`, and whose `GetApi` returns a non-NULL table for the API
+///   version `ort` was built for.
+///
+/// Only then is it handed to `ort`; a library that fails is closed again, so the process can
+/// still load a good one. What cannot be guarded: a library whose ELF structure is intact but
+/// whose code or initialisers are broken can still fault inside the dynamic loader or in its
+/// own functions.
+fn preflight(path: &Path) -> std::result::Result<PathBuf, String> {
+    let resolved = ort_resolution(path);
+    // A bare file name is searched by the dynamic loader in the system's library path.
+    let is_bare_name = !resolved.as_os_str().as_encoded_bytes().contains(&b'/');
+    if !is_bare_name {
+        check_elf(&resolved)?;
+    }
+    // SAFETY: opening a shared library runs its initialisers. The file was checked above to be
+    // a well-formed ELF shared object for this machine; loading ONNX Runtime is what the caller
+    // asked for.
+    let lib = unsafe { libloading::Library::new(&resolved) }.map_err(|e| e.to_string())?;
+    type GetApiBase = unsafe extern "C" fn() -> *const ort::sys::OrtApiBase;
+    // SAFETY: the symbol's type is the one ONNX Runtime's C API declares for `OrtGetApiBase`.
+    let get_base = unsafe { lib.get::<GetApiBase>(b"OrtGetApiBase") }
+        .map_err(|_| "the library does not export OrtGetApiBase".to_string())?;
+    // SAFETY: calling ONNX Runtime's documented entry point, which takes no arguments.
+    let base = unsafe { get_base() };
+    if base.is_null() {
+        return Err("OrtGetApiBase returned NULL".into());
+    }
+    // SAFETY: `base` is non-NULL and points to the library's static `OrtApiBase`.
+    let version = unsafe { ((*base).GetVersionString)() };
+    if version.is_null() {
+        return Err("GetVersionString returned NULL".into());
+    }
+    // SAFETY: non-NULL; ONNX Runtime returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(version) }
+        .to_str()
+        .map_err(|_| "the version string is not UTF-8".to_string())?
+        .to_owned();
+    let mut parts = version.split('.');
+    let (major, minor) = (
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+    );
+    match (major, minor) {
+        (Some(1), Some(m)) if m >= ort::MINOR_VERSION => {}
+        _ => {
+            return Err(format!(
+                "ONNX Runtime {version:?} is too old or not a version (need 1.{} or newer)",
+                ort::MINOR_VERSION
+            ))
+        }
+    }
+    // SAFETY: `base` is valid (above); `GetApi` takes the API version and returns a pointer
+    // to a static table, or NULL when it does not support that version.
+    let api = unsafe { ((*base).GetApi)(ort::sys::ORT_API_VERSION) };
+    if api.is_null() {
+        return Err(format!(
+            "ONNX Runtime {version} returned no API table for API version {}",
+            ort::sys::ORT_API_VERSION
+        ));
+    }
+    Ok(resolved)
+}
+
+/// Checks that `path` is a regular file holding an ELF shared object for this machine, whose
+/// program and section header tables and loadable segments lie inside the file.
+fn check_elf(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file (a directory, FIFO, socket or device)".into());
+    }
+    let len = meta.len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let mut h = [0u8; 64];
+    file.read_exact_at(&mut h, 0)
+        .map_err(|_| format!("not an ELF file ({len} bytes: too short for an ELF header)"))?;
+    let u16_at = |b: &[u8], o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u64_at = |b: &[u8], o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    if &h[..4] != b"\x7fELF" {
+        return Err("not an ELF file".into());
+    }
+    if h[4] != 2 || h[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let machine = u16_at(&h, 18);
+    let want_machine = if cfg!(target_arch = "x86_64") {
+        62
+    } else if cfg!(target_arch = "aarch64") {
+        183
+    } else {
+        machine
+    };
+    if machine != want_machine {
+        return Err(format!(
+            "an ELF file for machine {machine}, not this one ({want_machine})"
+        ));
+    }
+    if u16_at(&h, 16) != 3 {
+        return Err("not an ELF shared object".into());
+    }
+    let (phoff, phentsize, phnum) = (u64_at(&h, 32), u16_at(&h, 54), u16_at(&h, 56));
+    let (shoff, shentsize, shnum) = (u64_at(&h, 40), u16_at(&h, 58), u16_at(&h, 60));
+    let truncated = || format!("truncated: {len} bytes do not hold what its ELF headers describe");
+    let ph_end = phoff.checked_add(phentsize * phnum).ok_or_else(truncated)?;
+    if phentsize < 56 || phnum == 0 || ph_end > len {
+        return Err(truncated());
+    }
+    if shnum > 0
+        && shoff
+            .checked_add(shentsize * shnum)
+            .is_none_or(|end| end > len)
+    {
+        return Err(truncated());
+    }
+    let mut ph = vec![0u8; usize::try_from(phentsize * phnum).map_err(|_| truncated())?];
+    file.read_exact_at(&mut ph, phoff)
+        .map_err(|_| truncated())?;
+    for entry in ph.chunks_exact(usize::try_from(phentsize).map_err(|_| truncated())?) {
+        let p_type = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+        if p_type == 1 {
+            let (offset, filesz) = (u64_at(entry, 8), u64_at(entry, 32));
+            if offset.checked_add(filesz).is_none_or(|end| end > len) {
+                return Err(truncated());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn environment() -> Result<&'static ort::environment::Environment> {
@@ -147,15 +315,17 @@ impl OrtGraph {
 /// and checks its input and output names.
 pub fn load(
     path: &Path,
+    bytes: &[u8],
     inputs: &[String],
     outputs: &[String],
     options: &LoadOptions,
 ) -> Result<Loaded> {
     init(options.ort_library.as_deref())?;
-    let cpu = || session(path, options.intra_threads, false);
+    let make = |cuda| self::session(path, bytes, options.intra_threads, cuda);
+    let cpu = || make(false);
     let (session, serving, fallback_reason) = match options.gpu {
         GpuPolicy::Off => (cpu()?, Serving::OrtCpu, None),
-        GpuPolicy::Strict => match session(path, options.intra_threads, true) {
+        GpuPolicy::Strict => match make(true) {
             Ok(s) => (s, Serving::OrtCuda, None),
             Err(e) => {
                 return Err(Error::BackendUnavailable(format!(
@@ -163,7 +333,7 @@ pub fn load(
                 )))
             }
         },
-        GpuPolicy::Permissive => match session(path, options.intra_threads, true) {
+        GpuPolicy::Permissive => match make(true) {
             Ok(s) => (s, Serving::OrtCuda, None),
             Err(e) => (cpu()?, Serving::OrtCpu, Some(e.to_string())),
         },
@@ -180,7 +350,7 @@ pub fn load(
     let mut pool = Vec::with_capacity(options.sessions);
     pool.push(Mutex::new(session));
     for _ in 1..options.sessions {
-        let s = self::session(path, options.intra_threads, serving == Serving::OrtCuda)?;
+        let s = make(serving == Serving::OrtCuda)?;
         pool.push(Mutex::new(s));
     }
     Ok(Loaded {
@@ -194,7 +364,7 @@ pub fn load(
     })
 }
 
-fn session(path: &Path, threads: usize, cuda: bool) -> Result<Session> {
+fn session(path: &Path, bytes: &[u8], threads: usize, cuda: bool) -> Result<Session> {
     let env = environment()?;
     let ctx = |e: ort::Error<_>| {
         Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e)
@@ -211,7 +381,7 @@ fn session(path: &Path, threads: usize, cuda: bool) -> Result<Session> {
             .map_err(|e| Error::backend("CUDA execution provider", e))?;
     }
     builder
-        .commit_from_file(path)
+        .commit_from_memory(bytes)
         .map_err(|e| Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e))
 }
 

@@ -50,11 +50,12 @@ pub struct TractGraph {
 }
 
 impl TractGraph {
-    /// Loads and optimises the graph at `path`; checks it has exactly the named `inputs` and
+    /// Loads and optimises the graph `bytes` (read from `path`, which names it in messages); checks it has exactly the named `inputs` and
     /// every one of `outputs`. `max_plans` bounds the per-shape plans kept (0: only the
     /// symbolic plan).
     pub fn load(
         path: &Path,
+        bytes: &[u8],
         inputs: &[String],
         outputs: &[String],
         max_plans: usize,
@@ -62,7 +63,7 @@ impl TractGraph {
         let ctx =
             |e: TractError| Error::backend(&format!("tract cannot load {}", path.display()), e);
         let typed = tract_onnx::onnx()
-            .model_for_path(path)
+            .model_for_read(&mut &bytes[..])
             .map_err(ctx)?
             .into_typed()
             .map_err(ctx)?

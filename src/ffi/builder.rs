@@ -190,7 +190,14 @@ pub extern "C" fn atrank_model_builder_set_sessions(
     })
 }
 
-/// Sets how many user encodings the model caches for packages with split graphs (0: off).
+/// The most user encodings a model may cache (`atrank_model_builder_set_cache_capacity`).
+pub const ATRANK_MAX_CACHE_ENTRIES: usize = 1_048_576;
+const _: () = assert!(ATRANK_MAX_CACHE_ENTRIES == crate::backend::MAX_CACHE_ENTRIES);
+
+/// Sets how many user encodings the model caches for packages with split graphs (0: off;
+/// at most `ATRANK_MAX_CACHE_ENTRIES`, else `ATRANK_ERROR_INVALID_ARGUMENT`). Nothing is
+/// allocated for the capacity up front; the cache's memory is bounded by
+/// `atrank_model_builder_set_cache_bytes` too.
 ///
 /// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
 /// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
@@ -202,7 +209,31 @@ pub extern "C" fn atrank_model_builder_set_cache_capacity(
     wrap(|| {
         // SAFETY: NULL or a live builder, per the contract.
         let b = unsafe { builder_mut(builder) }?;
+        if entries > ATRANK_MAX_CACHE_ENTRIES {
+            return Err(Error::invalid(format!(
+                "entries is {entries}; it must be 0..={ATRANK_MAX_CACHE_ENTRIES}"
+            )));
+        }
         b.options.cache_capacity = entries;
+        Ok(())
+    })
+}
+
+/// Sets the most bytes of user encodings the model's cache holds (default 256 MiB); the least
+/// recently used are evicted to stay under it, and an encoding larger than the whole budget is
+/// not cached. 0 is accepted and caches nothing.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_cache_bytes(
+    builder: *mut atrank_model_builder,
+    bytes: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.cache_bytes = bytes;
         Ok(())
     })
 }

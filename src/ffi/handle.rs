@@ -86,10 +86,17 @@ pub extern "C" fn atrank_handle_reload(
 ) -> *mut atrank_error {
     wrap(|| {
         // SAFETY: NULL or a live handle, per the contract.
-        let h = unsafe { as_handle(handle) };
+        let h = match unsafe { as_handle(handle) } {
+            Ok(h) => h,
+            Err(e) => {
+                // Checked before any loading; the builder is still consumed, as documented.
+                super::builder::atrank_model_builder_free(builder);
+                return Err(e);
+            }
+        };
         // SAFETY: NULL or a live builder, consumed here, per the contract.
         let model = unsafe { super::builder::build_model(builder) }?;
-        let generation = h?.swap_arc(Arc::new(model))?;
+        let generation = h.swap_arc(Arc::new(model))?;
         if !generation_out.is_null() {
             // SAFETY: non-NULL and writable per the contract.
             unsafe { generation_out.write(generation) };
@@ -207,7 +214,7 @@ pub extern "C" fn atrank_handle_score(
         // The model counts the whole call, as `atrank_model_score` does.
         model.observe(Entry::Score, || {
             // SAFETY: the pointers follow `atrank_model_score`'s documented contract.
-            unsafe { req.run(|r| model.score_uncounted(r)) }
+            unsafe { req.run(&model.spec().limits, |r| model.score_uncounted(r)) }
         })
     })
 }

@@ -8,8 +8,10 @@
 // receive is the documented C contract, checked for NULL here, as in rustls-ffi.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use std::ffi::{c_char, CStr};
+use std::cell::{Cell, RefCell};
+use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use crate::{Error, Result};
 
@@ -29,18 +31,68 @@ pub use score::*;
 pub use stats::*;
 pub use version::*;
 
+/// The longest string (in bytes, without its NUL) any `const char *` argument may have: ids,
+/// names, feature values, user keys and paths alike (`PATH_MAX` is 4096 on Linux). A string
+/// is scanned for its NUL only up to this length, never further.
+pub const ATRANK_MAX_STRING_BYTES: usize = 4096;
+
+thread_local! {
+    /// How deep this thread is inside atrank's entry points (panics there are reported in the
+    /// returned error, not printed).
+    static IN_ENTRY: Cell<u32> = const { Cell::new(0) };
+    /// Where the last panic inside an entry point happened.
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static QUIET_PANICS: Once = Once::new();
+
+/// Installs, once per process, a panic hook that stays silent for panics inside atrank's entry
+/// points (their message and location go into the returned `atrank_error`) and hands every
+/// other panic to the hook that was installed before, so the host's own panics print as usual.
+fn quiet_panics() {
+    QUIET_PANICS.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_ENTRY.with(Cell::get) > 0 {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f` as an entry point's body: panics are caught quietly; returns the panic's message
+/// (with its location) on a panic.
+fn entry<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    quiet_panics();
+    IN_ENTRY.with(|d| d.set(d.get() + 1));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    IN_ENTRY.with(|d| d.set(d.get().saturating_sub(1)));
+    outcome.map_err(|payload| {
+        let message = panic_message(&*payload);
+        match PANIC_AT.with(|p| p.borrow_mut().take()) {
+            Some(at) => format!("{message} (at {at})"),
+            None => message,
+        }
+    })
+}
+
 /// Runs `f`, turning an `Err` or a panic into an owned `atrank_error *` (NULL on success).
 pub(crate) fn wrap(f: impl FnOnce() -> Result<()>) -> *mut atrank_error {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match entry(f) {
         Ok(Ok(())) => std::ptr::null_mut(),
         Ok(Err(e)) => atrank_error::into_raw(e),
-        Err(payload) => atrank_error::into_raw(Error::Panic(panic_message(&*payload))),
+        Err(message) => atrank_error::into_raw(Error::Panic(message)),
     }
 }
 
 /// Runs an infallible body; a panic yields `fallback` instead of unwinding into C.
 pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+    entry(f).unwrap_or(fallback)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -61,9 +113,24 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, what: &dyn Fn() -> String) 
     if ptr.is_null() {
         return Err(Error::NullArgument(what()));
     }
-    // SAFETY: non-NULL and NUL-terminated per this function's contract.
-    let cstr = unsafe { CStr::from_ptr(ptr) };
-    cstr.to_str().map_err(|_| Error::InvalidUtf8(what()))
+    let mut len = 0usize;
+    loop {
+        // SAFETY: the string is NUL-terminated per this function's contract, and the scan stops
+        // at the first NUL, so every byte read up to it lies inside the string.
+        if unsafe { *ptr.add(len) } == 0 {
+            break;
+        }
+        len += 1;
+        if len > ATRANK_MAX_STRING_BYTES {
+            return Err(Error::invalid(format!(
+                "{} is longer than ATRANK_MAX_STRING_BYTES ({ATRANK_MAX_STRING_BYTES} bytes)",
+                what()
+            )));
+        }
+    }
+    // SAFETY: `len` bytes before the NUL, all inside the string (scanned above).
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8(what()))
 }
 
 /// Like [`str_arg`], but NULL means `None`.
@@ -105,4 +172,58 @@ pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, what: &str) -> 
     }
     // SAFETY: non-NULL, and the caller guarantees `len` valid elements.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A panic inside an entry point becomes an `ATRANK_ERROR_PANIC` error carrying its message
+    /// and location, and prints nothing (the host's hook is not called); a panic outside still
+    /// reaches the host's hook. The host's hook is installed before atrank's first entry point
+    /// runs, as in a host that sets its hook at start-up (no other unit test in this crate calls
+    /// an entry point).
+    #[test]
+    fn panics_inside_entry_points_are_quiet_and_reported_in_the_error() {
+        let host_hook_calls = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::clone(&host_hook_calls);
+        std::panic::set_hook(Box::new(move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+        }));
+        let err = wrap(|| panic!("boom in an entry point"));
+        assert!(!err.is_null());
+        let code = error::atrank_error_code(err);
+        // SAFETY: `err` is a live error; its message is NUL-terminated and lives until freed.
+        let message = unsafe { std::ffi::CStr::from_ptr(error::atrank_error_message(err)) }
+            .to_string_lossy()
+            .into_owned();
+        error::atrank_error_free(err);
+        assert_eq!(code, atrank_code::ATRANK_ERROR_PANIC);
+        assert!(message.contains("boom in an entry point"), "{message}");
+        assert!(
+            message.contains("src/ffi/mod.rs:"),
+            "{message}: no location"
+        );
+        assert_eq!(
+            host_hook_calls.load(Ordering::SeqCst),
+            0,
+            "the host's hook saw it"
+        );
+        assert_eq!(guard(7, || -> i32 { panic!("boom in a guard") }), 7);
+        assert_eq!(
+            host_hook_calls.load(Ordering::SeqCst),
+            0,
+            "the host's hook saw it"
+        );
+        let outside = std::panic::catch_unwind(|| panic!("the host's own panic"));
+        assert!(outside.is_err());
+        assert_eq!(
+            host_hook_calls.load(Ordering::SeqCst),
+            1,
+            "the host's panic was swallowed"
+        );
+        let _ = std::panic::take_hook();
+    }
 }

@@ -6,7 +6,11 @@ use std::ffi::c_char;
 use super::stats::observed;
 use super::{atrank_error, atrank_model, opt_str_arg, slice_arg, str_arg};
 use crate::metrics::Entry;
+use crate::spec::Limits;
 use crate::{Behavior, Error, Request, Result};
+
+/// The most caller-supplied features one behavior may carry (`atrank_behavior.features_len`).
+pub const ATRANK_MAX_FEATURES: usize = 64;
 
 /// One caller-supplied object feature, e.g. `{"shop", "s12"}`: overrides the package's catalog.
 ///
@@ -68,12 +72,27 @@ impl<'a> Decoded<'a> {
     /// fields are NULL or NUL-terminated, all valid for `'a` (the entry points' contract).
     pub(crate) unsafe fn new(
         at: &str,
+        limits: &Limits,
         behaviors: *const atrank_behavior,
         behaviors_len: usize,
         candidates: *const *const c_char,
         candidates_len: usize,
         request_time: i64,
     ) -> Result<Self> {
+        // Lengths are checked against the model's limits before anything they size is touched
+        // or allocated.
+        if behaviors_len > limits.max_behaviors {
+            return Err(Error::invalid(format!(
+                "{at}behaviors_len is {behaviors_len}, more than this model's limit of {}",
+                limits.max_behaviors
+            )));
+        }
+        if candidates_len > limits.max_candidates {
+            return Err(Error::invalid(format!(
+                "{at}candidates_len is {candidates_len}, more than this model's limit of {}",
+                limits.max_candidates
+            )));
+        }
         // SAFETY: NULL (only with length 0) or `behaviors_len` valid structs.
         let raw_behaviors =
             unsafe { slice_arg(behaviors, behaviors_len, &format!("{at}behaviors")) }?;
@@ -84,6 +103,13 @@ impl<'a> Decoded<'a> {
         let mut features = Vec::with_capacity(raw_behaviors.len());
         for (i, b) in raw_behaviors.iter().enumerate() {
             let name = |field: &str| format!("{at}behaviors[{i}].{field}");
+            if b.features_len > ATRANK_MAX_FEATURES {
+                return Err(Error::invalid(format!(
+                    "{} is {}, more than ATRANK_MAX_FEATURES ({ATRANK_MAX_FEATURES})",
+                    name("features_len"),
+                    b.features_len
+                )));
+            }
             // SAFETY: NULL (only with length 0) or `features_len` valid structs, per
             // `atrank_behavior`.
             let raw = unsafe { slice_arg(b.features, b.features_len, &name("features")) }?;
@@ -196,12 +222,14 @@ impl CRequest {
     /// The pointers must satisfy `atrank_model_score`'s documented contract.
     pub(crate) unsafe fn run(
         &self,
+        limits: &Limits,
         score: impl FnOnce(&Request<'_>) -> Result<Vec<f32>>,
     ) -> Result<()> {
         // SAFETY: forwarded contract.
         let decoded = unsafe {
             Decoded::new(
                 "",
+                limits,
                 self.behaviors,
                 self.behaviors_len,
                 self.candidates,
@@ -272,7 +300,7 @@ pub extern "C" fn atrank_model_score(
             scores_out_len,
         };
         // SAFETY: the pointers follow this function's documented contract.
-        unsafe { req.run(|r| model.score_uncounted(r)) }
+        unsafe { req.run(&model.spec().limits, |r| model.score_uncounted(r)) }
     })
 }
 
@@ -313,7 +341,11 @@ pub extern "C" fn atrank_model_score_cached(
             scores_out_len,
         };
         // SAFETY: the pointers follow this function's documented contract.
-        unsafe { req.run(|r| model.score_cached_uncounted(key, r)) }
+        unsafe {
+            req.run(&model.spec().limits, |r| {
+                model.score_cached_uncounted(key, r)
+            })
+        }
     })
 }
 
@@ -347,7 +379,9 @@ pub struct atrank_request {
 /// offline scoring. Request `i`'s scores are written to `scores_out` at the offset equal to the
 /// sum of the earlier requests' `candidates_len`, in their candidates' order, so `scores_out`
 /// must hold exactly `scores_out_len ==` the sum of all `candidates_len` floats. Scores equal
-/// `atrank_model_score`'s for each request alone.
+/// `atrank_model_score`'s for each request alone up to float rounding (a batch runs other
+/// tensor shapes, so kernels sum in another order). Requests of similar sizes run together, so
+/// the work is bounded by what was passed: one long request does not pad the others.
 ///
 /// All or nothing: if any request is invalid, the call fails with the error of the first
 /// invalid one, its message naming the request (`requests[2].behaviors[0].item is NULL`,
@@ -389,6 +423,7 @@ pub extern "C" fn atrank_model_score_batch(
             let d = unsafe {
                 Decoded::new(
                     &format!("requests[{i}]."),
+                    &model.spec().limits,
                     r.behaviors,
                     r.behaviors_len,
                     r.candidates,

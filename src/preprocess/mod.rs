@@ -7,6 +7,7 @@ use std::path::Path;
 // are the package's own ids (inserted at load); callers' ids are only looked up.
 use foldhash::{HashMap, HashMapExt};
 
+use crate::package::{PackageDir, MAX_TABLE_BYTES};
 use crate::spec::{Spec, TimeBuckets};
 use crate::{Error, Result};
 
@@ -92,11 +93,10 @@ impl Vocab {
         Ok(Vocab { index })
     }
 
-    /// Reads a vocabulary file: one id per line.
-    pub fn read(path: &Path) -> Result<Vocab> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    /// Parses a vocabulary file's text: one id per line; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Vocab> {
         Vocab::from_ids(text.lines().map(str::to_owned))
-            .map_err(|e| Error::package(format!("{}: {e}", path.display())))
+            .map_err(|e| Error::package(format!("{file}: {e}")))
     }
 
     /// The index of `id`, 0 when unknown.
@@ -219,19 +219,29 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// Loads vocabularies and catalogs of the package in `dir`.
     pub fn load(spec: &Spec, dir: &Path) -> Result<Preprocessor> {
+        Preprocessor::load_from(spec, &PackageDir::open(dir)?)
+    }
+
+    /// Loads vocabularies and catalogs of a resolved package, each file checked against the
+    /// spec's manifest before it is parsed.
+    pub fn load_from(spec: &Spec, pkg: &PackageDir) -> Result<Preprocessor> {
         let tables = spec
             .tables
             .iter()
-            .map(|t| Vocab::read(&dir.join(&t.vocab)))
+            .map(|t| {
+                let text =
+                    pkg.read_text(&t.vocab, MAX_TABLE_BYTES, Some(spec.digest(&t.vocab)?))?;
+                Vocab::parse(&text, &t.vocab)
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut groups = Vec::with_capacity(spec.groups.len());
         for g in &spec.groups {
             let catalog = match &g.catalog {
                 Some(c) => {
-                    let path = dir.join(&c.file);
-                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                    let text =
+                        pkg.read_text(&c.file, MAX_TABLE_BYTES, Some(spec.digest(&c.file)?))?;
                     parse_catalog(&text, c.has_header, g, &tables)
-                        .map_err(|e| Error::package(format!("{}: {e}", path.display())))?
+                        .map_err(|e| Error::package(format!("{}: {e}", c.file)))?
                 }
                 None => HashMap::new(),
             };
@@ -260,9 +270,16 @@ impl Preprocessor {
         }
     }
 
-    /// Ids per embedding table (vocabulary), in the spec's table order.
-    pub fn vocab_sizes(&self) -> Vec<usize> {
-        self.tables.iter().map(Vocab::len).collect()
+    /// The number of ids in table `i` of the spec (`spec.tables[i]`), 0 if there is none.
+    pub fn table_len(&self, i: usize) -> usize {
+        self.tables.get(i).map_or(0, Vocab::len)
+    }
+
+    /// Checks one request of a batch as [`Preprocessor::prepare`] would (limits, groups,
+    /// feature names), without building tensors.
+    pub fn validate(&self, request: &Request<'_>) -> Result<()> {
+        self.check(request)?;
+        self.recent(request.behaviors).map(|_| ())
     }
 
     /// The most candidates one request may carry.

@@ -10,6 +10,12 @@ fn buckets() -> TimeBuckets {
 }
 
 fn spec(max_history: usize) -> Spec {
+    // The manifest is required; these tests read no file, so its digests are placeholders.
+    let entry = format!(r#"{{"sha256": "{}", "bytes": 0}}"#, "0".repeat(64));
+    let files = format!(
+        r#"{{"model.onnx": {entry}, "vocab/item.txt": {entry}, "vocab/category.txt": {entry},
+            "catalog.tsv": {entry}}}"#
+    );
     let json = format!(
         r#"{{"format": "atrank-model-package", "spec_version": 1,
         "graph": {{"file": "model.onnx", "opset": 20, "output": "logits",
@@ -24,7 +30,8 @@ fn spec(max_history: usize) -> Spec {
         "time_buckets": {{"unit_seconds": 86400, "offset": 1,
                          "boundaries": [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]}},
         "catalog": {{"file": "catalog.tsv", "key": "item", "features": ["category"]}},
-        "limits": {{"max_candidates": 3, "max_behaviors": 5}}}}"#
+        "limits": {{"max_candidates": 3, "max_behaviors": 5}},
+        "files": {files}}}"#
     );
     Spec::from_json(&json).unwrap()
 }

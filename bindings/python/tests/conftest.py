@@ -71,4 +71,6 @@ def golden(package: Path) -> dict:
 
 
 def tolerance(gold: dict) -> float:
+    """golden.json's tolerance (runtime vs trainer; docs/tolerances.md section 4), or
+    $ATRANK_TOLERANCE."""
     return float(os.environ.get("ATRANK_TOLERANCE", gold["tolerance"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -118,9 +119,7 @@ def test_missing_package_dir():
 
 
 def test_malformed_package(tmp_path):
-    for entry in TINY.iterdir():
-        (tmp_path / entry.name).symlink_to(entry)
-    (tmp_path / "spec.json").unlink()
+    shutil.copytree(TINY, tmp_path, dirs_exist_ok=True)
     (tmp_path / "spec.json").write_text("{ not json", encoding="utf-8")
     with pytest.raises(atrank.InvalidPackageError) as info:
         atrank.Model(tmp_path)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m atrank_export {train,export,fixture} ...``."""
+"""Command line: ``python -m atrank_export {train,export,fixture,manifest} ...``."""
 
 from __future__ import annotations
 
@@ -120,8 +120,17 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--epochs", type=int, default=10)
     f.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    m = sub.add_parser("manifest", help="(re)write spec.json's \"files\" (sha256 and size "
+                       "of every file the spec names) from the files in a package")
+    m.add_argument("--package", type=Path, required=True)
     a = p.parse_args(argv)
 
+    if a.cmd == "manifest":              # no torch needed
+        from .manifest import write_manifest
+
+        files = write_manifest(a.package)
+        print(f"wrote {a.package / 'spec.json'}: files ({len(files)}: {', '.join(files)})")
+        return 0
     from .train import setup_threads
 
     setup_threads()

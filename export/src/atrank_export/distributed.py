@@ -16,10 +16,13 @@ times ``local_rows * world / global_rows`` (exactly 1 when the batch divides eve
 DDP's all-reduce averages gradients, so each update is the gradient of the mean loss over the
 global batch: the same update as one process with the same batch size, up to floating-point
 reduction order (per-rank partial sums are added in a different order, and each shard is
-padded to its own longest history), so not bit-identical. Most parameters then agree to
-~1e-7; a parameter whose true gradient is ~0 (e.g. the attention key bias: softmax ignores a
-shift shared by all keys) gets rounding-noise gradients that Adam normalises into steps of
-up to ~lr, so after a few epochs such a parameter can differ by ~1e-5.
+padded to its own longest history), so not bit-identical: the averaged gradient equals the
+single-process gradient to float32 rounding (test_scale.py checks it element-wise against a
+bound derived from the magnitudes summed). The trained parameters are not that close: a
+parameter whose true gradient is ~0 (e.g. the attention key bias: softmax ignores a shift
+shared by all keys) gets rounding-noise gradients that Adam normalises into steps of up to
+~lr, so two runs can drift apart by up to ~lr x steps in such a parameter (4.5e-5 was seen
+after 3 epochs of 14 steps at lr 3e-3).
 Gradient clipping and Adam then run on identical averaged gradients on every rank. Two
 deliberate differences: with ``l2 > 0`` the embedding penalty covers the rows each shard
 touches, scaled by its local row count (the single-process penalty de-duplicates over the

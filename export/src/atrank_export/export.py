@@ -22,10 +22,15 @@ import numpy as np
 import torch
 
 from . import __version__
+from .manifest import write_manifest
 from .model import ATRank, ModelConfig
 from .preprocess import INPUT_NAMES, OUTPUT_NAME, Preprocessor, TimeBuckets, Vocab, pad_batch
 from .train import load_checkpoint, setup_threads, to_tensors
 
+# Product contracts, not derived bounds: the first-order worst case for two float32
+# evaluations of one logit is 2 D U M (D roundings, M its |.|-magnitude), which exceeds both
+# for the committed packages' magnitudes. See docs/tolerances.md (section 4) before relying
+# on them for a larger model.
 ATOL = 1e-5               # ONNX Runtime vs PyTorch, absolute, on logits
 GOLDEN_TOLERANCE = 1e-4   # what the runtime must meet against golden.json
 OPSET = 20
@@ -320,5 +325,6 @@ def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, An
     # round-trip through the package files, so the written vocab/catalog/spec are what is checked
     pre_pkg = Preprocessor.from_package(out)
     diff = validate_onnx(model, out / "model.onnx", pre_pkg, requests, ATOL, log=log)
+    write_manifest(out)                 # last: hashes the files as validated
     return {"package": str(out), "requests": len(requests), "max_abs_diff": diff,
             "atol": ATOL}

@@ -30,6 +30,7 @@ from torch import nn
 
 from . import __version__
 from .export import ATOL, GOLDEN_TOLERANCE, OPSET, ExportValidationError, ort_session
+from .manifest import write_manifest
 from .multigroup import MultiGroupATRank, MultiGroupConfig, MultiGroupSplit, table_name
 from .preprocess import TimeBuckets, Vocab
 
@@ -446,6 +447,7 @@ def write_package(model: MultiGroupATRank, split: MultiGroupSplit, out: Path,
          "requests": requests}, indent=1) + "\n", encoding="utf-8")
     (out / "spec.json").write_text(json.dumps(spec_v2(model, pre, name), indent=2) + "\n",
                                    encoding="utf-8")
+    write_manifest(out)                 # spec.json's "files": every file it names, hashed
     log(f"wrote package {out} ({len(requests)} golden requests; max |onnxruntime - torch| = "
         f"{worst:.3g} <= {ATOL:g})")
     return out

@@ -28,6 +28,7 @@ from .model import ATRank, ModelConfig
 from .train_state import LAST, check_resumable, load_train_state, save_train_state
 
 CHECKPOINT_FORMAT = "atrank-checkpoint"
+LABELS = torch.tensor([[1.0, 0.0]])    # (target, negative) of every training row
 
 
 def setup_threads() -> None:
@@ -95,6 +96,34 @@ def l2_penalty(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.
     return item_emb.weight[items].pow(2).sum() + cate_emb.weight[cates].pow(2).sum()
 
 
+def batch_objective(net: torch.nn.Module, model: torch.nn.Module, split: Split,
+                    rows: np.ndarray, loss: str = "bce", l2: float = 0.0,
+                    parallel: Any = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One training step's objective on a global batch of ``rows`` (training rows [B,3]).
+
+    -> (the loss over this process's rows, the tensor to call ``backward()`` on, the number
+    of rows it counts). ``net`` is ``model`` or its DDP wrapper. Without ``parallel`` the
+    rows are all this process's and the tensor to backpropagate is the loss itself; with
+    ``parallel`` this process keeps its shard and scales its loss so that DDP's averaged
+    gradient is the gradient of the mean loss over the global batch (distributed.py)."""
+    scale, n_rows = 1.0, len(rows)
+    if parallel is not None:          # this process's rows; scale makes the DDP mean exact
+        rows, scale, n_rows = parallel.shard(rows)
+    pos = split.target_items(rows[:, :2])
+    cands = np.stack([pos, rows[:, 2]], axis=1)
+    batch = to_tensors(split.batch(rows[:, :2], cands))
+    logits = net(**batch)
+    if loss == "bpr":
+        value = -F.logsigmoid(logits[:, 0] - logits[:, 1]).mean()
+    else:
+        value = F.binary_cross_entropy_with_logits(logits, LABELS.expand_as(logits))
+    if l2 > 0:
+        reg = l2_penalty(model, batch)
+        if reg is not None:
+            value = value + l2 * reg / len(rows)
+    return value, (value if scale == 1.0 else value * scale), n_rows
+
+
 def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 128,
           lr: float = 1e-3, l2: float = 1e-5, seed: int = DEFAULT_SEED,
           progress: bool = True, log: Callable[[str], None] = print,
@@ -119,7 +148,6 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
     rng = np.random.default_rng(seed)
     model = (model_factory or ATRank)(config)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    labels = torch.tensor([[1.0, 0.0]])
     best: dict[str, Any] = {"score": -1.0, "state": copy.deepcopy(model.state_dict()),
                             "epoch": 0, "valid": None}
     history = []
@@ -154,24 +182,11 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
         bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}",
                    unit="batch", disable=not progress, mininterval=1.0)
         for s in bar:
-            rows = split.train[order[s:s + batch_size]]
-            scale, n_rows = 1.0, len(rows)
-            if parallel is not None:      # this process's rows; scale makes the DDP mean exact
-                rows, scale, n_rows = parallel.shard(rows)
-            pos = split.target_items(rows[:, :2])
-            cands = np.stack([pos, rows[:, 2]], axis=1)
-            batch = to_tensors(split.batch(rows[:, :2], cands))
-            logits = net(**batch)
-            if loss == "bpr":
-                value = -F.logsigmoid(logits[:, 0] - logits[:, 1]).mean()
-            else:
-                value = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
-            if l2 > 0:
-                reg = l2_penalty(model, batch)
-                if reg is not None:
-                    value = value + l2 * reg / len(rows)
+            value, scaled, n_rows = batch_objective(net, model, split,
+                                                    split.train[order[s:s + batch_size]],
+                                                    loss, l2, parallel)
             opt.zero_grad(set_to_none=True)
-            (value if scale == 1.0 else value * scale).backward()
+            scaled.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             total += float(value.detach()) * n_rows

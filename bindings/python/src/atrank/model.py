@@ -429,8 +429,9 @@ class Model:
 
         Each request is a :class:`Request` tuple or a mapping with ``behaviors``,
         ``candidates`` and ``request_time``. When the library has ``atrank_model_score_batch``
-        the requests run as padded batches of up to ``MAX_BATCH_REQUESTS`` (one graph run per
-        batch); otherwise one ``atrank_model_score`` call each. Scores equal :meth:`score`'s.
+        the requests run as batches of up to ``MAX_BATCH_REQUESTS`` (similar-sized requests
+        share a graph run); otherwise one ``atrank_model_score`` call each. Scores equal
+        :meth:`score`'s up to float rounding.
 
         ``errors="raise"`` (default): the first bad request raises its error, its message
         naming ``requests[i]``. ``errors="return"``: a bad request's slot holds its
