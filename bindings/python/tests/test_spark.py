@@ -51,7 +51,7 @@ def _bad_rows(gold: dict, first_id: int, max_candidates: int) -> dict[int, tuple
          'ATRANK_ERROR_INVALID_ARGUMENT: invalid argument: behaviors[0].group "no-such-group"'),
         (null_time, "request_time: is missing"),
         (no_candidates, "ATRANK_ERROR_INVALID_ARGUMENT"),
-        (too_many, f"exceed this model's limit of {max_candidates}"),
+        (too_many, f"this model's limit of {max_candidates}"),
         (null_item, "ATRANK_ERROR_NULL_ARGUMENT: behaviors[0].item is NULL"),
         (null_timestamp, "behaviors[0].timestamp"),
     ]
