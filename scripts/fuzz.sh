@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 CARGO_FUZZ_VERSION=0.13.2
-ALL_TARGETS=(spec_json preprocess c_abi package_load graph_load)
+ALL_TARGETS=(spec_json preprocess c_abi package_files package_load graph_load)
 seconds=60
 require=0
 targets=()
@@ -83,6 +83,7 @@ limits() {
     spec_json) echo "-max_len=16384 -timeout=10 -dict=dict/spec_json.dict" ;;
     preprocess) echo "-max_len=4096 -timeout=10" ;;
     c_abi) echo "-max_len=4096 -timeout=30" ;;
+    package_files) echo "-max_len=8192 -timeout=10" ;;
     package_load) echo "-max_len=8192 -timeout=60" ;;
     graph_load) echo "-max_len=73728 -timeout=60" ;;
   esac
