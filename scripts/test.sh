@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: set-up, lint and header drift, the exporter's pytest suite,
 # a fresh MovieLens-100k package, Rust tests on both backends (Rust API and C ABI), the C tests
-# (ctest) and the Go tests (vet, race detector).
+# (ctest), the Go tests (vet, race detector) and a short fuzz run of every cargo-fuzz target.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -82,5 +82,8 @@ bash scripts/test-example-cpp.sh
 
 step "Python binding (ctypes over the C ABI) and PySpark scoring in local mode"
 bash scripts/test-python.sh
+
+step "fuzz smoke (60 s per target when nightly is present)"
+bash scripts/fuzz.sh --smoke
 
 step "all tests passed"
