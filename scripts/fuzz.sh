@@ -5,7 +5,8 @@
 #
 #   bash scripts/fuzz.sh [--smoke] [--require] [SECONDS] [TARGET...]
 #
-#   --smoke    60 s per target (the CI step in scripts/test.sh); SECONDS overrides it.
+#   --smoke    60 s per target, unoptimised build (the CI step in scripts/test.sh); SECONDS
+#              overrides the time.
 #   --require  fail when nightly Rust is missing (default: print why and skip, exit 0).
 #   TARGET     run only these targets (default: all of them).
 #
@@ -22,10 +23,11 @@ CARGO_FUZZ_VERSION=0.13.2
 ALL_TARGETS=(spec_json preprocess c_abi package_files package_load graph_load)
 seconds=60
 require=0
+smoke=0
 targets=()
 for arg in "$@"; do
   case "$arg" in
-    --smoke) seconds=60 ;;
+    --smoke) seconds=60; smoke=1 ;;
     --require) require=1 ;;
     -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     ''|*[!0-9]*)
@@ -63,7 +65,15 @@ fi
 # of tract with coverage instrumentation and ASan takes several times longer with 1, for a few
 # per cent of speed. `run` must get the same flags, or it rebuilds.
 build_flags=(--codegen-units 16)
-step "building the fuzz targets (nightly, release + debug assertions, ASan)"
+profile="release + debug assertions"
+# The smoke (CI) builds without optimisation: the release build of tract with coverage and ASan
+# took 44 minutes on a loaded 2-core box; the dev build a fraction of that, and a 60 s smoke
+# needs coverage of the harnesses, not speed.
+if [ "$smoke" = 1 ]; then
+  build_flags=(--dev)
+  profile="dev"
+fi
+step "building the fuzz targets (nightly, $profile, ASan)"
 (cd fuzz && CARGO_BUILD_JOBS="${ATRANK_FUZZ_JOBS:-2}" cargo +nightly fuzz build "${build_flags[@]}")
 
 # Per-target libFuzzer limits.

@@ -12,6 +12,7 @@
 
 use atrank::preprocess::Preprocessor;
 use atrank::spec::Spec;
+use atrank_fuzz::max_values;
 use libfuzzer_sys::fuzz_target;
 
 const TARGET: &str = "package_files";
@@ -29,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
     let mut files = base.fixture.files.clone();
     for e in &input.edits {
         apply(base, &mut files, e);
+    }
+    if !input.stale_manifest {
+        rehash(&mut files);
     }
     write_package(&s.dir, &files);
     let spec = Spec::read(&s.dir);

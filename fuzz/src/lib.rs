@@ -148,22 +148,3 @@ pub fn max_values(spec: &Spec, dir: &Path) -> BTreeMap<String, usize> {
     }
     out
 }
-
-/// Whether a loaded package can feed some graph input a larger value than the fixture it was
-/// made from: then the graph's embedding tables may be too small for it, and scoring hits the
-/// known bug "vocab exceeds the graph's embedding table" (tract panics "Gather index out of
-/// range"; being fixed in src/). The targets skip scoring such packages unless
-/// `ATRANK_FUZZ_KNOWN_BUGS=1` is set; see docs/fuzzing.md.
-pub fn exceeds_fixture(
-    loaded: &BTreeMap<String, usize>,
-    fixture: &BTreeMap<String, usize>,
-) -> bool {
-    loaded
-        .iter()
-        .any(|(input, &max)| fixture.get(input).is_none_or(|&f| max > f))
-}
-
-/// `ATRANK_FUZZ_KNOWN_BUGS=1`: also run inputs that hit bugs already known and being fixed.
-pub fn known_bugs_enabled() -> bool {
-    std::env::var_os("ATRANK_FUZZ_KNOWN_BUGS").is_some_and(|v| v == "1")
-}

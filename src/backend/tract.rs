@@ -200,6 +200,15 @@ impl TractGraph {
     }
 }
 
+/// The message of a caught panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_owned())
+}
+
 impl Graph for TractGraph {
     fn run(&self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>> {
         let mut values: TVec<TValue> = TVec::new();
@@ -218,8 +227,11 @@ impl Graph for TractGraph {
             values.push(tensor.into_tvalue());
         }
         let plan = self.plan_for(shapes)?;
-        let results = plan
-            .run(values)
+        // tract's kernels assert on some malformed inputs (e.g. a Gather index past its table)
+        // rather than return an error. The load-time checks rule out the cases known to reach
+        // them; should another slip through, it is this call's error, not the host's crash.
+        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(values)))
+            .map_err(|p| Error::Backend(format!("tract run panicked: {}", panic_text(&*p))))?
             .map_err(|e| Error::backend("tract run", e))?;
         let mut out = Vec::with_capacity(outputs.len());
         for name in outputs {
