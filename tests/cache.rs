@@ -28,12 +28,12 @@ fn check_backend(backend: Backend) {
                 });
             for (i, (p, c)) in plain.iter().zip(&cached).enumerate() {
                 assert!(
-                    (p - c).abs() as f64 <= tol,
+                    (f64::from(*p) - f64::from(*c)).abs() <= tol,
                     "{backend} round {round} {} cand {i}: {p} vs {c}",
                     req.name
                 );
                 assert!(
-                    (c - req.scores[i]).abs() as f64 <= tol,
+                    (f64::from(*c) - f64::from(req.scores[i])).abs() <= tol,
                     "{backend} {}: {c} vs trainer {}",
                     req.name,
                     req.scores[i]

@@ -125,7 +125,11 @@ fn hot_swap_under_load_drops_no_request_and_a_failed_load_keeps_the_old_model() 
         // runtime vs trainer: the request's derived 2 D U M (docs/tolerances.md)
         let tol = common::request_tolerance(&golden, req);
         for (g, w) in got.iter().zip(&req.scores) {
-            assert!((g - w).abs() as f64 <= tol, "{}: {g} vs {w}", req.name);
+            assert!(
+                (f64::from(*g) - f64::from(*w)).abs() <= tol,
+                "{}: {g} vs {w}",
+                req.name
+            );
         }
     }
 }

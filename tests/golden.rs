@@ -72,13 +72,13 @@ fn a_batch_of_users_scores_as_each_user_alone() {
             for k in 0..r.candidates.len() {
                 let want = reqs[u].scores[k];
                 assert!(
-                    (alone[k] - want).abs() as f64 <= tol,
+                    (f64::from(alone[k]) - f64::from(want)).abs() <= tol,
                     "{} user {u} cand {k}: {} vs trainer {want}",
                     pkg.display(),
                     alone[k]
                 );
                 assert!(
-                    (batch[u][k] - alone[k]).abs() as f64 <= tol,
+                    (f64::from(batch[u][k]) - f64::from(alone[k])).abs() <= tol,
                     "{} user {u} cand {k}: batched {} vs alone {}",
                     pkg.display(),
                     batch[u][k],

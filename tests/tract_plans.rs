@@ -85,7 +85,7 @@ fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f64) {
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(g.is_finite(), "{label} cand {k}: {g}");
         assert!(
-            (g - w).abs() as f64 <= tol,
+            (f64::from(*g) - f64::from(*w)).abs() <= tol,
             "{label} cand {k}: {g} vs symbolic {w}"
         );
     }
