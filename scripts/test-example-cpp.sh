@@ -68,9 +68,15 @@ def field(v):
     return s
 
 golden = json.loads((package / "golden.json").read_text())
-lines = [f"tolerance\t{golden['tolerance']!r}"]
+# tolerances (docs/tolerances.md): bound_any_request for the example's own (non-golden)
+# requests; each golden request's derived 2 D U M (else the top-level one) for the golden ones
+if "bound_any_request" not in golden:
+    raise SystemExit("golden.json has no bound_any_request (re-export the package)")
+lines = [f"tolerance\t{golden['tolerance']!r}",
+         f"bound_any_request\t{golden['bound_any_request']!r}"]
 for req in golden["requests"]:
     lines.append(f"request\t{field(req['name'])}\t{int(req['request_time'])}")
+    lines.append(f"request_tolerance\t{req.get('tolerance', golden['tolerance'])!r}")
     for b in req["behaviors"]:
         if b.get("group") is not None or b.get("features"):
             raise SystemExit("golden behaviors with groups/features are not for this example")

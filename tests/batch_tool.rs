@@ -15,7 +15,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use serde_json::{json, Value};
 
-use common::{read_golden, tolerance, GoldenRequest};
+use common::{read_golden, request_tolerance, Golden, GoldenRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atrank-batch");
 
@@ -273,10 +273,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Checks `rows[i]` against golden request `golden[i % golden.len()]` for the rows in `good`.
-fn check_scores(label: &str, rows: &[OutRow], golden: &[GoldenRequest], tol: f64) -> f64 {
+/// Checks `rows[i]` against golden request `golden[i % golden.len()]` for the rows in `good`,
+/// each within its request's derived tolerance (`file`'s, docs/tolerances.md).
+fn check_scores(label: &str, rows: &[OutRow], golden: &[GoldenRequest], file: &Golden) -> f64 {
     let mut max = 0f64;
     for (r, g) in rows.iter().zip(golden) {
+        let tol = request_tolerance(file, g);
         assert_eq!(r.error, None, "{label} row {}: unexpected error", r.row);
         assert_eq!(
             r.candidates.as_ref(),
@@ -302,7 +304,6 @@ fn check_scores(label: &str, rows: &[OutRow], golden: &[GoldenRequest], tol: f64
 fn golden_in_every_format(backend: &str, extra: &[&str]) {
     for pkg in common::packages() {
         let golden = read_golden(&pkg);
-        let tol = tolerance(&golden);
         let rows: Vec<Value> = golden
             .requests
             .iter()
@@ -354,8 +355,8 @@ fn golden_in_every_format(backend: &str, extra: &[&str]) {
                 assert_eq!(r.key.as_deref(), Some(i.to_string().as_str()));
             }
             let label = format!("{backend} {fmt:?}->{out_ext} {}", pkg.display());
-            let max = check_scores(&label, &out, &golden.requests, tol);
-            eprintln!("{label}: max |diff| vs trainer {max:.3e} (tolerance {tol:e})");
+            let max = check_scores(&label, &out, &golden.requests, &golden);
+            eprintln!("{label}: max |diff| vs trainer {max:.3e}");
         }
     }
 }
@@ -380,7 +381,6 @@ fn ort_scores_match_the_trainer_in_every_format() {
 fn bad_rows_get_an_error_and_the_rest_is_scored() {
     let pkg = common::repo().join("tests/fixtures/tiny-multigroup");
     let golden = read_golden(&pkg);
-    let tol = tolerance(&golden);
     let g = &golden.requests;
     let good = |i: usize| row_json(i as i64, &g[i]);
     let too_many: Vec<String> = (0..10_001).map(|k| format!("i{k}")).collect();
@@ -463,7 +463,7 @@ fn bad_rows_get_an_error_and_the_rest_is_scored() {
                         &format!("{fmt:?}"),
                         std::slice::from_ref(r),
                         &g[good_k..],
-                        tol,
+                        &golden,
                     );
                     good_k += 1;
                 }
@@ -593,9 +593,7 @@ fn sharded_runs_resume() {
                 "resume",
                 std::slice::from_ref(r),
                 std::slice::from_ref(g),
-                // 1e-4: golden.json's tolerance written out (no ATRANK_TOLERANCE override): runtime
-                // vs trainer; its status: docs/tolerances.md section 4.
-                1e-4,
+                &golden,
             );
         }
     };
@@ -703,9 +701,7 @@ fn a_killed_run_resumes() {
                 "killed",
                 std::slice::from_ref(r),
                 std::slice::from_ref(g),
-                // 1e-4: golden.json's tolerance written out (no ATRANK_TOLERANCE override): runtime
-                // vs trainer; its status: docs/tolerances.md section 4.
-                1e-4,
+                &golden,
             );
         }
     }

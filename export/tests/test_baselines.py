@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from numerics import baseline_logit_atol
 
 from atrank_export.baselines import BPRMF, DIN, GRU, MeanPool, UserSplit
 from atrank_export.data import build_split, synthetic_dataset
 from atrank_export.model import ModelConfig
+from atrank_export.numerics import baseline_logit_atol
 from atrank_export.train import evaluate, to_tensors, train
 
 CFG = {"embedding_dim": 8, "hidden": 16}

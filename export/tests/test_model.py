@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from numerics import logit_atol
 
 from atrank_export.model import ATRank, ModelConfig
+from atrank_export.numerics import logit_atol
 
 N_ITEMS, N_CATES = 50, 7
 NAMES = ["hist_item", "hist_category", "hist_action", "hist_time", "hist_len", "cand_item",

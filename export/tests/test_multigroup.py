@@ -1,12 +1,20 @@
 import numpy as np
 import torch
-from numerics import logit_atol, multigroup_logit_atol
 
 from atrank_export.model import ATRank, ModelConfig
 from atrank_export.multigroup import (
     MultiGroupATRank,
     amazon_preset,
     build_multigroup_split,
+    table_name,
+)
+from atrank_export.numerics import (
+    U,
+    logit_atol,
+    multigroup_logit_atol,
+    multigroup_logit_magnitudes,
+    multigroup_logit_roundings,
+    multigroup_magnitude_bound,
 )
 from atrank_export.synthetic import synthetic_multigroup
 
@@ -190,6 +198,28 @@ def test_export_writes_validated_split_graphs_and_catches_a_wrong_graph(tmp_path
     for r in golden["requests"]:
         assert len(r["scores"]) == len(r["candidates"])
         assert np.isfinite(r["scores"]).all(), r["name"]
+        # 2 D U M per request; M >= |logit| (independent of how M was measured)
+        assert r["tolerance"] >= 2 * golden["roundings"] * U * float(np.max(np.abs(r["scores"])))
+    assert golden["roundings"] == multigroup_logit_roundings(model.config)
+    assert golden["tolerance"] == max(r["tolerance"] for r in golden["requests"])
+    # bound_any_request: M bounded from the weights for any request, checked on random ones
+    bound = multigroup_magnitude_bound(model)
+    assert golden["bound_any_request"] == 2 * golden["roundings"] * U * bound
+    g = torch.Generator().manual_seed(3)
+    c, b, n = model.config, 32, 40
+    x = {}
+    for grp in c.groups:
+        length = grp.max_history
+        for f in grp.features:
+            x[f"{grp.name}_{f}"] = torch.randint(
+                0, c.table_sizes[table_name(grp.name, f)] + 1, (b, length), generator=g)
+        x[f"{grp.name}_action"] = torch.randint(0, c.n_actions + 1, (b, length), generator=g)
+        x[f"{grp.name}_time"] = torch.randint(0, c.n_time_buckets, (b, length), generator=g)
+        x[f"{grp.name}_len"] = torch.randint(0, length + 1, (b,), generator=g)
+    for f in c.group(c.target_group).features:
+        x[f"cand_{f}"] = torch.randint(
+            0, c.table_sizes[table_name(c.target_group, f)] + 1, (b, n), generator=g)
+    assert float(multigroup_logit_magnitudes(model, x).max()) <= bound
     # A model that is not the exported one must fail validation loudly.
     other = MultiGroupATRank(split.config).eval()
     with torch.no_grad():

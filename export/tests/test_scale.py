@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from numerics import U, forward_roundings
 from torch import nn
 
 from atrank_export.cli import main
 from atrank_export.data import build_split, synthetic_dataset
 from atrank_export.distributed import Parallel
 from atrank_export.model import ATRank, ModelConfig
+from atrank_export.numerics import U, forward_roundings
 from atrank_export.train import LABELS, batch_objective, load_checkpoint, to_tensors, train
 from atrank_export.train_state import load_train_state
 

@@ -267,6 +267,9 @@ int golden_load(const char *package_dir, golden_set *out) {
         return -1;
     }
     out->tolerance = tolerance->valuedouble;
+    const cJSON *bound = cJSON_GetObjectItemCaseSensitive(out->json, "bound_any_request");
+    out->bound_any_request = cJSON_IsNumber(bound) ? bound->valuedouble : -1.0;
+    int override = 0;
     const char *env = getenv("ATRANK_TOLERANCE");
     if (env != NULL && env[0] != '\0') {
         char *end = NULL;
@@ -278,6 +281,8 @@ int golden_load(const char *package_dir, golden_set *out) {
             return -1;
         }
         out->tolerance = t;
+        out->bound_any_request = t;
+        override = 1;
     }
     int n = cJSON_GetArraySize(requests);
     out->requests = calloc(n > 0 ? (size_t)n : 1, sizeof *out->requests);
@@ -296,6 +301,8 @@ int golden_load(const char *package_dir, golden_set *out) {
             golden_free(out);
             return -1;
         }
+        const cJSON *own = cJSON_GetObjectItemCaseSensitive(req, "tolerance");
+        out->requests[i].tolerance = !override && cJSON_IsNumber(own) ? own->valuedouble : out->tolerance;
     }
     free(path);
     if (out->requests_len == 0) {
@@ -317,6 +324,18 @@ void golden_free(golden_set *set) {
     free(set->requests);
     cJSON_Delete(set->json);
     memset(set, 0, sizeof *set);
+}
+
+double test_bound_any_request(const char *package_dir) {
+    golden_set g;
+    if (golden_load(package_dir, &g) != 0) {
+        test_fail("cannot read the golden file of %s", package_dir);
+        return -1.0;
+    }
+    double bound = g.bound_any_request;
+    golden_free(&g);
+    if (bound < 0) test_fail("%s: golden.json has no bound_any_request (re-export the package)", package_dir);
+    return bound;
 }
 
 size_t test_spec_max_candidates(const char *package_dir) {

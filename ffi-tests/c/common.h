@@ -55,10 +55,17 @@ typedef struct golden_request {
     const char **candidates;
     size_t candidates_len;
     double *scores; /* the trainer's scores, one per candidate */
+    /* The bound on any two float32 evaluations of this request's logits (runtime vs trainer,
+     * batch vs single, cached vs plain): its derived 2 D U M from golden.json
+     * (docs/tolerances.md), else the file's top-level tolerance; $ATRANK_TOLERANCE when set. */
+    double tolerance;
 } golden_request;
 
 typedef struct golden_set {
-    double tolerance; /* from golden.json, or $ATRANK_TOLERANCE when set */
+    double tolerance; /* top-level (the largest per-request one), or $ATRANK_TOLERANCE when set */
+    /* golden.json's bound_any_request (2 D U M_max, for requests that are not golden ones), or
+     * $ATRANK_TOLERANCE when set; a negative value when the file has none. */
+    double bound_any_request;
     golden_request *requests;
     size_t requests_len;
     cJSON *json; /* owns the strings */
@@ -68,6 +75,11 @@ typedef struct golden_set {
  * why and returns -1. Free with golden_free. */
 int golden_load(const char *package_dir, golden_set *out);
 void golden_free(golden_set *set);
+
+/* The tolerance for two float32 evaluations of the same logits of a request that is not a
+ * golden one: golden.json's bound_any_request (or $ATRANK_TOLERANCE). Reports a failure and
+ * returns -1 when there is none. */
+double test_bound_any_request(const char *package_dir);
 
 /* limits.max_candidates from <package_dir>/spec.json, or 0 (with a message) if unreadable. */
 size_t test_spec_max_candidates(const char *package_dir);

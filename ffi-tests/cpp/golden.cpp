@@ -151,6 +151,9 @@ GoldenSet load_golden(const std::string &dir) {
     }
     GoldenSet out;
     out.tolerance = tolerance->valuedouble;
+    const cJSON *bound = field(json.get(), "bound_any_request");
+    if (cJSON_IsNumber(bound)) out.bound_any_request = bound->valuedouble;
+    bool override = false;
     const std::string env_tol = env("ATRANK_TOLERANCE");
     if (!env_tol.empty()) {
         char *end = nullptr;
@@ -159,6 +162,8 @@ GoldenSet load_golden(const std::string &dir) {
             throw std::runtime_error("ATRANK_TOLERANCE=" + env_tol + " is not a non-negative number");
         }
         out.tolerance = t;
+        out.bound_any_request = t;
+        override = true;
     }
     std::size_t i = 0;
     const cJSON *req = nullptr;
@@ -168,11 +173,20 @@ GoldenSet load_golden(const std::string &dir) {
         } catch (const std::runtime_error &e) {
             throw std::runtime_error(path + ": " + e.what());
         }
+        const cJSON *own = field(req, "tolerance");
+        out.requests.back().tolerance = !override && cJSON_IsNumber(own) ? own->valuedouble : out.tolerance;
     }
     if (out.requests.empty()) {
         throw std::runtime_error(path + " has no requests");
     }
     return out;
+}
+
+double GoldenSet::any_request_tolerance() const {
+    if (!bound_any_request) {
+        throw std::runtime_error("golden.json has no bound_any_request (re-export the package)");
+    }
+    return *bound_any_request;
 }
 
 std::size_t spec_max_candidates(const std::string &dir) {

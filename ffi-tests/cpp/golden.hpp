@@ -21,11 +21,21 @@ struct GoldenRequest {
     std::vector<atrank::Behavior> behaviors;
     std::vector<std::string> candidates;
     std::vector<double> scores;  // the trainer's scores, one per candidate
+    // The bound on any two float32 evaluations of this request's logits (runtime vs trainer,
+    // batch vs single, cached vs plain): its derived 2 D U M (docs/tolerances.md), else the
+    // file's top-level tolerance; $ATRANK_TOLERANCE when set.
+    double tolerance = 0.0;
 };
 
 struct GoldenSet {
-    double tolerance = 0.0;  // from golden.json, or $ATRANK_TOLERANCE when set
+    double tolerance = 0.0;  // top-level (the largest per-request one), or $ATRANK_TOLERANCE
+    // bound_any_request (2 D U M_max, for requests that are not golden ones), or
+    // $ATRANK_TOLERANCE; nullopt when the file has none.
+    std::optional<double> bound_any_request;
     std::vector<GoldenRequest> requests;
+
+    // bound_any_request, or throws std::runtime_error when the file has none.
+    double any_request_tolerance() const;
 };
 
 // $ATRANK_PACKAGE, or nullopt when unset or empty.

@@ -44,7 +44,6 @@ def _max_candidates(package) -> int:
 
 def test_golden_score(package, backend):
     gold = golden(package)
-    tol = tolerance(gold)
     with atrank.Model(package, backend) as model:
         assert model.backend == backend
         assert model.serving == ("tract" if backend == "tract" else "ort-cpu")
@@ -52,7 +51,7 @@ def test_golden_score(package, backend):
         for r in gold["requests"]:
             scores = model.score(r["behaviors"], r["candidates"], r["request_time"])
             assert scores.dtype == np.float32
-            _check_scores(scores, r["scores"], tol, f"{package.name}/{r['name']}")
+            _check_scores(scores, r["scores"], tolerance(gold, r), f"{package.name}/{r['name']}")
 
 
 def test_golden_score_cached(package, backend):
@@ -63,7 +62,7 @@ def test_golden_score_cached(package, backend):
                 scores = model.score(
                     r["behaviors"], r["candidates"], r["request_time"], user_key=r["name"]
                 )
-                _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+                _check_scores(scores, r["scores"], tolerance(gold, r), r["name"])
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native-batch", "one-by-one"])
@@ -77,7 +76,7 @@ def test_golden_score_batch(package, backend, native, monkeypatch):
         results = model.score_batch(_request(r) for r in gold["requests"])
         assert len(results) == len(gold["requests"])
         for r, scores in zip(gold["requests"], results):
-            _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+            _check_scores(scores, r["scores"], tolerance(gold, r), r["name"])
 
 
 def test_tuples_and_namedtuples_equal_dicts(backend):
@@ -95,9 +94,9 @@ def test_tuples_and_namedtuples_equal_dicts(backend):
     with atrank.Model(MULTI, backend) as model:
         for form in (as_tuples, as_named, np.array(r["behaviors"], dtype=object)):
             scores = model.score(form, np.array(r["candidates"]), np.int64(r["request_time"]))
-            _check_scores(scores, r["scores"], tolerance(gold), "tuple form")
+            _check_scores(scores, r["scores"], tolerance(gold, r), "tuple form")
         req = atrank.Request(as_named, r["candidates"], r["request_time"])
-        _check_scores(model.score_batch([req])[0], r["scores"], tolerance(gold), "Request")
+        _check_scores(model.score_batch([req])[0], r["scores"], tolerance(gold, r), "Request")
 
 
 def test_empty_history_is_valid():
@@ -258,7 +257,8 @@ def test_score_batch_bad_request(tiny_model, native, monkeypatch):
         assert isinstance(results[1], exc)
         assert "requests[" not in results[1].message
         for i in (0, 2):
-            _check_scores(results[i], gold["requests"][i]["scores"], tolerance(gold), f"row {i}")
+            want = gold["requests"][i]
+            _check_scores(results[i], want["scores"], tolerance(gold, want), f"row {i}")
 
 
 def test_score_batch_over_one_call(tiny_model):
@@ -269,8 +269,8 @@ def test_score_batch_over_one_call(tiny_model):
     results = tiny_model.score_batch(reqs[i % len(reqs)] for i in range(n))
     assert len(results) == n
     for i in (0, atrank.MAX_BATCH_REQUESTS - 1, atrank.MAX_BATCH_REQUESTS, n - 1):
-        want = gold["requests"][i % len(reqs)]["scores"]
-        _check_scores(results[i], want, tolerance(gold), f"request {i}")
+        want = gold["requests"][i % len(reqs)]
+        _check_scores(results[i], want["scores"], tolerance(gold, want), f"request {i}")
 
 
 # ---------- lifetime and threads ----------
@@ -294,7 +294,7 @@ def test_threads_share_one_model(backend):
             for j in range(len(reqs)):
                 r = reqs[(k + j) % len(reqs)]
                 scores = model.score(r["behaviors"], r["candidates"], r["request_time"])
-                _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+                _check_scores(scores, r["scores"], tolerance(gold, r), r["name"])
             return len(reqs)
 
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -319,7 +319,7 @@ def test_close_waits_for_calls_in_flight():
                 with lock:
                     done["refused"] += 1
                 return
-            _check_scores(scores, r["scores"], tolerance(gold), r["name"])
+            _check_scores(scores, r["scores"], tolerance(gold, r), r["name"])
             with lock:
                 done["scored"] += 1
                 if done["scored"] >= 20:

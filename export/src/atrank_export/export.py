@@ -5,7 +5,15 @@ The package holds spec.json, model.onnx (dynamo export, opset 20, dynamic B/L/N,
 vocab/category.txt, catalog.tsv and golden.json. Golden scores are PyTorch logits of raw
 requests preprocessed by :mod:`atrank_export.preprocess`. Validation runs onnxruntime (CPU) on
 every golden request and on one batch of all of them padded together, and raises
-:class:`ExportValidationError` if any logit differs from PyTorch by more than :data:`ATOL`.
+:class:`ExportValidationError` if any logit differs from PyTorch by more than its request's
+derived tolerance.
+
+Tolerances (docs/tolerances.md): each golden request carries ``tolerance`` = 2 D U M, the
+first-order bound on two float32 evaluations of its logits (D: the forward pass's roundings at
+max_history, :func:`atrank_export.numerics.atrank_logit_roundings`; M: the largest
+|.|-magnitude of its logits, measured on the trained model); golden.json's top-level
+``tolerance`` is their maximum and ``bound_any_request`` = 2 D U M_max with M_max bounded from
+the weights for any request (:func:`atrank_export.numerics.atrank_magnitude_bound`).
 """
 
 from __future__ import annotations
@@ -24,15 +32,15 @@ import torch
 from . import __version__
 from .manifest import write_manifest
 from .model import ATRank, ModelConfig
+from .numerics import (
+    atrank_logit_roundings,
+    atrank_magnitude_bound,
+    logit_magnitudes,
+    tolerance,
+)
 from .preprocess import INPUT_NAMES, OUTPUT_NAME, Preprocessor, TimeBuckets, Vocab, pad_batch
 from .train import load_checkpoint, setup_threads, to_tensors
 
-# Product contracts, not derived bounds: the first-order worst case for two float32
-# evaluations of one logit is 2 D U M (D roundings, M its |.|-magnitude), which exceeds both
-# for the committed packages' magnitudes. See docs/tolerances.md (section 4) before relying
-# on them for a larger model.
-ATOL = 1e-5               # ONNX Runtime vs PyTorch, absolute, on logits
-GOLDEN_TOLERANCE = 1e-4   # what the runtime must meet against golden.json
 OPSET = 20
 UNKNOWN_ITEM = "no-such-movie"
 GOLDEN_SEED = 1234
@@ -118,16 +126,41 @@ def ort_session(onnx_path: Path):
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
 
+def request_tolerances(model: ATRank, pre: Preprocessor, requests: Sequence[dict]) -> list[float]:
+    """Per request: 2 D U max M over its logits (first-order bound on any two float32
+    evaluations of them; D at ``pre.max_history``, M measured on ``model``)."""
+    d = atrank_logit_roundings(model.config, pre.max_history)
+    out = []
+    for r in requests:
+        m = logit_magnitudes(model, to_tensors(pad_batch([pre.encode_request(r)])))
+        out.append(tolerance(d, float(m.max()) if m.numel() else 0.0))
+    return out
+
+
+def _per_request(atol, requests: Sequence[dict], derive) -> list[float]:
+    if atol is None:
+        return list(derive())
+    if isinstance(atol, (int, float)):
+        return [float(atol)] * len(requests)
+    if len(atol) != len(requests):
+        raise ValueError(f"{len(atol)} tolerances for {len(requests)} requests")
+    return [float(t) for t in atol]
+
+
 def validate_onnx(model: ATRank, onnx_path: Path, pre: Preprocessor,
-                  requests: Sequence[dict], atol: float = ATOL, log=print) -> float:
+                  requests: Sequence[dict], atol: float | Sequence[float] | None = None,
+                  log=print) -> float:
     """Compare onnxruntime with PyTorch on every request alone and on all of them batched
-    (mixed history lengths, padded). Returns the max abs diff; raises ExportValidationError
-    if it exceeds ``atol`` (or if batching/padding changes a score by more than ``atol``)."""
+    (mixed history lengths, padded). ``atol``: per request (or one for all; default: derived,
+    :func:`request_tolerances`). Returns the max abs diff; raises ExportValidationError if a
+    request's logits differ by more than its tolerance (or if batching/padding changes them by
+    more)."""
+    tols = _per_request(atol, requests, lambda: request_tolerances(model, pre, requests))
     sess = ort_session(onnx_path)
     encoded = [pre.encode_request(r) for r in requests]
     worst = 0.0
     singles = []
-    for req, enc in zip(requests, encoded):
+    for req, enc, tol in zip(requests, encoded, tols):
         batch = pad_batch([enc])
         ref = torch_scores(model, batch)
         got = sess.run([OUTPUT_NAME], batch)[0]
@@ -137,24 +170,35 @@ def validate_onnx(model: ATRank, onnx_path: Path, pre: Preprocessor,
         diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
         if not np.isfinite(got).all():
             diff = float("inf")
+        if not diff <= tol:
+            raise ExportValidationError(
+                f"{req.get('name')}: onnxruntime differs from PyTorch by {diff:.6g} > "
+                f"its tolerance {tol:.3g} ({onnx_path})")
         worst = max(worst, diff)
         singles.append(ref[0])
     batch = pad_batch(encoded)
     ref = torch_scores(model, batch)
     got = sess.run([OUTPUT_NAME], batch)[0]
-    batch_diff = float(np.max(np.abs(got - ref)))
-    worst = max(worst, batch_diff if np.isfinite(got).all() else float("inf"))
-    pad_diff = max(float(np.max(np.abs(ref[i, :len(s)] - s))) if len(s) else 0.0
-                   for i, s in enumerate(singles))
+    pad_diff = 0.0
+    for i, (req, s, tol) in enumerate(zip(requests, singles, tols)):
+        n = len(s)
+        d = float(np.max(np.abs(got[i, :n] - ref[i, :n]))) if n else 0.0
+        if not np.isfinite(got[i, :n]).all():
+            d = float("inf")
+        p = float(np.max(np.abs(ref[i, :n] - s))) if n else 0.0
+        if not d <= tol:
+            raise ExportValidationError(
+                f"{req.get('name')} (batched): onnxruntime differs from PyTorch by {d:.6g} > "
+                f"its tolerance {tol:.3g} ({onnx_path})")
+        if not p <= tol:
+            raise ExportValidationError(
+                f"{req.get('name')}: batched/padded scores differ from single-request scores "
+                f"by {p:.6g} > its tolerance {tol:.3g}")
+        worst, pad_diff = max(worst, d), max(pad_diff, p)
     log(f"onnxruntime vs PyTorch: max abs diff {worst:.3g} over {len(requests)} requests + "
         f"one batch B={batch['hist_len'].shape[0]} L={batch['hist_item'].shape[1]} "
-        f"N={batch['cand_item'].shape[1]} (atol {atol:g}); batched vs alone {pad_diff:.3g}")
-    if not worst <= atol:
-        raise ExportValidationError(
-            f"onnxruntime differs from PyTorch by {worst:.6g} > atol {atol:g} ({onnx_path})")
-    if not pad_diff <= atol:
-        raise ExportValidationError(
-            f"batched/padded scores differ from single-request scores by {pad_diff:.6g}")
+        f"N={batch['cand_item'].shape[1]} (per-request tolerances {min(tols):.3g}.."
+        f"{max(tols):.3g}); batched vs alone {pad_diff:.3g}")
     return worst
 
 
@@ -317,14 +361,31 @@ def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, An
     write_spec(out, ckpt, pre)
     export_onnx(model, out / "model.onnx")
     requests = build_golden_requests(ckpt, pre)
-    for r in requests:
+    tols = request_tolerances(model, pre, requests)
+    for r, tol in zip(requests, tols):
         r["scores"] = score_request(model, pre, r)
-    golden = {"format": "atrank-golden", "version": 1, "tolerance": GOLDEN_TOLERANCE,
-              "requests": requests}
+        r["tolerance"] = tol
+    golden = golden_header(max(tols),
+                           atrank_logit_roundings(model.config, pre.max_history),
+                           atrank_magnitude_bound(model), version=1)
+    golden["requests"] = requests
     (out / "golden.json").write_text(golden_text(golden), encoding="utf-8")
     # round-trip through the package files, so the written vocab/catalog/spec are what is checked
     pre_pkg = Preprocessor.from_package(out)
-    diff = validate_onnx(model, out / "model.onnx", pre_pkg, requests, ATOL, log=log)
+    diff = validate_onnx(model, out / "model.onnx", pre_pkg, requests, tols, log=log)
     write_manifest(out)                 # last: hashes the files as validated
     return {"package": str(out), "requests": len(requests), "max_abs_diff": diff,
-            "atol": ATOL}
+            "atol": max(tols)}
+
+
+def golden_header(max_tolerance: float, roundings: int, magnitude_bound: float | None,
+                  version: int) -> dict:
+    """golden.json's fields before ``requests`` (docs/package-format.md): ``tolerance``, the
+    largest per-request tolerance (what readers that know no per-request field use);
+    ``roundings``, the D behind every tolerance; ``bound_any_request`` = 2 D U M_max when a
+    bound M_max on every request's |.|-magnitudes is derived from the weights."""
+    head = {"format": "atrank-golden", "version": version, "tolerance": max_tolerance,
+            "roundings": roundings}
+    if magnitude_bound is not None:
+        head["bound_any_request"] = tolerance(roundings, magnitude_bound)
+    return head

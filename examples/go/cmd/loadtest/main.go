@@ -27,21 +27,18 @@ func main() {
 	c := flag.Int("c", 4, "concurrent clients")
 	reloads := flag.Int("reloads", 0, "POST /admin/reload this many times, spread over the run")
 	userEvery := flag.Int("user-every", 2, "every k-th request names its user (the cached path); 0: never")
-	check := flag.Bool("check", true, "compare scores with the golden file's (within its tolerance)")
-	tol := flag.Float64("tolerance", -1, "override the golden tolerance (negative: the file's)")
+	check := flag.Bool("check", true, "compare scores with the golden file's (within each request's tolerance)")
+	tol := flag.Float64("tolerance", 0, "override the golden file's per-request tolerances (0: the file's)")
 	checkMetrics := flag.Bool("check-metrics", true, "check the server's /metrics against the requests sent")
 	flag.Parse()
 	if *url == "" || *pkg == "" {
 		flag.Usage()
 		os.Exit(2)
 	}
-	pool, gtol, err := loadgen.FromPackage(*pkg)
+	pool, _, err := loadgen.FromPackage(*pkg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(2)
-	}
-	if *tol >= 0 {
-		gtol = *tol
 	}
 	if !*check {
 		for i := range pool {
@@ -55,7 +52,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	rep, err := loadgen.Run(context.Background(), loadgen.Config{BaseURL: *url, Pool: pool, Tolerance: gtol,
+	rep, err := loadgen.Run(context.Background(), loadgen.Config{BaseURL: *url, Pool: pool, Tolerance: *tol,
 		N: *n, Duration: *duration, Concurrency: *c, Reloads: *reloads, UserEvery: *userEvery})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)

@@ -28,10 +28,14 @@ type Sample struct {
 	Name     string
 	Request  rerank.Request
 	Expected []float64 // nil: not checked
+	// Tolerance bounds |score - Expected| per candidate: the golden request's derived 2 D U M
+	// (docs/tolerances.md), or the file's top-level tolerance in files without one.
+	Tolerance float64
 }
 
 // FromPackage builds the pool from a package's golden file (spec.json's "golden", default
-// golden.json): the trainer's requests and scores. It also returns the golden tolerance.
+// golden.json): the trainer's requests, scores and per-request tolerances. It also returns
+// the file's top-level tolerance (the largest per-request one).
 func FromPackage(dir string) ([]Sample, float64, error) {
 	var spec struct {
 		Golden string `json:"golden"`
@@ -68,6 +72,7 @@ func FromPackage(dir string) ([]Sample, float64, error) {
 			} `json:"behaviors"`
 			Candidates []string  `json:"candidates"`
 			Scores     []float64 `json:"scores"`
+			Tolerance  *float64  `json:"tolerance"`
 		} `json:"requests"`
 	}
 	if err := json.Unmarshal(data, &g); err != nil {
@@ -97,7 +102,11 @@ func FromPackage(dir string) ([]Sample, float64, error) {
 				Timestamp: b.Timestamp, Group: str(b.Group), Features: b.Features}
 		}
 		rt := r.RequestTime
-		out[i] = Sample{Name: r.Name, Expected: r.Scores,
+		tol := g.Tolerance
+		if r.Tolerance != nil {
+			tol = *r.Tolerance
+		}
+		out[i] = Sample{Name: r.Name, Expected: r.Scores, Tolerance: tol,
 			Request: rerank.Request{Behaviors: beh, Candidates: r.Candidates, RequestTime: &rt}}
 	}
 	return out, g.Tolerance, nil
@@ -107,7 +116,7 @@ func FromPackage(dir string) ([]Sample, float64, error) {
 type Config struct {
 	BaseURL     string        // e.g. http://127.0.0.1:8080
 	Pool        []Sample      // cycled through
-	Tolerance   float64       // for Sample.Expected
+	Tolerance   float64       // when > 0, replaces every Sample.Tolerance
 	N           int           // at most this many requests
 	Duration    time.Duration // and at most this long
 	Concurrency int           // clients
@@ -278,7 +287,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-func post(client *http.Client, base string, body []byte, s *Sample, tol float64) (uint64, error) {
+func post(client *http.Client, base string, body []byte, s *Sample, override float64) (uint64, error) {
+	tol := s.Tolerance
+	if override > 0 {
+		tol = override
+	}
 	resp, err := client.Post(base+"/rerank", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return 0, err

@@ -85,7 +85,7 @@ func do(t *testing.T, method, url, body string) (int, map[string]any) {
 func TestRerank(t *testing.T) {
 	dir := copyDir(t, fixture)
 	ts, _ := start(t, dir)
-	pool, tol, err := loadgen.FromPackage(dir)
+	pool, _, err := loadgen.FromPackage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,8 @@ func TestRerank(t *testing.T) {
 			t.Fatalf("%s: %v", s.Name, out)
 		}
 		for c, v := range scores {
-			if d := math.Abs(v.(float64) - s.Expected[c]); !(d <= tol) {
+			// the request's derived 2 D U M (docs/tolerances.md)
+			if d := math.Abs(v.(float64) - s.Expected[c]); !(d <= s.Tolerance) {
 				t.Errorf("%s candidate %d: %v, trainer %v", s.Name, c, v, s.Expected[c])
 			}
 		}
@@ -175,7 +176,7 @@ func TestReload(t *testing.T) {
 // every request answers with the trainer's scores, none fails.
 func TestLoadDuringReloads(t *testing.T) {
 	ts, _ := start(t, fixture)
-	pool, tol, err := loadgen.FromPackage(fixture)
+	pool, _, err := loadgen.FromPackage(fixture)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,8 @@ func TestLoadDuringReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := loadgen.Run(context.Background(), loadgen.Config{BaseURL: ts.URL, Pool: pool, Tolerance: tol,
+	// each sample's own derived tolerance (Config.Tolerance 0)
+	rep, err := loadgen.Run(context.Background(), loadgen.Config{BaseURL: ts.URL, Pool: pool,
 		N: 300, Duration: 2 * time.Minute, Concurrency: 4, Reloads: 3, UserEvery: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,5 @@
-"""Float32 error bounds that the exporter's tests derive their tolerances from.
+"""Float32 error bounds: the tolerances the exporter writes into golden.json, and those its
+tests derive.
 
 See docs/tolerances.md for the derivations and the table of every tolerance in the tests.
 Notation: U = 2^-24, the float32 unit roundoff (round to nearest: fl(x) = x (1 + d), |d| <= U).
@@ -11,9 +12,11 @@ runtime) therefore differ by at most 2 s U times that magnitude.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from atrank_export.model import ATRank, ModelConfig
+from .model import ATRank, ModelConfig
 
 U = 2.0 ** -24
 
@@ -70,32 +73,133 @@ def logit_atol(model: ATRank, *inputs: dict[str, torch.Tensor]) -> float:
                * float(logit_magnitudes(model, x).max()) for x in inputs)
 
 
-def multigroup_logit_atol(model, *inputs: dict[str, torch.Tensor]) -> float:
-    """``logit_atol`` for MultiGroupATRank (ranking "dot": logit = bias + u . h): D of the
-    encoder at its concatenated length (every group's history) with the widest group's F_M
-    input (+ the candidate projection when there is one), M = |bias| + sum_i |u_i| |h_i|."""
-    c = model.config
-    if c.ranking != "dot":
-        raise ValueError("multigroup_logit_atol covers ranking='dot' only")
+def atrank_logit_roundings(cfg: ModelConfig, max_history: int) -> int:
+    """D for ATRank's logit at the longest history any evaluation pads to: max_history (at
+    least 1; the runtime and the trainer never build longer inputs). Padded positions add
+    exact zeros (zero softmax weight), so a shorter input has no more roundings."""
+    return forward_roundings(cfg, max(1, int(max_history)))["logits"]
+
+
+def multigroup_logit_roundings(config, length: int | None = None) -> int:
+    """D for MultiGroupATRank's logit: the encoder at concatenated history ``length`` (default:
+    every group at its max_history, at least 1, the longest input the preprocessing of the
+    trainer or the runtime ever builds) with the widest group's F_M input, + the candidate
+    projection when there is one; ranking "mlp" replaces u . h + bias (H + 1) by u * h (1),
+    Linear(3H) (3H + 1), ReLU (1), Linear(H) (H + 1) and + bias (1)."""
+    c = config
+    if length is None:
+        length = sum(max(1, g.max_history) for g in c.groups)
     in_dim = max(len(g.features) * c.embedding_dim + c.n_time_buckets + c.n_actions + 1
                  for g in c.groups)
-    proj = len(c.group(c.target_group).features) * c.embedding_dim + 1 \
-        if c.candidate_projection else 0
-    worst, seen = 0.0, {}
+    d = forward_roundings(c, length, in_dim)["logits"]
+    if c.candidate_projection:
+        d += len(c.group(c.target_group).features) * c.embedding_dim + 1
+    if c.ranking == "mlp":
+        d += (1 + 3 * c.hidden + 1 + 1 + c.hidden + 1 + 1) - (c.hidden + 1)
+    return d
+
+
+def multigroup_logit_magnitudes(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """M per logit (float64) of MultiGroupATRank: ranking "dot": |bias| + sum_i |u_i| |h_i|
+    (u: the vanilla-attention output, h: the candidate vector); ranking "mlp": |bias| + |b| +
+    sum_j |w_j| |r_j| (w, b: the ranking network's last Linear, r: its input)."""
+    seen = {}
+    dot = model.config.ranking == "dot"
+    mod = model.vanilla_att if dot else model.rank[-1]
+    hook = mod.register_forward_hook(lambda _m, i, out: seen.update(u=out if dot else i[0]))
+    try:
+        with torch.no_grad():
+            model(**inputs)
+            h = model.candidates(inputs)
+    finally:
+        hook.remove()
+    m = model.item_bias[inputs["cand_id"]].detach().double().abs()
+    if dot:
+        return m + (seen["u"].double().abs() * h.double().abs()).sum(-1)
+    last = model.rank[-1]
+    return (m + last.bias.detach().double().abs()[0]
+            + seen["u"].double().abs() @ last.weight.detach().double().abs()[0])
+
+
+def multigroup_logit_atol(model, *inputs: dict[str, torch.Tensor]) -> float:
+    """``logit_atol`` for MultiGroupATRank: 2 D U max M with D
+    (``multigroup_logit_roundings``) at the inputs' concatenated length (every group's
+    history) and M from ``multigroup_logit_magnitudes``."""
+    c = model.config
+    worst = 0.0
     for x in inputs:
-        hook = model.vanilla_att.register_forward_hook(lambda _m, _i, out: seen.update(u=out))
-        try:
-            with torch.no_grad():
-                model(**x)
-                h = model.candidates(x)
-        finally:
-            hook.remove()
-        m = (model.item_bias[x["cand_id"]].detach().double().abs()
-             + (seen["u"].double().abs() * h.double().abs()).sum(-1))
         length = sum(int(x[f"{g.name}_time"].shape[1]) for g in c.groups)
-        d = forward_roundings(c, length, in_dim)["logits"] + proj
-        worst = max(worst, 2 * d * U * float(m.max()))
+        d = multigroup_logit_roundings(c, length)
+        worst = max(worst, 2 * d * U * float(multigroup_logit_magnitudes(model, x).max()))
     return worst
+
+
+def tolerance(roundings: int, magnitude: float) -> float:
+    """2 D U M: the most two float32 evaluations of one logit with ``roundings`` (D) and
+    |.|-magnitude ``magnitude`` (M) can differ, to first order (docs/tolerances.md)."""
+    return 2.0 * roundings * U * float(magnitude)
+
+
+def _table_max(tables: list[torch.Tensor], weight: torch.Tensor, power: int) -> float:
+    """max over every concatenation c = [row of tables[0], row of tables[1], ...] of
+    sum_j weight_j |c_j|^power: the tables are independent, so it is the sum over tables of
+    each table's largest row sum (every row counts, the unknown/padding row 0 included)."""
+    total, at = 0.0, 0
+    for t in tables:
+        e = t.shape[1]
+        total += float((t.detach().double().abs() ** power @ weight[at:at + e]).max())
+        at += e
+    if at != weight.shape[0]:
+        raise ValueError(f"candidate width {at} != LayerNorm width {weight.shape[0]}")
+    return total
+
+
+def _layer_norm_dot_bound(ln: torch.nn.LayerNorm, tables: list[torch.Tensor] | None,
+                          hmax: torch.Tensor | None = None) -> float:
+    """An upper bound on sum_i |u_i| |c_i| for u = LayerNorm(x) (any x) and any candidate c.
+
+    u_i = gamma_i xhat_i + beta_i with xhat = (x - mean) / sqrt(var + eps), so sum_i xhat_i^2 =
+    H var / (var + eps) <= H, and by Cauchy-Schwarz
+    sum_i |u_i| |c_i| <= sqrt(H) sqrt(sum_i gamma_i^2 c_i^2) + sum_i |beta_i| |c_i|.
+    c ranges over the concatenations of the ``tables``' rows, or (``hmax``) over vectors with
+    |c_i| <= hmax_i."""
+    g2 = ln.weight.detach().double() ** 2
+    b = ln.bias.detach().double().abs()
+    h = g2.shape[0]
+    if hmax is not None:
+        hmax = hmax.double()
+        return math.sqrt(h * float(g2 @ hmax ** 2)) + float(b @ hmax)
+    return math.sqrt(h * _table_max(tables, g2, 2)) + _table_max(tables, b, 1)
+
+
+def atrank_magnitude_bound(model: ATRank) -> float:
+    """An upper bound on M = |bias| + sum_i |u_i| |c_i| over every request ATRank can be given:
+    u is the vanilla-attention block's last LayerNorm's output, c = [item row, category row]
+    (``_layer_norm_dot_bound``), |bias| <= max |item_bias|."""
+    return (float(model.item_bias.detach().double().abs().max())
+            + _layer_norm_dot_bound(model.vanilla_att.ln2,
+                                    [model.item_emb.weight, model.cate_emb.weight]))
+
+
+def multigroup_magnitude_bound(model) -> float | None:
+    """``atrank_magnitude_bound`` for MultiGroupATRank, ranking "dot": the candidate is the
+    concatenation of the target group's feature rows, or with a candidate projection
+    h = W c + b, |h| <= |W| cmax + |b| element-wise (cmax: every table's largest |entry| per
+    dimension). None for ranking "mlp" (no bound derived for the ranking network)."""
+    c = model.config
+    if c.ranking != "dot":
+        return None
+    from .multigroup import table_name
+
+    t = c.group(c.target_group)
+    tables = [model.tables[table_name(t.name, f)].weight for f in t.features]
+    bias = float(model.item_bias.detach().double().abs().max())
+    if not c.candidate_projection:
+        return bias + _layer_norm_dot_bound(model.vanilla_att.ln2, tables)
+    cmax = torch.cat([w.detach().double().abs().max(0).values for w in tables])
+    hmax = (model.f_c.weight.detach().double().abs() @ cmax
+            + model.f_c.bias.detach().double().abs())
+    return bias + _layer_norm_dot_bound(model.vanilla_att.ln2, None, hmax)
 
 
 def baseline_logit_atol(model, *inputs: dict[str, torch.Tensor]) -> float:
