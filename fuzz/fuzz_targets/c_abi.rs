@@ -510,7 +510,10 @@ fn setters(list: &[Setter], arena: &mut Arena, pool: &[String]) {
                 atrank_model_builder_set_sessions(b, *n),
                 (1..=64).contains(n),
             ),
-            Setter::CacheCapacity(n) => (atrank_model_builder_set_cache_capacity(b, *n), true),
+            Setter::CacheCapacity(n) => (
+                atrank_model_builder_set_cache_capacity(b, *n),
+                *n <= ATRANK_MAX_CACHE_ENTRIES,
+            ),
         };
         let c = code(e, "builder setter");
         assert_eq!(c == 0, valid, "setter {s:?}: code {c}");

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use atrank::backend::{load_graph, Feed};
+use atrank::backend::{load_graph, onnx_check, Feed};
 use atrank::preprocess::{Prepared, Preprocessor};
 use atrank::{Backend, Behavior, ErrorCode, LoadOptions, Request};
 use atrank_fuzz::{scratch_dir, Fixture};
@@ -101,11 +101,33 @@ fuzz_target!(|data: &[u8]| {
     };
     let s = state();
     let slot = &s.slots[which as usize % s.slots.len()];
-    std::fs::write(&s.path, graph).expect("scratch file");
+    let bytes = bytes::Bytes::copy_from_slice(graph);
+    // The runtime's own decoder and checks first (names only: the slot has no vocabularies);
+    // then tract on the same bytes whatever the checks said, to fuzz its parser too.
+    let f32_inputs = ["encoded", "mask"];
+    let expect = onnx_check::Expect {
+        inputs: slot
+            .inputs
+            .iter()
+            .map(|n| {
+                let t = if f32_inputs.contains(&n.as_str()) {
+                    onnx_check::InputType::F32
+                } else {
+                    onnx_check::InputType::I64
+                };
+                (n.as_str(), t)
+            })
+            .collect(),
+        outputs: slot.outputs.iter().map(String::as_str).collect(),
+        rows: Vec::new(),
+    };
+    if let Err(e) = onnx_check::check("model.onnx", bytes.clone(), &expect) {
+        assert_eq!(e.code(), ErrorCode::InvalidPackage, "onnx_check: {e}");
+    }
     let mut options = LoadOptions::new(Backend::Tract);
     // Also build a shape-specialised plan on the run below (its own code path) when asked.
     options.tract_plans = usize::from(which / 4 % 2);
-    let loaded = load_graph(&options, &s.path, &slot.inputs, &slot.outputs);
+    let loaded = load_graph(&options, &s.path, &bytes, &slot.inputs, &slot.outputs);
     let graph = match loaded {
         Ok(l) => l.graph,
         Err(e) => {

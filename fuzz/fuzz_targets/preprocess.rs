@@ -39,7 +39,10 @@ fn packages() -> &'static [Package; 2] {
                 .spec
                 .tables
                 .iter()
-                .map(|t| Vocab::read(&f.dir.join(&t.vocab)).expect("fixture vocab"))
+                .map(|t| {
+                    let text = std::fs::read_to_string(f.dir.join(&t.vocab)).expect("fixture vocab");
+                    Vocab::parse(&text, &t.vocab).expect("fixture vocab")
+                })
                 .collect();
             let pool = f.pool();
             Package {
