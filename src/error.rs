@@ -105,3 +105,14 @@ impl Error {
         Error::Backend(format!("{context}: {err:#}"))
     }
 }
+
+/// The message of a caught panic's payload (a `&str` or `String`, as `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}

@@ -70,22 +70,16 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static Path> {
     if let Some(rt) = RUNTIME.get() {
         return loaded(rt);
     }
-    let resolved = preflight(&wanted).map_err(|why| {
+    let unavailable = |why: &dyn std::fmt::Display| {
         Error::BackendUnavailable(format!(
             "cannot load ONNX Runtime from {:?}: {why} (set {ORT_LIB_ENV} to the full path of \
              libonnxruntime.so.<version>, 1.{} or newer)",
             wanted.display().to_string(),
             ort::MINOR_VERSION
         ))
-    })?;
-    let builder = ort::init_from(&resolved).map_err(|e| {
-        Error::BackendUnavailable(format!(
-            "cannot load ONNX Runtime from {:?}: {e} (set {ORT_LIB_ENV} to the full path of \
-             libonnxruntime.so.<version>, 1.{} or newer)",
-            wanted.display().to_string(),
-            ort::MINOR_VERSION
-        ))
-    })?;
+    };
+    let resolved = preflight(&wanted).map_err(|why| unavailable(&why))?;
+    let builder = ort::init_from(&resolved).map_err(|e| unavailable(&e))?;
     let env = builder.with_name("atrank").build().map_err(|e| {
         Error::BackendUnavailable(format!("cannot create the ONNX Runtime environment: {e}"))
     })?;

@@ -200,15 +200,6 @@ impl TractGraph {
     }
 }
 
-/// The message of a caught panic's payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic payload".to_owned())
-}
-
 impl Graph for TractGraph {
     fn run(&self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>> {
         let mut values: TVec<TValue> = TVec::new();
@@ -231,7 +222,12 @@ impl Graph for TractGraph {
         // rather than return an error. The load-time checks rule out the cases known to reach
         // them; should another slip through, it is this call's error, not the host's crash.
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(values)))
-            .map_err(|p| Error::Backend(format!("tract run panicked: {}", panic_text(&*p))))?
+            .map_err(|p| {
+                Error::Backend(format!(
+                    "tract run panicked: {}",
+                    crate::error::panic_message(&*p)
+                ))
+            })?
             .map_err(|e| Error::backend("tract run", e))?;
         let mut out = Vec::with_capacity(outputs.len());
         for name in outputs {

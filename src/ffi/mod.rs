@@ -73,7 +73,7 @@ fn entry<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     let outcome = catch_unwind(AssertUnwindSafe(f));
     IN_ENTRY.with(|d| d.set(d.get().saturating_sub(1)));
     outcome.map_err(|payload| {
-        let message = panic_message(&*payload);
+        let message = crate::error::panic_message(&*payload);
         match PANIC_AT.with(|p| p.borrow_mut().take()) {
             Some(at) => format!("{message} (at {at})"),
             None => message,
@@ -93,16 +93,6 @@ pub(crate) fn wrap(f: impl FnOnce() -> Result<()>) -> *mut atrank_error {
 /// Runs an infallible body; a panic yields `fallback` instead of unwinding into C.
 pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     entry(f).unwrap_or(fallback)
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_owned()
-    }
 }
 
 /// Borrows a required NUL-terminated UTF-8 string argument.
