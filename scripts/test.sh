@@ -5,6 +5,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
+# CI builds everything once: incremental caches would only take disk (about 1 GB).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+# The disk this run starts with, for the log: a full run needs about 15 GB (target/, fuzz/target/,
+# the virtual environment) and a full disk shows up later as a confusing link or archive error.
+df -h "$ROOT" | sed 's/^/disk: /'
 bash scripts/setup.sh
 export ATRANK_REQUIRE_ORT=1
 
