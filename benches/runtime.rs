@@ -94,6 +94,7 @@ fn main() {
         &opts,
         &graph_path,
         &graph_bytes,
+        &[],
         &spec.inputs,
         std::slice::from_ref(&spec.output),
     )

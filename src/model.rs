@@ -192,6 +192,7 @@ impl Model {
             options,
             &dir.join(&spec.graph_file),
             &graph_bytes,
+            &[],
             &spec.inputs,
             std::slice::from_ref(&spec.output),
         )?;
@@ -212,6 +213,7 @@ impl Model {
                     options,
                     &dir.join(&sp.encoder_file),
                     &encoder_bytes,
+                    &[],
                     &history,
                     &sp.encoder_outputs,
                 )?;
@@ -241,6 +243,7 @@ impl Model {
                     options,
                     &dir.join(&sp.scorer_file),
                     &scorer_bytes,
+                    &[],
                     &sp.scorer_inputs,
                     std::slice::from_ref(&sp.scorer_output),
                 )?;
@@ -579,7 +582,7 @@ impl Model {
 /// the spec before any backend parses it.
 fn read_graph(pkg: &PackageDir, spec: &Spec, file: &str, expect: &Expect<'_>) -> Result<Bytes> {
     let bytes = Bytes::from(pkg.read(file, MAX_GRAPH_BYTES, Some(spec.digest(file)?))?);
-    onnx_check::check(file, bytes.clone(), expect)?;
+    onnx_check::check(file, bytes.clone(), expect, &[])?;
     Ok(bytes)
 }
 

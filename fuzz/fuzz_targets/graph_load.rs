@@ -121,13 +121,13 @@ fuzz_target!(|data: &[u8]| {
         outputs: slot.outputs.iter().map(String::as_str).collect(),
         rows: Vec::new(),
     };
-    if let Err(e) = onnx_check::check("model.onnx", bytes.clone(), &expect) {
+    if let Err(e) = onnx_check::check("model.onnx", bytes.clone(), &expect, &[]) {
         assert_eq!(e.code(), ErrorCode::InvalidPackage, "onnx_check: {e}");
     }
     let mut options = LoadOptions::new(Backend::Tract);
     // Also build a shape-specialised plan on the run below (its own code path) when asked.
     options.tract_plans = usize::from(which / 4 % 2);
-    let loaded = load_graph(&options, &s.path, &bytes, &slot.inputs, &slot.outputs);
+    let loaded = load_graph(&options, &s.path, &bytes, &[], &slot.inputs, &slot.outputs);
     let graph = match loaded {
         Ok(l) => l.graph,
         Err(e) => {

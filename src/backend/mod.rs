@@ -221,6 +221,19 @@ pub trait Graph: Send + Sync {
     }
 }
 
+/// A file holding external data of a graph (ONNX `data_location = EXTERNAL`), given to
+/// [`load_graph`] by the caller rather than opened by the backend: the name the graph's
+/// initializers give as their `location` (`tables.bin`), and the file's bytes, normally a
+/// read-only memory map of it (`Bytes::from_owner(mmap)`). ONNX Runtime keeps a clone (no
+/// copy) for as long as the graph lives, so the bytes must stay unchanged that long.
+#[derive(Debug, Clone)]
+pub struct ExternalFile {
+    /// The name initializers give as their external data `location`.
+    pub name: String,
+    /// The whole file.
+    pub data: Bytes,
+}
+
 /// A loaded graph and what serves it.
 pub struct Loaded {
     /// The graph.
@@ -288,19 +301,35 @@ pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
 }
 
 /// Loads an ONNX graph, already read from the package (`path` names it in messages) and
-/// checked by [`onnx_check::check`], into the chosen backend. `inputs` and `outputs` are the
-/// names the graph must have.
+/// checked by [`onnx_check::check`], into the chosen backend. `external` holds the files its
+/// initializers may keep their data in (the spec's `graph.external_data`, mapped); `inputs`
+/// and `outputs` are the names the graph must have.
+///
+/// Whatever the caller checked, every external data reference of the graph is checked here
+/// again against `external` ([`onnx_check::check_external_refs`]) before a backend parses it,
+/// so neither backend ever opens a file or reads outside the given bytes: ONNX Runtime reads
+/// the tensors from `external` in place, tract gets a copy of the graph with them inlined.
 pub fn load_graph(
     options: &LoadOptions,
     path: &Path,
     bytes: &Bytes,
+    external: &[ExternalFile],
     inputs: &[String],
     outputs: &[String],
 ) -> Result<Loaded> {
     check_options(options)?;
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let sizes: Vec<(&str, u64)> = external
+        .iter()
+        .map(|f| (f.name.as_str(), f.data.len() as u64))
+        .collect();
+    onnx_check::check_external_refs(&file, bytes.clone(), &sizes)?;
     match options.backend {
         #[cfg(feature = "backend-ort")]
-        Backend::Ort => ort::load(path, bytes, inputs, outputs, options),
+        Backend::Ort => ort::load(path, bytes, external, inputs, outputs, options),
         #[cfg(feature = "backend-tract")]
         Backend::Tract => {
             if options.gpu == GpuPolicy::Strict {
@@ -312,6 +341,7 @@ pub fn load_graph(
                 graph: Box::new(tract::TractGraph::load(
                     path,
                     bytes,
+                    external,
                     inputs,
                     outputs,
                     options.tract_plans,

@@ -5,8 +5,12 @@
 //! skipped or borrowed without a copy. What is checked:
 //! - the bytes are an ONNX model at all (a truncated or garbage file is `INVALID_PACKAGE`, not
 //!   a backend error);
-//! - the graph has at most [`MAX_GRAPH_NODES`] nodes, no external data (the package format has
-//!   none), and no constant shape that asks for more than [`MAX_CONSTANT_ELEMENTS`] elements;
+//! - the graph has at most [`MAX_GRAPH_NODES`] nodes and no constant shape that asks for more
+//!   than [`MAX_CONSTANT_ELEMENTS`] elements;
+//! - external data: only the graph's initializers may have it, and
+//!   each reference names a file of the allow-list, lies inside it, starts at a multiple of
+//!   [`EXTERNAL_ALIGNMENT`], and has exactly the bytes the tensor's type and shape need: a
+//!   backend given the graph and the allow-listed files never reads outside them;
 //! - its inputs are exactly the spec's, each with the dtype the runtime feeds, and its outputs
 //!   are float32;
 //! - every embedding table that an index input feeds (`Gather(table, input)`) has a row for
@@ -28,6 +32,9 @@ pub const MAX_GRAPH_NODES: usize = 4096;
 /// may ask for: 2^24 (64 MiB of float32). The exporter's graphs build no constant larger than
 /// a few thousand elements; their large tensors are initializers, bounded by the file's size.
 pub const MAX_CONSTANT_ELEMENTS: u128 = 1 << 24;
+/// The alignment of every external tensor's offset (the package format's; a multiple of the
+/// page size and of Windows' 64 KiB mapping granularity).
+pub const EXTERNAL_ALIGNMENT: u64 = 65536;
 
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
@@ -36,6 +43,30 @@ const INT64: i32 = 7;
 struct ModelProto {
     #[prost(message, optional, tag = "7")]
     graph: Option<GraphProto>,
+    #[prost(message, repeated, tag = "25")]
+    functions: Vec<FunctionProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct FunctionProto {
+    #[prost(message, repeated, tag = "7")]
+    node: Vec<NodeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SparseTensorProto {
+    #[prost(message, optional, tag = "1")]
+    values: Option<TensorProto>,
+    #[prost(message, optional, tag = "2")]
+    indices: Option<TensorProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StringStringEntryProto {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -48,6 +79,8 @@ struct GraphProto {
     input: Vec<ValueInfoProto>,
     #[prost(message, repeated, tag = "12")]
     output: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "15")]
+    sparse_initializer: Vec<SparseTensorProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -68,6 +101,16 @@ struct AttributeProto {
     name: String,
     #[prost(message, optional, tag = "5")]
     t: Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "6")]
+    g: Option<Box<GraphProto>>,
+    #[prost(message, repeated, tag = "10")]
+    tensors: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    graphs: Vec<GraphProto>,
+    #[prost(message, optional, tag = "22")]
+    sparse_tensor: Option<SparseTensorProto>,
+    #[prost(message, repeated, tag = "23")]
+    sparse_tensors: Vec<SparseTensorProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -82,6 +125,8 @@ struct TensorProto {
     name: String,
     #[prost(bytes = "bytes", tag = "9")]
     raw_data: Bytes,
+    #[prost(message, repeated, tag = "13")]
+    external_data: Vec<StringStringEntryProto>,
     #[prost(int32, tag = "14")]
     data_location: i32,
 }
@@ -158,9 +203,277 @@ fn int64_values(t: &TensorProto) -> Option<Vec<i64>> {
     )
 }
 
-/// Checks the ONNX graph `bytes` (file `file` of the package) against `expect`. Decoding from
-/// `Bytes` borrows the weights instead of copying them.
-pub fn check(file: &str, bytes: Bytes, expect: &Expect<'_>) -> Result<()> {
+/// The bytes of one element of ONNX data type `data_type`, for the types that may be stored as
+/// external data: those both backends read from raw bytes (tract reads no other type from raw
+/// bytes).
+fn element_size(data_type: i32) -> Option<u64> {
+    Some(match data_type {
+        2 | 3 | 9 => 1,       // uint8, int8, bool
+        4 | 5 | 10 => 2,      // uint16, int16, float16
+        FLOAT | 6 | 12 => 4,  // float, int32, uint32
+        INT64 | 11 | 13 => 8, // int64, double, uint64
+        _ => return None,
+    })
+}
+
+/// Why a location names no allowed file, for the message.
+fn location_problem(location: &str) -> &'static str {
+    if location.starts_with('/') || location.starts_with('\\') || location.contains(':') {
+        "an absolute path"
+    } else if location.split(['/', '\\']).any(|c| c == "..") {
+        "a path outside the package"
+    } else {
+        "not one of the package's external data files"
+    }
+}
+
+/// A decimal integer as ONNX writes offsets and lengths: ASCII digits only (no sign, space or
+/// prefix, which backends might parse differently), at most `u64::MAX`.
+fn parse_decimal(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// Checks the external data reference of initializer `t`: keys `location`, `offset` and
+/// `length` (each exactly once; `checksum` is allowed and ignored), the location one of
+/// `files` (name, size in bytes), the offset a multiple of [`EXTERNAL_ALIGNMENT`], the range
+/// inside the file (no overflow), no inline `raw_data` besides, and the length exactly the
+/// tensor's element count (dims checked for overflow) times its element size.
+fn check_external(file: &str, t: &TensorProto, files: &[(&str, u64)]) -> Result<()> {
+    let name = &t.name;
+    let (mut location, mut offset, mut length) = (None, None, None);
+    for e in &t.external_data {
+        let slot = match e.key.as_str() {
+            "location" => &mut location,
+            "offset" => &mut offset,
+            "length" => &mut length,
+            "checksum" => continue,
+            other => {
+                return bad(
+                    file,
+                    format!("initializer {name:?}: unknown external data key {other:?}"),
+                )
+            }
+        };
+        if slot.replace(e.value.as_str()).is_some() {
+            return bad(
+                file,
+                format!(
+                    "initializer {name:?}: external data key {:?} given twice",
+                    e.key
+                ),
+            );
+        }
+    }
+    let (Some(location), Some(offset), Some(length)) = (location, offset, length) else {
+        return bad(
+            file,
+            format!("initializer {name:?}: external data needs a location, an offset and a length"),
+        );
+    };
+    let Some(&(_, size)) = files.iter().find(|(n, _)| *n == location) else {
+        let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+        return bad(
+            file,
+            format!(
+                "initializer {name:?}: external data location {location:?} is {} \
+                 (allowed: {names:?})",
+                location_problem(location)
+            ),
+        );
+    };
+    let (Some(offset), Some(length)) = (parse_decimal(offset), parse_decimal(length)) else {
+        return bad(
+            file,
+            format!(
+                "initializer {name:?}: external data offset {offset:?} and length {length:?} \
+                 must be decimal integers"
+            ),
+        );
+    };
+    if offset % EXTERNAL_ALIGNMENT != 0 {
+        return bad(
+            file,
+            format!(
+                "initializer {name:?}: external data offset {offset} is not a multiple of \
+                 {EXTERNAL_ALIGNMENT}"
+            ),
+        );
+    }
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return bad(
+            file,
+            format!(
+                "initializer {name:?}: external data range {offset} + {length} bytes lies \
+                 outside {location:?} ({size} bytes)"
+            ),
+        );
+    }
+    if !t.raw_data.is_empty() {
+        return bad(
+            file,
+            format!("initializer {name:?} has both raw_data and external data"),
+        );
+    }
+    let Some(elem) = element_size(t.data_type) else {
+        return bad(
+            file,
+            format!(
+                "initializer {name:?}: ONNX data type {} cannot be stored as external data",
+                t.data_type
+            ),
+        );
+    };
+    let bytes = t
+        .dims
+        .iter()
+        .try_fold(elem, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
+    if bytes != Some(length) {
+        let need = bytes.map_or_else(|| "more than 2^64".to_owned(), |b| b.to_string());
+        return bad(
+            file,
+            format!(
+                "initializer {name:?}: external data length {length} differs from its shape \
+                 {:?} x {elem} bytes = {need} bytes",
+                t.dims
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses external data in every tensor under `graph` (attributes and subgraphs, recursively)
+/// except its own initializers when `top` is set: only the top-level initializers may be
+/// external (the only ones the runtime checks and hands a backend data for).
+fn no_nested_external(file: &str, graph: &GraphProto, top: bool) -> Result<()> {
+    let refuse = |what: &str, t: &TensorProto| {
+        if t.data_location != 0 || !t.external_data.is_empty() {
+            bad(
+                file,
+                format!(
+                    "{what} {:?} uses external data, which only the graph's initializers may",
+                    t.name
+                ),
+            )
+        } else {
+            Ok(())
+        }
+    };
+    let sparse = |s: &SparseTensorProto| -> Result<()> {
+        for t in s.values.iter().chain(&s.indices) {
+            refuse("sparse tensor", t)?;
+        }
+        Ok(())
+    };
+    if !top {
+        for t in &graph.initializer {
+            refuse("subgraph initializer", t)?;
+        }
+    }
+    for s in &graph.sparse_initializer {
+        sparse(s)?;
+    }
+    no_nested_in_nodes(file, &graph.node, &refuse, &sparse)
+}
+
+fn no_nested_in_nodes(
+    file: &str,
+    nodes: &[NodeProto],
+    refuse: &dyn Fn(&str, &TensorProto) -> Result<()>,
+    sparse: &dyn Fn(&SparseTensorProto) -> Result<()>,
+) -> Result<()> {
+    for n in nodes {
+        for a in &n.attribute {
+            for t in a.t.iter().chain(&a.tensors) {
+                refuse("constant", t)?;
+            }
+            for s in a.sparse_tensor.iter().chain(&a.sparse_tensors) {
+                sparse(s)?;
+            }
+            for g in a.g.iter().map(|g| &**g).chain(&a.graphs) {
+                no_nested_external(file, g, false)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks only the external data of the ONNX graph `bytes` (file `file`): every reference is
+/// one [`check`] accepts with the allow-list `external` (name, size in bytes), and no tensor
+/// but a top-level initializer has external data. [`super::load_graph`] runs it on every
+/// graph, so that no backend sees an unchecked reference even from a caller that skipped
+/// [`check`].
+pub fn check_external_refs(file: &str, bytes: Bytes, external: &[(&str, u64)]) -> Result<()> {
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| Error::package(format!("{file} is not a valid ONNX model: {e}")))?;
+    let Some(graph) = model.graph else {
+        return bad(file, "the ONNX model has no graph");
+    };
+    external_refs(file, &model.functions, &graph, external)
+}
+
+/// The external data checks of [`check`] and [`check_external_refs`].
+fn external_refs(
+    file: &str,
+    functions: &[FunctionProto],
+    graph: &GraphProto,
+    external: &[(&str, u64)],
+) -> Result<()> {
+    no_nested_external(file, graph, true)?;
+    for f in functions {
+        no_nested_in_nodes(
+            file,
+            &f.node,
+            &|what, t| {
+                if t.data_location != 0 || !t.external_data.is_empty() {
+                    bad(
+                        file,
+                        format!("{what} {:?} of a function uses external data", t.name),
+                    )
+                } else {
+                    Ok(())
+                }
+            },
+            &|_| Ok(()),
+        )?;
+    }
+    for t in &graph.initializer {
+        match t.data_location {
+            0 if t.external_data.is_empty() => {}
+            0 => {
+                return bad(
+                    file,
+                    format!(
+                        "initializer {:?} has external data entries but is not marked external",
+                        t.name
+                    ),
+                )
+            }
+            1 => check_external(file, t, external)?,
+            other => {
+                return bad(
+                    file,
+                    format!("initializer {:?} has unknown data_location {other}", t.name),
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the ONNX graph `bytes` (file `file` of the package) against `expect`. `external`
+/// lists the files its initializers may keep their data in (name as the graph writes it in
+/// `location`, size in bytes): the spec's `graph.external_data`, already resolved inside the
+/// package and size-checked; empty, no external data is allowed. Decoding from `Bytes`
+/// borrows the weights instead of copying them.
+pub fn check(
+    file: &str,
+    bytes: Bytes,
+    expect: &Expect<'_>,
+    external: &[(&str, u64)],
+) -> Result<()> {
     let model = ModelProto::decode(bytes)
         .map_err(|e| Error::package(format!("{file} is not a valid ONNX model: {e}")))?;
     let Some(graph) = model.graph else {
@@ -175,17 +488,9 @@ pub fn check(file: &str, bytes: Bytes, expect: &Expect<'_>) -> Result<()> {
             ),
         );
     }
+    external_refs(file, &model.functions, &graph, external)?;
     let mut constants: HashMap<&str, &TensorProto> = HashMap::new();
     for t in &graph.initializer {
-        if t.data_location != 0 {
-            return bad(
-                file,
-                format!(
-                    "initializer {:?} uses external data, which packages do not have",
-                    t.name
-                ),
-            );
-        }
         constants.insert(t.name.as_str(), t);
     }
     for n in &graph.node {
@@ -197,9 +502,6 @@ pub fn check(file: &str, bytes: Bytes, expect: &Expect<'_>) -> Result<()> {
                     .find(|a| a.name == "value")
                     .and_then(|a| a.t.as_ref()),
             ) {
-                if t.data_location != 0 {
-                    return bad(file, format!("constant {out:?} uses external data"));
-                }
                 constants.insert(out.as_str(), t);
             }
         }
@@ -211,10 +513,20 @@ pub fn check(file: &str, bytes: Bytes, expect: &Expect<'_>) -> Result<()> {
             "Expand" | "Tile" => n.input.get(1),
             _ => None,
         };
-        let Some(values) = shape_input
-            .and_then(|s| constants.get(s.as_str()))
-            .and_then(|t| int64_values(t))
-        else {
+        let Some(shape) = shape_input.and_then(|s| constants.get(s.as_str())) else {
+            continue;
+        };
+        if shape.data_location != 0 {
+            return bad(
+                file,
+                format!(
+                    "the shape {:?} of a {} node is external data (shapes are small and stay \
+                     inline)",
+                    shape.name, n.op_type
+                ),
+            );
+        }
+        let Some(values) = int64_values(shape) else {
             continue;
         };
         let elements = values.iter().try_fold(1u128, |acc, &d| {

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::{Feed, Fetched, GpuPolicy, Graph, LoadOptions, Loaded, Serving};
+use super::{ExternalFile, Feed, Fetched, GpuPolicy, Graph, LoadOptions, Loaded, Serving};
 use crate::{Error, Result};
 
 /// Environment variable naming the ONNX Runtime shared library (full file name).
@@ -269,6 +269,9 @@ pub struct OrtGraph {
     next: AtomicUsize,
     /// Sessions held by a running call ([`Graph::sessions_busy`]).
     busy: AtomicUsize,
+    /// The external data files the sessions read their initializers from, in place: declared
+    /// after `sessions`, so dropped after them.
+    _external: Vec<bytes::Bytes>,
 }
 
 /// Counts a session as busy while a call holds it.
@@ -310,12 +313,13 @@ impl OrtGraph {
 pub fn load(
     path: &Path,
     bytes: &[u8],
+    external: &[ExternalFile],
     inputs: &[String],
     outputs: &[String],
     options: &LoadOptions,
 ) -> Result<Loaded> {
     init(options.ort_library.as_deref())?;
-    let make = |cuda| self::session(path, bytes, options.intra_threads, cuda);
+    let make = |cuda| self::session(path, bytes, external, options.intra_threads, cuda);
     let cpu = || make(false);
     let (session, serving, fallback_reason) = match options.gpu {
         GpuPolicy::Off => (cpu()?, Serving::OrtCpu, None),
@@ -352,13 +356,63 @@ pub fn load(
             sessions: pool,
             next: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            _external: external.iter().map(|f| f.data.clone()).collect(),
         }),
         serving,
         fallback_reason,
     })
 }
 
-fn session(path: &Path, bytes: &[u8], threads: usize, cuda: bool) -> Result<Session> {
+/// Hands ONNX Runtime the external data files as buffers in memory
+/// (`AddExternalInitializersFromMemory`, C API 18): initializers whose `location` is one of
+/// the names are read from its buffer, not from a file. `ort`'s own wrapper wants an owned
+/// `Arc<[u8]>` (a copy of a mapping); this passes the mapping itself, which the caller keeps
+/// alive for as long as the session ([`OrtGraph`] holds a clone).
+fn add_external(
+    builder: &mut ort::session::builder::SessionBuilder,
+    external: &[ExternalFile],
+) -> Result<()> {
+    use ort::AsPointer;
+    if external.is_empty() {
+        return Ok(());
+    }
+    let names = external
+        .iter()
+        .map(|f| std::ffi::CString::new(f.name.as_str()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::package("an external data file name contains a NUL byte"))?;
+    let name_ptrs: Vec<*const ort::sys::os_char> = names.iter().map(|n| n.as_ptr()).collect();
+    // ONNX Runtime declares the buffers `char *` but only reads them: it wraps each
+    // initializer's range in a tensor of the graph's (constant) initializers.
+    let buffers: Vec<*mut std::ffi::c_char> = external
+        .iter()
+        .map(|f| f.data.as_ptr().cast::<std::ffi::c_char>().cast_mut())
+        .collect();
+    let lengths: Vec<usize> = external.iter().map(|f| f.data.len()).collect();
+    // SAFETY: the options pointer is the builder's own; the three arrays have
+    // `external.len()` entries and live through the call (ONNX Runtime copies the names and
+    // keeps the buffer pointers, whose memory `OrtGraph` keeps alive past its sessions).
+    let status = unsafe {
+        (ort::api().AddExternalInitializersFromMemory)(
+            builder.ptr_mut(),
+            name_ptrs.as_ptr(),
+            buffers.as_ptr(),
+            lengths.as_ptr(),
+            external.len(),
+        )
+    };
+    // SAFETY: `status` was just returned by an ONNX Runtime API function.
+    unsafe { ort::Error::result_from_status(status) }
+        .map_err(|e| Error::backend("ONNX Runtime external data", e))
+}
+
+fn session(
+    path: &Path,
+    bytes: &[u8],
+    external: &[ExternalFile],
+    threads: usize,
+    cuda: bool,
+) -> Result<Session> {
     let env = environment()?;
     let ctx = |e: ort::Error<_>| {
         Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e)
@@ -374,6 +428,7 @@ fn session(path: &Path, bytes: &[u8], threads: usize, cuda: bool) -> Result<Sess
             .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
             .map_err(|e| Error::backend("CUDA execution provider", e))?;
     }
+    add_external(&mut builder, external)?;
     builder
         .commit_from_memory(bytes)
         .map_err(|e| Error::backend(&format!("ONNX Runtime cannot load {}", path.display()), e))

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use lru::LruCache;
 use tract_onnx::prelude::*;
 
-use super::{Feed, Fetched, Graph, PlanStats};
+use super::{ExternalFile, Feed, Fetched, Graph, PlanStats};
 use crate::{Error, Result};
 
 /// The input shapes of one run, in graph order.
@@ -56,15 +56,19 @@ impl TractGraph {
     pub fn load(
         path: &Path,
         bytes: &[u8],
+        external: &[ExternalFile],
         inputs: &[String],
         outputs: &[String],
         max_plans: usize,
     ) -> Result<TractGraph> {
         let ctx =
             |e: TractError| Error::backend(&format!("tract cannot load {}", path.display()), e);
-        let typed = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(ctx)?
+        let onnx = tract_onnx::onnx();
+        let mut proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(ctx)?;
+        inline_external(path, &mut proto, external)?;
+        let model = onnx.model_for_proto_model(&proto).map_err(ctx);
+        drop(proto);
+        let typed = model?
             .into_typed()
             .map_err(ctx)?
             .into_decluttered()
@@ -198,6 +202,59 @@ impl TractGraph {
         self.symbolic_runs.fetch_add(1, Ordering::Relaxed);
         Arc::clone(&self.plan)
     }
+}
+
+/// Replaces the external data references of the graph's initializers by the bytes they name
+/// in `external` (as `raw_data`): tract resolves a `location` only as a path on disk, next to
+/// a model file, so it is given a graph with the data inline instead. This copies each tensor
+/// once into the protobuf; tract copies it again into its own tensor while parsing, and the
+/// protobuf copy is dropped right after. The references were checked by
+/// [`super::onnx_check::check_external_refs`]; a reference that does not fit is still an
+/// error here, never an out-of-bounds read.
+fn inline_external(
+    path: &Path,
+    proto: &mut tract_onnx::pb::ModelProto,
+    external: &[ExternalFile],
+) -> Result<()> {
+    use tract_onnx::pb::tensor_proto::DataLocation;
+    let Some(graph) = proto.graph.as_mut() else {
+        return Ok(());
+    };
+    for t in &mut graph.initializer {
+        if t.data_location != Some(DataLocation::External as i32) {
+            continue;
+        }
+        let value = |key: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.as_str())
+        };
+        let bad = || {
+            Error::package(format!(
+                "{}: initializer {:?} has an unchecked external data reference",
+                path.display(),
+                t.name
+            ))
+        };
+        let file = value("location")
+            .and_then(|l| external.iter().find(|f| f.name == l))
+            .ok_or_else(bad)?;
+        let offset: usize = value("offset")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)?;
+        let length: usize = value("length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)?;
+        let data = offset
+            .checked_add(length)
+            .and_then(|end| file.data.get(offset..end))
+            .ok_or_else(bad)?;
+        t.raw_data = data.to_vec();
+        t.data_location = None;
+        t.external_data.clear();
+    }
+    Ok(())
 }
 
 impl Graph for TractGraph {

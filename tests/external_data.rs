@@ -1,0 +1,217 @@
+//! ONNX external data (`tables.bin`) on both backends: a graph whose embedding table is
+//! external (tests/fixtures/external, made by its make.py with the exporter's
+//! `external_data.externalize`) loads from a read-only mapping of the file and scores exactly
+//! like the same graph with the table inline; hostile references are refused with
+//! `InvalidPackage`, naming the tensor and the problem, before any backend parses the graph.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use atrank::backend::onnx_check::{self, Expect, InputType};
+use atrank::backend::{load_graph, Backend, ExternalFile, Feed, Fetched, LoadOptions};
+use atrank::ErrorCode;
+use bytes::Bytes;
+
+const ROWS: usize = 100;
+const TABLE_BYTES: usize = ROWS * 16 * 4;
+
+fn dir() -> PathBuf {
+    common::repo().join("tests/fixtures/external")
+}
+
+fn graph(name: &str) -> Bytes {
+    Bytes::from(std::fs::read(dir().join(name)).unwrap())
+}
+
+/// `tables.bin` as the runtime holds it: a read-only memory map.
+fn tables() -> ExternalFile {
+    let file = std::fs::File::open(dir().join("tables.bin")).unwrap();
+    // SAFETY: a test fixture that nothing modifies while the test runs.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    assert_eq!(map.len(), TABLE_BYTES);
+    ExternalFile {
+        name: "tables.bin".into(),
+        data: Bytes::from_owner(map),
+    }
+}
+
+fn options(backend: Backend) -> Option<LoadOptions> {
+    let mut o = LoadOptions::new(backend);
+    if backend == Backend::Ort {
+        o.ort_library = Some(common::ort_library()?);
+    }
+    Some(o)
+}
+
+fn run(backend: Backend, file: &str, external: &[ExternalFile]) -> Option<Fetched> {
+    let opts = options(backend)?;
+    let loaded = load_graph(
+        &opts,
+        &dir().join(file),
+        &graph(file),
+        external,
+        &["ids".to_owned()],
+        &["out".to_owned()],
+    )
+    .unwrap_or_else(|e| panic!("{backend} {file}: {e}"));
+    let ids: Vec<i64> = vec![0, 1, 57, ROWS as i64 - 1, 1];
+    let mut out = loaded
+        .graph
+        .run(&[Feed::I64("ids", &[ids.len()], &ids)], &["out"])
+        .unwrap();
+    Some(out.remove(0))
+}
+
+/// The same weights through the same backend: the outputs are equal bit for bit (the graphs
+/// differ only in where the table's bytes are stored).
+fn same_as_inline(backend: Backend) {
+    let Some(inline) = run(backend, "inline.onnx", &[]) else {
+        return;
+    };
+    let external = run(backend, "model.onnx", &[tables()]).unwrap();
+    assert_eq!(inline.shape, vec![5, 8]);
+    assert_eq!(external.shape, inline.shape);
+    let bits = |f: &Fetched| f.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&external), bits(&inline), "{backend}");
+    // Rows 1 and 1 (positions 1 and 4) gather the same row: a check that the ids took effect.
+    assert_eq!(external.data[8..16], external.data[32..40]);
+    assert_ne!(external.data[0..8], external.data[8..16]);
+}
+
+#[test]
+fn tract_external_equals_inline() {
+    same_as_inline(Backend::Tract);
+}
+
+#[test]
+fn ort_external_equals_inline() {
+    same_as_inline(Backend::Ort);
+}
+
+fn expect(rows: usize) -> Expect<'static> {
+    Expect {
+        inputs: vec![("ids", InputType::I64)],
+        outputs: vec!["out"],
+        rows: vec![("ids", rows)],
+    }
+}
+
+const ALLOWED: &[(&str, u64)] = &[("tables.bin", TABLE_BYTES as u64)];
+
+#[test]
+fn check_accepts_the_fixture_and_checks_external_table_rows() {
+    onnx_check::check("model.onnx", graph("model.onnx"), &expect(ROWS), ALLOWED).unwrap();
+    // The Gather table's rows come from its dims, external or not.
+    let e = onnx_check::check(
+        "model.onnx",
+        graph("model.onnx"),
+        &expect(ROWS + 1),
+        ALLOWED,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidPackage);
+    assert!(
+        e.to_string().contains("\"table\"") && e.to_string().contains("has 100 rows"),
+        "{e}"
+    );
+    // External data with no file allowed (a package without graph.external_data).
+    let e = onnx_check::check("model.onnx", graph("model.onnx"), &expect(ROWS), &[]).unwrap_err();
+    assert!(e.to_string().contains("not one of"), "{e}");
+}
+
+/// Every hostile fixture and what its message must say.
+const HOSTILE: &[(&str, &str)] = &[
+    (
+        "bad_location.onnx",
+        "location \"other.bin\" is not one of the package's external data files",
+    ),
+    (
+        "bad_parent.onnx",
+        "location \"../tables.bin\" is a path outside the package",
+    ),
+    (
+        "bad_absolute.onnx",
+        "location \"/etc/passwd\" is an absolute path",
+    ),
+    (
+        "bad_unaligned.onnx",
+        "offset 4096 is not a multiple of 65536",
+    ),
+    (
+        "bad_length.onnx",
+        "length 6396 differs from its shape [100, 16] x 4 bytes = 6400 bytes",
+    ),
+    ("bad_overflow.onnx", "= more than 2^64 bytes"),
+    ("bad_key.onnx", "unknown external data key \"basepath\""),
+    ("bad_signed.onnx", "must be decimal integers"),
+];
+
+fn assert_refused(what: &str, e: atrank::Error, problem: &str) {
+    assert_eq!(e.code(), ErrorCode::InvalidPackage, "{what}: {e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("initializer \"table\"") && msg.contains(problem),
+        "{what}: {msg:?} should name the table and say {problem:?}"
+    );
+}
+
+#[test]
+fn hostile_references_refused_by_check() {
+    for (file, problem) in HOSTILE {
+        let e = onnx_check::check(file, graph(file), &expect(ROWS), ALLOWED).unwrap_err();
+        assert_refused(file, e, problem);
+    }
+}
+
+/// `load_graph` checks the references itself: a backend never sees an unchecked graph, even
+/// from a caller that skipped `onnx_check::check`.
+fn hostile_refused_by_load(backend: Backend) {
+    let Some(opts) = options(backend) else {
+        return;
+    };
+    let load = |file: &str, external: &[ExternalFile]| {
+        load_graph(
+            &opts,
+            Path::new(file),
+            &graph(file),
+            external,
+            &["ids".to_owned()],
+            &["out".to_owned()],
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{backend}: {file} loaded"))
+    };
+    for (file, problem) in HOSTILE {
+        assert_refused(
+            &format!("{backend} {file}"),
+            load(file, &[tables()]),
+            problem,
+        );
+    }
+    // A truncated tables.bin: the table's range runs past its end.
+    let mut short = tables();
+    short.data.truncate(TABLE_BYTES - 1);
+    assert_refused(
+        &format!("{backend} truncated"),
+        load("model.onnx", &[short]),
+        "range 0 + 6400 bytes lies outside \"tables.bin\" (6399 bytes)",
+    );
+    // No external file given at all.
+    assert_refused(
+        &format!("{backend} none"),
+        load("model.onnx", &[]),
+        "is not one of",
+    );
+}
+
+#[test]
+fn tract_refuses_hostile_references() {
+    hostile_refused_by_load(Backend::Tract);
+}
+
+#[test]
+fn ort_refuses_hostile_references() {
+    hostile_refused_by_load(Backend::Ort);
+}
