@@ -215,3 +215,74 @@ fn tract_refuses_hostile_references() {
 fn ort_refuses_hostile_references() {
     hostile_refused_by_load(Backend::Ort);
 }
+
+/// `VmRSS`, `RssAnon` and `RssFile` of this process, in MiB.
+fn rss() -> [u64; 3] {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    [
+        kib("VmRSS:") >> 10,
+        kib("RssAnon:") >> 10,
+        kib("RssFile:") >> 10,
+    ]
+}
+
+/// Memory of a big external table on each backend (a measurement, not a check: run by hand
+/// after making the graph, see docs/package-format-v3.md "Backends and memory"):
+/// `ATRANK_EXT_BIG=<dir with model.onnx and tables.bin> cargo test --test external_data -- \
+/// --ignored --nocapture big_table_memory`. Prints RSS (total, anonymous, file-backed) before
+/// and after loading and after one run, per backend, in one process each (`ATRANK_EXT_BACKEND`).
+#[test]
+#[ignore = "a measurement; needs ATRANK_EXT_BIG"]
+fn big_table_memory() {
+    let Some(big) = std::env::var_os("ATRANK_EXT_BIG").map(PathBuf::from) else {
+        eprintln!("ATRANK_EXT_BIG is not set");
+        return;
+    };
+    let backend = match std::env::var("ATRANK_EXT_BACKEND").as_deref() {
+        Ok("tract") => Backend::Tract,
+        _ => Backend::Ort,
+    };
+    let Some(opts) = options(backend) else {
+        return;
+    };
+    let file = std::fs::File::open(big.join("tables.bin")).unwrap();
+    // SAFETY: a file made for this measurement, unchanged while it runs.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let size = map.len() >> 20;
+    let external = [ExternalFile {
+        name: "tables.bin".into(),
+        data: Bytes::from_owner(map),
+    }];
+    let bytes = Bytes::from(std::fs::read(big.join("model.onnx")).unwrap());
+    let before = rss();
+    let t = std::time::Instant::now();
+    let loaded = load_graph(
+        &opts,
+        &big.join("model.onnx"),
+        &bytes,
+        &external,
+        &["ids".to_owned()],
+        &["out".to_owned()],
+    )
+    .unwrap();
+    let load_s = t.elapsed().as_secs_f64();
+    let after_load = rss();
+    let ids: Vec<i64> = (0..1000).map(|k| k * 997).collect();
+    loaded
+        .graph
+        .run(&[Feed::I64("ids", &[ids.len()], &ids)], &["out"])
+        .unwrap();
+    let after_run = rss();
+    eprintln!(
+        "{backend}: table {size} MiB; RSS [total, anon, file] MiB before {before:?}, after \
+         load {after_load:?} ({load_s:.2} s), after a run {after_run:?}"
+    );
+}
