@@ -34,6 +34,7 @@ mod model;
 pub mod package;
 pub mod preprocess;
 pub mod spec;
+pub mod vocab;
 
 pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};

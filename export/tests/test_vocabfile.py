@@ -126,8 +126,17 @@ def test_xxh3_reference_values():
         assert xxh3_64(data, seed) == value, (data, seed)
 
 
-# (input, seed, xxh3_64) from xxhash_rust::xxh3::xxh3_64_with_seed.
-RUST_XXH3 = []
+# (input, seed, xxh3_64) from xxhash_rust::xxh3::xxh3_64_with_seed (asserted in
+# src/vocab/tests.rs, xxh3_matches_reference_values).
+RUST_XXH3 = [
+    (b"", 7, 0x913AE0873E9B7EB8),
+    (b"a", 0, 0xE6C632B61E964E1F),
+    (b"item-42", 0, 0x65865DB6CDB57724),
+    (b"item-42", 1234567, 0x1E894D30246CC21B),
+    ("日本".encode(), 0, 0x2C17FB837F1A1BC0),
+    (b"x" * 100, 0, 0xC90984FFDF50CE42),
+    (b"y" * 300, 99, 0x6E0F03E3F76ACEA7),
+]
 
 
 def test_indices_rule(tmp_path):
