@@ -41,4 +41,5 @@ pub use error::{Error, ErrorCode, Result};
 pub use handle::ModelHandle;
 pub use metrics::{CallStats, Entry, ModelInfo, ModelStats};
 pub use model::{CacheStats, Model, MAX_USER_KEY_BYTES};
+pub use package::VerifyHashes;
 pub use preprocess::{Behavior, Request};
