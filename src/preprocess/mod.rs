@@ -715,3 +715,6 @@ fn parse_catalog(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_v3;
