@@ -173,6 +173,12 @@ typedef uint32_t atrank_backend;
 typedef uint32_t atrank_gpu_policy;
 
 /*
+ Which memory-mapped package files have their SHA-256 checked at load
+ (`atrank_model_builder_set_verify_hashes`); sizes are always checked.
+ */
+typedef uint32_t atrank_verify_hashes;
+
+/*
  What runs a loaded model's graph (`atrank_model_serving`).
  */
 typedef uint32_t atrank_serving;
@@ -387,6 +393,16 @@ typedef struct atrank_stats {
 #define ATRANK_GPU_PERMISSIVE 2
 
 /*
+ Files of at most 64 MiB (the default); larger ones are bounds-checked on every read.
+ */
+#define ATRANK_VERIFY_HASHES_SMALL 0
+
+/*
+ Every file, whatever its size (reads each mapped file once at load).
+ */
+#define ATRANK_VERIFY_HASHES_ALL 1
+
+/*
  ONNX Runtime on the CPU.
  */
 #define ATRANK_SERVING_ORT_CPU 0
@@ -459,6 +475,17 @@ struct atrank_error *atrank_model_builder_set_intra_threads(struct atrank_model_
  */
 struct atrank_error *atrank_model_builder_set_gpu_policy(struct atrank_model_builder *builder,
                                                          atrank_gpu_policy policy);
+
+/*
+ Sets which memory-mapped package files (vocabularies, catalogs, external data) have their
+ SHA-256 checked at load (`ATRANK_VERIFY_HASHES_*`; default `ATRANK_VERIFY_HASHES_SMALL`).
+ An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+ */
+struct atrank_error *atrank_model_builder_set_verify_hashes(struct atrank_model_builder *builder,
+                                                            atrank_verify_hashes verify);
 
 /*
  Sets the ONNX Runtime shared library (full path of `libonnxruntime.so.<version>`). ONNX

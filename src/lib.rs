@@ -34,10 +34,12 @@ mod model;
 pub mod package;
 pub mod preprocess;
 pub mod spec;
+pub mod vocab;
 
 pub use backend::{Backend, GpuPolicy, LoadOptions, Serving};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::ModelHandle;
 pub use metrics::{CallStats, Entry, ModelInfo, ModelStats};
 pub use model::{CacheStats, Model, MAX_USER_KEY_BYTES};
+pub use package::VerifyHashes;
 pub use preprocess::{Behavior, Request};

@@ -160,7 +160,7 @@ impl Model {
         backend::check_options(options)?;
         let pkg = PackageDir::open(dir)?;
         let spec = Spec::read_from(&pkg)?;
-        let preprocessor = Preprocessor::load_from(&spec, &pkg)?;
+        let preprocessor = Preprocessor::load_with(&spec, &pkg, options.verify_hashes)?;
         let history: Vec<String> = spec
             .inputs
             .iter()
@@ -586,13 +586,18 @@ fn read_graph(pkg: &PackageDir, spec: &Spec, file: &str, expect: &Expect<'_>) ->
     Ok(bytes)
 }
 
+/// Rows of table `i`'s embedding: ids + 1, plus hashed buckets (version 3).
+fn table_rows(pre: &Preprocessor, i: usize) -> usize {
+    usize::try_from(pre.table_rows(i)).unwrap_or(usize::MAX)
+}
+
 /// For every index input the preprocessing fills, the rows its embedding tables need: the
 /// largest index it can produce, plus one.
 fn index_rows(spec: &Spec, pre: &Preprocessor) -> Vec<(String, usize)> {
     let mut rows = Vec::new();
     for g in &spec.groups {
         for f in &g.features {
-            rows.push((f.input.clone(), pre.table_len(f.table) + 1));
+            rows.push((f.input.clone(), table_rows(pre, f.table)));
         }
         rows.push((g.action_input.clone(), spec.actions.len() + 1));
         rows.push((g.time_input.clone(), spec.time_buckets.boundaries.len() + 1));
@@ -600,7 +605,7 @@ fn index_rows(spec: &Spec, pre: &Preprocessor) -> Vec<(String, usize)> {
     let target = &spec.groups[spec.target];
     for (f, input) in &spec.candidate_inputs {
         if let Some(feature) = target.features.get(*f) {
-            rows.push((input.clone(), pre.table_len(feature.table) + 1));
+            rows.push((input.clone(), table_rows(pre, feature.table)));
         }
     }
     rows

@@ -1,10 +1,12 @@
-//! The model package's `spec.json`, versions 1 and 2 (see `docs/package-format.md`).
+//! The model package's `spec.json`, versions 1, 2 (see `docs/package-format.md`) and 3
+//! (`docs/package-format-v3.md`).
 //!
-//! Both versions are read into one normalized [`Spec`]: embedding tables (vocabularies),
+//! Every version is read into one normalized [`Spec`]: embedding tables (vocabularies),
 //! behavior groups with their features and graph inputs, the target group whose objects are
 //! the candidates, actions, time buckets and limits. Version 1 is the single-group Amazon
 //! configuration (group `item` with features `id` and `category`); version 2 has any number of
-//! groups and shared feature tables.
+//! groups and shared feature tables, with text vocabularies and TSV catalogs; version 3 has
+//! memory-mapped atv vocabularies and catalogs, hashed buckets and external graph data.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,10 +18,17 @@ use crate::{Error, Result};
 /// The value of `format` every spec must carry.
 pub const FORMAT: &str = "atrank-model-package";
 /// The spec versions this runtime reads.
-pub const SPEC_VERSIONS: [u32; 2] = [1, 2];
+pub const SPEC_VERSIONS: [u32; 3] = [1, 2, 3];
 /// Upper bound on any `max_history`, `max_candidates` or `max_behaviors` a spec may ask for,
 /// so a corrupt spec cannot make the runtime allocate without bound.
 pub const HARD_LIMIT: usize = 1 << 20;
+/// The most rows an embedding table of a version-3 package may have (`size + 1 +
+/// hash_buckets`), and the most rows of a catalog: every index fits a u32 catalog column.
+const MAX_TABLE_ROWS: u64 = u32::MAX as u64;
+/// The one hash function version 3 knows (docs "Indices").
+const HASH_FUNCTION: &str = "xxh3_64";
+/// Longest table, group or feature name.
+const MAX_NAME_BYTES: usize = 256;
 
 /// A parsed and validated package spec, the same shape for every spec version.
 #[derive(Debug, Clone)]
@@ -55,6 +64,10 @@ pub struct Spec {
     /// The manifest: size and SHA-256 of every file the spec names (graphs, vocabularies,
     /// catalogs), checked before a file is used.
     pub files: BTreeMap<String, FileDigest>,
+    /// Version 3: the graphs' external data files (`graph.external_data`); empty before.
+    pub external_data: Vec<String>,
+    /// Version 3: `hash.seed` of the hashed buckets (`hash.function` is `xxh3_64`); 0 before.
+    pub hash_seed: u64,
 }
 
 /// One entry of the spec's `files` manifest.
@@ -88,8 +101,24 @@ pub struct SplitSpec {
 pub struct TableSpec {
     /// Table name (e.g. `item_id`, `category`).
     pub name: String,
-    /// Vocabulary file, relative to the package: line k has index k+1.
+    /// Vocabulary file, relative to the package: key k has index k+1.
     pub vocab: String,
+    /// How the vocabulary file is written.
+    pub format: VocabFormat,
+}
+
+/// The kind of a vocabulary file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocabFormat {
+    /// Versions 1 and 2: UTF-8 text, one id per line.
+    Lines,
+    /// Version 3: an atv file of `size` keys, and `hash_buckets` rows for unseen keys.
+    Atv {
+        /// Keys in the file.
+        size: u64,
+        /// Rows reserved for unseen keys (docs "Indices").
+        hash_buckets: u64,
+    },
 }
 
 /// One behavior group.
@@ -122,13 +151,26 @@ pub struct FeatureSpec {
     pub input: String,
 }
 
-/// A group's catalog file.
-#[derive(Debug, Clone)]
-pub struct CatalogSpec {
-    /// TSV file, relative to the package.
-    pub file: String,
-    /// Version 1: no header, `item<TAB>category`; version 2: a header row naming the columns.
-    pub has_header: bool,
+/// A group's catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSpec {
+    /// Versions 1 and 2: one TSV file, relative to the package.
+    Tsv {
+        /// The file.
+        file: String,
+        /// Version 1: no header, `item<TAB>category`; version 2: a header row naming the
+        /// columns.
+        has_header: bool,
+    },
+    /// Version 3: an atv file of the objects' keys and one u32 column per catalog feature.
+    Atv {
+        /// The keys' atv file.
+        keys: String,
+        /// Objects (keys) in the catalog.
+        rows: u64,
+        /// (index of the feature in the group, column file), in feature order.
+        columns: Vec<(usize, String)>,
+    },
 }
 
 /// Time bucketing: `d = floor(req/unit) - floor(t/unit) + offset`; bucket = #{b <= d}.
@@ -232,6 +274,9 @@ struct V2Graph {
     encoder: Option<V2Encoder>,
     #[serde(default)]
     scorer: Option<V2Scorer>,
+    /// Version 3 only.
+    #[serde(default)]
+    external_data: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +316,53 @@ struct V2GroupInputs {
     length: String,
 }
 
+#[derive(Deserialize)]
+struct V3 {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    created_by: Option<String>,
+    graph: V2Graph,
+    hash: V3Hash,
+    tables: BTreeMap<String, V3Table>,
+    groups: Vec<V3Group>,
+    target_group: String,
+    candidate_inputs: BTreeMap<String, String>,
+    actions: Vec<String>,
+    time_buckets: TimeBuckets,
+    limits: Limits,
+}
+
+#[derive(Deserialize)]
+struct V3Hash {
+    function: String,
+    seed: u64,
+}
+
+#[derive(Deserialize)]
+struct V3Table {
+    vocab: String,
+    size: u64,
+    hash_buckets: u64,
+}
+
+#[derive(Deserialize)]
+struct V3Group {
+    name: String,
+    max_history: usize,
+    features: Vec<V2Feature>,
+    inputs: V2GroupInputs,
+    #[serde(default)]
+    catalog: Option<V3Catalog>,
+}
+
+#[derive(Deserialize)]
+struct V3Catalog {
+    keys: String,
+    rows: u64,
+    columns: BTreeMap<String, String>,
+}
+
 fn bad<T>(msg: impl std::fmt::Display) -> Result<T> {
     Err(Error::package(format!("spec.json: {msg}")))
 }
@@ -289,6 +381,7 @@ impl Spec {
         let mut spec = match header.spec_version {
             1 => Spec::from_v1(serde_json::from_str(text).map_err(json)?)?,
             2 => Spec::from_v2(serde_json::from_str(text).map_err(json)?)?,
+            3 => Spec::from_v3(serde_json::from_str(text).map_err(json)?)?,
             v => {
                 return bad(format!(
                 "spec_version {v} is not supported (this runtime reads versions {SPEC_VERSIONS:?})"
@@ -325,12 +418,17 @@ impl Spec {
         if let Some(sp) = &self.split {
             out.extend([sp.encoder_file.as_str(), sp.scorer_file.as_str()]);
         }
+        out.extend(self.external_data.iter().map(String::as_str));
         out.extend(self.tables.iter().map(|t| t.vocab.as_str()));
-        out.extend(
-            self.groups
-                .iter()
-                .filter_map(|g| g.catalog.as_ref().map(|c| c.file.as_str())),
-        );
+        for c in self.groups.iter().filter_map(|g| g.catalog.as_ref()) {
+            match c {
+                CatalogSpec::Tsv { file, .. } => out.push(file),
+                CatalogSpec::Atv { keys, columns, .. } => {
+                    out.push(keys);
+                    out.extend(columns.iter().map(|(_, f)| f.as_str()));
+                }
+            }
+        }
         out.sort_unstable();
         out.dedup();
         out
@@ -385,10 +483,12 @@ impl Spec {
             TableSpec {
                 name: "item".into(),
                 vocab: vocab("item")?,
+                format: VocabFormat::Lines,
             },
             TableSpec {
                 name: "category".into(),
                 vocab: vocab("category")?,
+                format: VocabFormat::Lines,
             },
         ];
         let g = GroupSpec {
@@ -409,7 +509,7 @@ impl Spec {
             action_input: hist("action")?,
             time_input: hist("time_bucket")?,
             length_input: raw.graph.inputs.history_length.clone(),
-            catalog: Some(CatalogSpec {
+            catalog: Some(CatalogSpec::Tsv {
                 file: raw.catalog.file.clone(),
                 has_header: false,
             }),
@@ -438,6 +538,8 @@ impl Spec {
             limits: raw.limits,
             split: None,
             files: BTreeMap::new(),
+            external_data: Vec::new(),
+            hash_seed: 0,
         })
     }
 
@@ -448,6 +550,7 @@ impl Spec {
             .map(|(name, vocab)| TableSpec {
                 name: name.clone(),
                 vocab: vocab.clone(),
+                format: VocabFormat::Lines,
             })
             .collect();
         let table_index = |name: &str, at: &str| -> Result<usize> {
@@ -476,7 +579,7 @@ impl Spec {
                 action_input: g.inputs.action.clone(),
                 time_input: g.inputs.time_bucket.clone(),
                 length_input: g.inputs.length.clone(),
-                catalog: g.catalog.clone().map(|file| CatalogSpec {
+                catalog: g.catalog.clone().map(|file| CatalogSpec::Tsv {
                     file,
                     has_header: true,
                 }),
@@ -535,7 +638,109 @@ impl Spec {
             time_buckets: raw.time_buckets,
             limits: raw.limits,
             files: BTreeMap::new(),
+            external_data: Vec::new(),
+            hash_seed: 0,
         })
+    }
+
+    fn from_v3(raw: V3) -> Result<Spec> {
+        if raw.hash.function != HASH_FUNCTION {
+            return bad(format!(
+                "hash.function {:?} is not supported (only {HASH_FUNCTION:?})",
+                raw.hash.function
+            ));
+        }
+        if raw.graph.external_data.len() > 64 {
+            return bad("graph.external_data names more than 64 files");
+        }
+        let external_data = raw.graph.external_data.clone();
+        // The v2 reading does the groups, features, candidates and graphs; then the v3 parts.
+        let mut catalogs = Vec::with_capacity(raw.groups.len());
+        let v2 = V2 {
+            name: raw.name,
+            created_by: raw.created_by,
+            graph: raw.graph,
+            tables: raw
+                .tables
+                .iter()
+                .map(|(name, t)| (name.clone(), t.vocab.clone()))
+                .collect(),
+            groups: raw
+                .groups
+                .into_iter()
+                .map(|g| {
+                    catalogs.push(g.catalog);
+                    V2Group {
+                        name: g.name,
+                        max_history: g.max_history,
+                        features: g.features,
+                        inputs: g.inputs,
+                        catalog: None,
+                    }
+                })
+                .collect(),
+            target_group: raw.target_group,
+            candidate_inputs: raw.candidate_inputs,
+            actions: raw.actions,
+            time_buckets: raw.time_buckets,
+            limits: raw.limits,
+        };
+        let mut spec = Spec::from_v2(v2)?;
+        spec.version = 3;
+        spec.external_data = external_data;
+        spec.hash_seed = raw.hash.seed;
+        for t in &mut spec.tables {
+            let Some(r) = raw.tables.get(&t.name) else {
+                return bad(format!("table {:?} vanished", t.name));
+            };
+            let rows = r
+                .size
+                .checked_add(1)
+                .and_then(|n| n.checked_add(r.hash_buckets));
+            if rows.is_none_or(|n| n > MAX_TABLE_ROWS) {
+                return bad(format!(
+                    "tables.{}: size {} + 1 + hash_buckets {} is more than {MAX_TABLE_ROWS} rows",
+                    t.name, r.size, r.hash_buckets
+                ));
+            }
+            t.format = VocabFormat::Atv {
+                size: r.size,
+                hash_buckets: r.hash_buckets,
+            };
+        }
+        for (gi, (group, catalog)) in spec.groups.iter_mut().zip(catalogs).enumerate() {
+            let Some(c) = catalog else { continue };
+            if c.rows > MAX_TABLE_ROWS {
+                return bad(format!(
+                    "groups[{gi}].catalog.rows {} is more than {MAX_TABLE_ROWS}",
+                    c.rows
+                ));
+            }
+            let mut columns = Vec::with_capacity(c.columns.len());
+            for (feature, file) in c.columns {
+                match group.features.iter().position(|f| f.name == feature) {
+                    Some(0) => {
+                        return bad(format!(
+                            "groups[{gi}].catalog.columns: \"id\" is the catalog's key, not a column"
+                        ))
+                    }
+                    Some(f) => columns.push((f, file)),
+                    None => {
+                        return bad(format!(
+                            "groups[{gi}].catalog.columns names {feature:?}, not a feature of group {:?}",
+                            group.name
+                        ))
+                    }
+                }
+            }
+            columns.sort();
+            group.catalog = Some(CatalogSpec::Atv {
+                keys: c.keys,
+                rows: c.rows,
+                columns,
+            });
+        }
+        Ok(spec)
     }
 
     /// Every tensor the preprocessing produces must be a graph input, and the reverse.
@@ -622,11 +827,29 @@ impl Spec {
             }
         }
         for t in &self.tables {
+            check_name("table", &t.name)?;
             check_relative("vocab", &t.vocab)?;
         }
         for g in &self.groups {
-            if let Some(c) = &g.catalog {
-                check_relative("catalog", &c.file)?;
+            check_name("group", &g.name)?;
+            for f in &g.features {
+                check_name("feature", &f.name)?;
+            }
+            match &g.catalog {
+                Some(CatalogSpec::Tsv { file, .. }) => check_relative("catalog", file)?,
+                Some(CatalogSpec::Atv { keys, columns, .. }) => {
+                    check_relative("catalog.keys", keys)?;
+                    for (_, file) in columns {
+                        check_relative("catalog column", file)?;
+                    }
+                }
+                None => {}
+            }
+        }
+        for (i, file) in self.external_data.iter().enumerate() {
+            check_relative("graph.external_data", file)?;
+            if self.external_data[..i].contains(file) {
+                return bad(format!("graph.external_data lists {file:?} twice"));
             }
         }
         let referenced = self.referenced_files();
@@ -652,8 +875,72 @@ impl Spec {
                 ));
             }
         }
+        self.validate_sizes()
+    }
+
+    /// Version 3: what the manifest's sizes say about the atv files and columns, checked
+    /// before any file is opened (the files are checked again when mapped).
+    fn validate_sizes(&self) -> Result<()> {
+        let bytes = |file: &str| self.files.get(file).map_or(0, |d| d.bytes);
+        // An atv file of n keys has at least 32 + 8 (n + 1) + n bytes (keys are non-empty).
+        let atv_fits = |file: &str, n: u64, what: &str| -> Result<()> {
+            let least = n.saturating_mul(9).saturating_add(40);
+            if bytes(file) < least {
+                return bad(format!(
+                    "{what} {file:?} has {} bytes in \"files\", too few for {n} keys (at least {least})",
+                    bytes(file)
+                ));
+            }
+            Ok(())
+        };
+        for t in &self.tables {
+            if let VocabFormat::Atv { size, .. } = t.format {
+                atv_fits(&t.vocab, size, &format!("tables.{}.vocab", t.name))?;
+            }
+        }
+        for g in &self.groups {
+            let Some(CatalogSpec::Atv {
+                keys,
+                rows,
+                columns,
+            }) = &g.catalog
+            else {
+                continue;
+            };
+            atv_fits(keys, *rows, &format!("group {:?}: catalog.keys", g.name))?;
+            // The same file as a table's vocabulary must hold as many keys as the table.
+            if let Some(t) = self.tables.iter().find(|t| &t.vocab == keys) {
+                if let VocabFormat::Atv { size, .. } = t.format {
+                    if size != *rows {
+                        return bad(format!(
+                            "group {:?}: catalog.keys {keys:?} is table {:?}'s vocabulary of {size} keys, but catalog.rows is {rows}",
+                            g.name, t.name
+                        ));
+                    }
+                }
+            }
+            for (_, file) in columns {
+                if bytes(file) != rows.saturating_mul(4) {
+                    return bad(format!(
+                        "group {:?}: catalog column {file:?} has {} bytes in \"files\", expected 4 x {rows} rows",
+                        g.name,
+                        bytes(file)
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Table, group and feature names: non-empty, at most 256 bytes, no control characters.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return bad(format!(
+            "{what} name {name:?} must be 1..={MAX_NAME_BYTES} bytes without control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// Package files must stay inside the package directory.

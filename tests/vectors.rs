@@ -1,6 +1,8 @@
 //! The shared preprocessing vectors (tests/fixtures/preprocess-vectors.json, written by the
 //! exporter's reference preprocessing): the runtime's independent implementation must turn
 //! every raw request into exactly the same tensors. The exporter's tests read the same file.
+//! Each vector names its package; the package is read whatever its spec version (1 and 2: text
+//! vocabularies and TSV catalogs; 3: memory-mapped atv files with hashed buckets).
 
 mod common;
 
@@ -36,10 +38,14 @@ fn runtime_preprocessing_matches_the_shared_vectors() {
     assert_eq!(all.format, "atrank-preprocess-vectors");
     assert!(all.vectors.len() >= 50);
     let mut cache: BTreeMap<String, Preprocessor> = BTreeMap::new();
+    let mut versions = std::collections::BTreeSet::new();
     for v in &all.vectors {
         let pre = cache.entry(v.package.clone()).or_insert_with(|| {
             let dir = common::repo().join(&v.package);
-            Preprocessor::load(&Spec::read(&dir).unwrap(), &dir).unwrap()
+            let spec = Spec::read(&dir).unwrap_or_else(|e| panic!("{}: {e}", v.package));
+            assert!(atrank::spec::SPEC_VERSIONS.contains(&spec.version));
+            versions.insert(spec.version);
+            Preprocessor::load(&spec, &dir).unwrap_or_else(|e| panic!("{}: {e}", v.package))
         });
         let r = &v.request;
         let p = common::with_request(&r.behaviors, &r.candidates, r.request_time, |req| {
@@ -69,4 +75,9 @@ fn runtime_preprocessing_matches_the_shared_vectors() {
             assert_eq!(&got[name], want, "{} {}: {name}", v.package, r.name);
         }
     }
+    eprintln!(
+        "{} vectors over {} packages, spec versions {versions:?}",
+        all.vectors.len(),
+        cache.len()
+    );
 }

@@ -125,6 +125,10 @@ pub struct LoadOptions {
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).
     pub ort_library: Option<PathBuf>,
+    /// Which memory-mapped package files (vocabularies, catalogs, external data) have their
+    /// SHA-256 checked at load: files of at most 64 MiB (default), or all of them. Sizes are
+    /// always checked.
+    pub verify_hashes: crate::package::VerifyHashes,
 }
 
 impl LoadOptions {
@@ -141,6 +145,7 @@ impl LoadOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             tract_plans: DEFAULT_TRACT_PLANS,
             ort_library: None,
+            verify_hashes: crate::package::VerifyHashes::Small,
         }
     }
 }

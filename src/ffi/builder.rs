@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::model::{atrank_backend, atrank_model, backend_from_c};
 use super::{atrank_error, str_arg, wrap};
+use crate::package::VerifyHashes;
 use crate::{Error, GpuPolicy, LoadOptions, Model, Result, Serving};
 
 /// GPU use (`atrank_model_builder_set_gpu_policy`).
@@ -17,6 +18,14 @@ pub const ATRANK_GPU_OFF: atrank_gpu_policy = 0;
 pub const ATRANK_GPU_STRICT: atrank_gpu_policy = 1;
 /// CUDA when it can be registered, else the CPU; `atrank_model_serving` says which.
 pub const ATRANK_GPU_PERMISSIVE: atrank_gpu_policy = 2;
+
+/// Which memory-mapped package files have their SHA-256 checked at load
+/// (`atrank_model_builder_set_verify_hashes`); sizes are always checked.
+pub type atrank_verify_hashes = u32;
+/// Files of at most 64 MiB (the default); larger ones are bounds-checked on every read.
+pub const ATRANK_VERIFY_HASHES_SMALL: atrank_verify_hashes = 0;
+/// Every file, whatever its size (reads each mapped file once at load).
+pub const ATRANK_VERIFY_HASHES_ALL: atrank_verify_hashes = 1;
 
 /// What runs a loaded model's graph (`atrank_model_serving`).
 pub type atrank_serving = u32;
@@ -136,6 +145,34 @@ pub extern "C" fn atrank_model_builder_set_gpu_policy(
                 return Err(Error::invalid(format!(
                     "policy {other} is not an atrank_gpu_policy (ATRANK_GPU_OFF = 0, \
                      ATRANK_GPU_STRICT = 1, ATRANK_GPU_PERMISSIVE = 2)"
+                )))
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Sets which memory-mapped package files (vocabularies, catalogs, external data) have their
+/// SHA-256 checked at load (`ATRANK_VERIFY_HASHES_*`; default `ATRANK_VERIFY_HASHES_SMALL`).
+/// An unknown value: `ATRANK_ERROR_INVALID_ARGUMENT`.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_verify_hashes(
+    builder: *mut atrank_model_builder,
+    verify: atrank_verify_hashes,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.verify_hashes = match verify {
+            ATRANK_VERIFY_HASHES_SMALL => VerifyHashes::Small,
+            ATRANK_VERIFY_HASHES_ALL => VerifyHashes::All,
+            other => {
+                return Err(Error::invalid(format!(
+                    "verify {other} is not an atrank_verify_hashes \
+                     (ATRANK_VERIFY_HASHES_SMALL = 0, ATRANK_VERIFY_HASHES_ALL = 1)"
                 )))
             }
         };
@@ -317,4 +354,46 @@ pub extern "C" fn atrank_model_serving(
         unsafe { serving_out.write(value) };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_verify_hashes_takes_the_two_values_and_refuses_others() {
+        let dir = std::ffi::CString::new("pkg").unwrap();
+        let mut b: *mut atrank_model_builder = std::ptr::null_mut();
+        assert!(atrank_model_builder_new(dir.as_ptr(), &mut b).is_null());
+        // SAFETY: `b` is the live builder just made; nothing else uses it.
+        let options = |b: *mut atrank_model_builder| unsafe { (*b).options.verify_hashes };
+        assert_eq!(options(b), VerifyHashes::Small);
+        assert!(atrank_model_builder_set_verify_hashes(b, ATRANK_VERIFY_HASHES_ALL).is_null());
+        assert_eq!(options(b), VerifyHashes::All);
+        assert!(atrank_model_builder_set_verify_hashes(b, ATRANK_VERIFY_HASHES_SMALL).is_null());
+        assert_eq!(options(b), VerifyHashes::Small);
+        for bad in [2, u32::MAX] {
+            let e = atrank_model_builder_set_verify_hashes(b, bad);
+            assert!(!e.is_null());
+            let code = super::super::error::atrank_error_code(e);
+            assert_eq!(
+                code,
+                super::super::error::atrank_code::ATRANK_ERROR_INVALID_ARGUMENT
+            );
+            // SAFETY: a live error's message: a NUL-terminated string it owns.
+            let msg =
+                unsafe { std::ffi::CStr::from_ptr(super::super::error::atrank_error_message(e)) };
+            let msg = msg.to_string_lossy();
+            assert!(
+                msg.contains(&format!("verify {bad} is not an atrank_verify_hashes")),
+                "{msg}"
+            );
+            super::super::error::atrank_error_free(e);
+            assert_eq!(options(b), VerifyHashes::Small);
+        }
+        let e = atrank_model_builder_set_verify_hashes(std::ptr::null_mut(), 1);
+        assert!(!e.is_null());
+        super::super::error::atrank_error_free(e);
+        atrank_model_builder_free(b);
+    }
 }

@@ -1,14 +1,21 @@
 //! Raw behaviors to graph inputs, exactly as `docs/package-format.md` states (and as the
 //! exporter's `preprocess.py` does). Pure safe Rust; tested without any backend.
+//!
+//! Version 3 packages (`docs/package-format-v3.md`) keep their vocabularies and catalogs in
+//! memory-mapped files ([`crate::vocab`]): nothing is parsed at load and no heap grows with
+//! their size; hashed buckets map unseen ids. Versions 1 and 2 parse text vocabularies and TSV
+//! catalogs into hash maps.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 // Vocabulary and catalog look-ups run per behavior and per candidate: a fast hasher. The keys
 // are the package's own ids (inserted at load); callers' ids are only looked up.
 use foldhash::{HashMap, HashMapExt};
 
-use crate::package::{PackageDir, MAX_TABLE_BYTES};
-use crate::spec::{Spec, TimeBuckets};
+use crate::package::{PackageDir, VerifyHashes, MAX_TABLE_BYTES};
+use crate::spec::{CatalogSpec, Spec, TimeBuckets, VocabFormat};
+use crate::vocab::{Atv, Catalog, Column, Table};
 use crate::{Error, Result};
 
 /// One raw behavior of a user: what they did (`action`) to which object (`id`, of `group`)
@@ -172,7 +179,11 @@ struct GroupTables {
 }
 
 impl GroupTables {
-    fn build(catalog: HashMap<String, Vec<i64>>, width: usize, ids: &Vocab) -> Result<GroupTables> {
+    fn build(
+        catalog: HashMap<String, Vec<i64>>,
+        width: usize,
+        ids: &TableIndex,
+    ) -> Result<GroupTables> {
         let mut t = GroupTables {
             width,
             by_index: vec![u32::MAX; ids.len() + 1],
@@ -182,7 +193,7 @@ impl GroupTables {
             let at = u32::try_from(t.rows.len() / width.max(1))
                 .map_err(|_| Error::package("catalog too large"))?;
             t.rows.extend_from_slice(&row);
-            match usize::try_from(ids.get(&id)).ok().filter(|&i| i > 0) {
+            match usize::try_from(ids.index(&id)?).ok().filter(|&i| i > 0) {
                 Some(i) => t.by_index[i] = at,
                 None => {
                     t.by_id.insert(id, at);
@@ -207,12 +218,58 @@ impl GroupTables {
     }
 }
 
+/// One embedding table's vocabulary: parsed text (versions 1, 2) or a mapped atv file with
+/// hashed buckets (version 3).
+#[derive(Debug, Clone)]
+enum TableIndex {
+    Lines(Vocab),
+    Atv(Table),
+}
+
+impl TableIndex {
+    /// The index of `s` (docs "Indices"); a damaged atv file is an error.
+    fn index(&self, s: &str) -> Result<i64> {
+        match self {
+            TableIndex::Lines(v) => Ok(v.get(s)),
+            TableIndex::Atv(t) => t.index(s),
+        }
+    }
+
+    /// Keys in the vocabulary.
+    fn len(&self) -> usize {
+        match self {
+            TableIndex::Lines(v) => v.len(),
+            TableIndex::Atv(t) => t.atv.len(),
+        }
+    }
+
+    /// Rows of the embedding: keys + 1 (unknown/padding) + hashed buckets.
+    fn rows(&self) -> u64 {
+        match self {
+            TableIndex::Lines(v) => v.len() as u64 + 1,
+            TableIndex::Atv(t) => t.rows(),
+        }
+    }
+}
+
+/// A group's catalog: parsed TSV (versions 1, 2) or mapped keys and columns (version 3).
+#[derive(Debug, Clone)]
+enum GroupCatalog {
+    Tsv(GroupTables),
+    Atv {
+        catalog: Catalog,
+        /// The catalog's keys are the id table's vocabulary (the same file): the catalog row
+        /// of an id is its index - 1, no second look-up.
+        keys_are_ids: bool,
+    },
+}
+
 /// Everything needed to turn raw requests into [`Prepared`] inputs, loaded once per model.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     spec: Spec,
-    tables: Vec<Vocab>,
-    groups: Vec<GroupTables>,
+    tables: Vec<TableIndex>,
+    groups: Vec<GroupCatalog>,
     actions: Vocab,
 }
 
@@ -223,30 +280,84 @@ impl Preprocessor {
     }
 
     /// Loads vocabularies and catalogs of a resolved package, each file checked against the
-    /// spec's manifest before it is parsed.
+    /// spec's manifest before it is used; mapped files of at most 64 MiB are hashed.
     pub fn load_from(spec: &Spec, pkg: &PackageDir) -> Result<Preprocessor> {
-        let tables = spec
-            .tables
-            .iter()
-            .map(|t| {
-                let text =
-                    pkg.read_text(&t.vocab, MAX_TABLE_BYTES, Some(spec.digest(&t.vocab)?))?;
-                Vocab::parse(&text, &t.vocab)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        Preprocessor::load_with(spec, pkg, VerifyHashes::Small)
+    }
+
+    /// [`Preprocessor::load_from`], hashing the mapped files as `verify` says.
+    pub fn load_with(spec: &Spec, pkg: &PackageDir, verify: VerifyHashes) -> Result<Preprocessor> {
+        // Each atv file is mapped once, however many tables and catalogs name it.
+        let mut atvs: BTreeMap<String, Atv> = BTreeMap::new();
+        let mut open_atv = |file: &str, n: u64| -> Result<Atv> {
+            if let Some(a) = atvs.get(file) {
+                if a.len() as u64 != n {
+                    return Err(Error::package(format!(
+                        "{file}: holds {} keys, but the spec also says {n}",
+                        a.len()
+                    )));
+                }
+                return Ok(a.clone());
+            }
+            let digest = spec.digest(file)?;
+            let map = pkg.map(file, digest, verify.hashes(digest.bytes))?;
+            let atv = Atv::open(map, file, Some(n))?;
+            atvs.insert(file.to_owned(), atv.clone());
+            Ok(atv)
+        };
+        let mut tables = Vec::with_capacity(spec.tables.len());
+        for t in &spec.tables {
+            tables.push(match t.format {
+                VocabFormat::Lines => {
+                    let text =
+                        pkg.read_text(&t.vocab, MAX_TABLE_BYTES, Some(spec.digest(&t.vocab)?))?;
+                    TableIndex::Lines(Vocab::parse(&text, &t.vocab)?)
+                }
+                VocabFormat::Atv { size, hash_buckets } => TableIndex::Atv(Table {
+                    atv: open_atv(&t.vocab, size)?,
+                    hash_buckets,
+                    seed: spec.hash_seed,
+                }),
+            });
+        }
         let mut groups = Vec::with_capacity(spec.groups.len());
         for g in &spec.groups {
-            let catalog = match &g.catalog {
-                Some(c) => {
-                    let text =
-                        pkg.read_text(&c.file, MAX_TABLE_BYTES, Some(spec.digest(&c.file)?))?;
-                    parse_catalog(&text, c.has_header, g, &tables)
-                        .map_err(|e| Error::package(format!("{}: {e}", c.file)))?
+            let id_table = g.features[0].table;
+            groups.push(match &g.catalog {
+                Some(CatalogSpec::Tsv { file, has_header }) => {
+                    let text = pkg.read_text(file, MAX_TABLE_BYTES, Some(spec.digest(file)?))?;
+                    let catalog = parse_catalog(&text, *has_header, g, &tables)
+                        .map_err(|e| Error::package(format!("{file}: {e}")))?;
+                    GroupCatalog::Tsv(GroupTables::build(
+                        catalog,
+                        g.features.len(),
+                        &tables[id_table],
+                    )?)
                 }
-                None => HashMap::new(),
-            };
-            let ids = &tables[g.features[0].table];
-            groups.push(GroupTables::build(catalog, g.features.len(), ids)?);
+                Some(CatalogSpec::Atv {
+                    keys,
+                    rows,
+                    columns,
+                }) => {
+                    let key_atv = open_atv(keys, *rows)?;
+                    let rows_usize = key_atv.len();
+                    let mut cols = Vec::with_capacity(columns.len());
+                    for (f, file) in columns {
+                        let digest = spec.digest(file)?;
+                        let map = pkg.map(file, digest, verify.hashes(digest.bytes))?;
+                        let table_rows = tables[g.features[*f].table].rows();
+                        cols.push((*f, Column::open(map, file, rows_usize, table_rows)?));
+                    }
+                    GroupCatalog::Atv {
+                        keys_are_ids: spec.tables[id_table].vocab == *keys,
+                        catalog: Catalog {
+                            keys: key_atv,
+                            columns: cols,
+                        },
+                    }
+                }
+                None => GroupCatalog::Tsv(GroupTables::default()),
+            });
         }
         let actions = Vocab::from_ids(spec.actions.iter().cloned())?;
         Ok(Preprocessor {
@@ -272,7 +383,14 @@ impl Preprocessor {
 
     /// The number of ids in table `i` of the spec (`spec.tables[i]`), 0 if there is none.
     pub fn table_len(&self, i: usize) -> usize {
-        self.tables.get(i).map_or(0, Vocab::len)
+        self.tables.get(i).map_or(0, TableIndex::len)
+    }
+
+    /// The rows the embedding of table `i` needs: ids + 1 (unknown and padding) + hashed
+    /// buckets; 0 if there is no table `i`. The largest index the preprocessing can produce
+    /// for the table is one less.
+    pub fn table_rows(&self, i: usize) -> u64 {
+        self.tables.get(i).map_or(0, TableIndex::rows)
     }
 
     /// Checks one request of a batch as [`Preprocessor::prepare`] would (limits, groups,
@@ -349,20 +467,65 @@ impl Preprocessor {
 
     /// Writes the feature indices of object `id` of group `g` into `out` (one per feature):
     /// the id's index, then each feature from `caller` if it has it, else from the catalog.
-    fn object_features(&self, g: usize, id: &str, caller: Option<&Behavior<'_>>, out: &mut [i64]) {
+    /// A damaged version-3 vocabulary or catalog met on the way is an `InvalidPackage` error.
+    fn object_features(
+        &self,
+        g: usize,
+        id: &str,
+        caller: Option<&Behavior<'_>>,
+        out: &mut [i64],
+    ) -> Result<()> {
         let group = &self.spec.groups[g];
-        let index = self.tables[group.features[0].table].get(id);
+        let id_table = &self.tables[group.features[0].table];
+        let index = id_table.index(id)?;
         out[0] = index;
-        let mut row: Option<Option<&[i64]>> = None;
-        for (f, feature) in group.features.iter().enumerate().skip(1) {
-            out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
-                Some(v) => self.tables[feature.table].get(v),
-                None => {
-                    let r = *row.get_or_insert_with(|| self.groups[g].row(index, id));
-                    r.and_then(|r| r.get(f)).copied().unwrap_or(0)
+        match &self.groups[g] {
+            GroupCatalog::Tsv(t) => {
+                let mut row: Option<Option<&[i64]>> = None;
+                for (f, feature) in group.features.iter().enumerate().skip(1) {
+                    out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
+                        Some(v) => self.tables[feature.table].index(v)?,
+                        None => {
+                            let r = *row.get_or_insert_with(|| t.row(index, id));
+                            r.and_then(|r| r.get(f)).copied().unwrap_or(0)
+                        }
+                    };
                 }
-            };
+            }
+            GroupCatalog::Atv {
+                catalog,
+                keys_are_ids,
+            } => {
+                let mut row: Option<Option<usize>> = None;
+                for (f, feature) in group.features.iter().enumerate().skip(1) {
+                    out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
+                        Some(v) => self.tables[feature.table].index(v)?,
+                        None => {
+                            let r = match row {
+                                Some(r) => r,
+                                None => {
+                                    let r = if *keys_are_ids {
+                                        // Ids 1..=n are keys; 0 and hashed buckets are not.
+                                        usize::try_from(index)
+                                            .ok()
+                                            .filter(|&i| i >= 1 && i <= id_table.len())
+                                            .map(|i| i - 1)
+                                    } else {
+                                        catalog.row(id)?
+                                    };
+                                    *row.insert(r)
+                                }
+                            };
+                            match r {
+                                Some(r) => catalog.value(r, f)?,
+                                None => 0,
+                            }
+                        }
+                    };
+                }
+            }
         }
+        Ok(())
     }
 
     /// Turns B requests into one padded batch: every group's behaviors padded to the longest
@@ -422,7 +585,7 @@ impl Preprocessor {
             for (u, (r, k)) in requests.iter().zip(&kept).enumerate() {
                 for (j, beh) in k[g].iter().enumerate() {
                     let at = u * l + j;
-                    self.object_features(g, beh.id, Some(beh), &mut one);
+                    self.object_features(g, beh.id, Some(beh), &mut one)?;
                     for (col, v) in feats.iter_mut().zip(&one) {
                         col[at] = *v;
                     }
@@ -461,7 +624,7 @@ impl Preprocessor {
         let mut one = vec![0i64; width];
         for r in requests {
             for c in r.candidates {
-                self.object_features(t, c, None, &mut one);
+                self.object_features(t, c, None, &mut one)?;
                 for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
                     col.push(one[*f]);
                 }
@@ -502,7 +665,7 @@ fn parse_catalog(
     text: &str,
     has_header: bool,
     group: &crate::spec::GroupSpec,
-    tables: &[Vocab],
+    tables: &[TableIndex],
 ) -> Result<HashMap<String, Vec<i64>>> {
     let mut lines = text.lines().enumerate();
     // Column k -> feature index.
@@ -541,7 +704,7 @@ fn parse_catalog(
         for (cell, col) in cells.iter().zip(&columns).skip(1) {
             if let Some(f) = col {
                 if !cell.is_empty() {
-                    row[*f] = tables[group.features[*f].table].get(cell);
+                    row[*f] = tables[group.features[*f].table].index(cell)?;
                 }
             }
         }
@@ -552,3 +715,6 @@ fn parse_catalog(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_v3;

@@ -39,8 +39,8 @@ fn spec(max_history: usize) -> Spec {
 fn preprocessor(max_history: usize) -> Preprocessor {
     let spec = spec(max_history);
     let tables = vec![
-        Vocab::from_ids(["a", "b", "c", "d"].map(String::from)).unwrap(),
-        Vocab::from_ids(["x", "y"].map(String::from)).unwrap(),
+        TableIndex::Lines(Vocab::from_ids(["a", "b", "c", "d"].map(String::from)).unwrap()),
+        TableIndex::Lines(Vocab::from_ids(["x", "y"].map(String::from)).unwrap()),
     ];
     let catalog = parse_catalog(
         "a\tx\nb\ty\nc\tx\nz\ty\nq\tnot-a-category\n",
@@ -53,7 +53,7 @@ fn preprocessor(max_history: usize) -> Preprocessor {
     Preprocessor {
         spec,
         tables,
-        groups: vec![groups],
+        groups: vec![GroupCatalog::Tsv(groups)],
         actions: Vocab::from_ids(["like", "other"].map(String::from)).unwrap(),
     }
 }
@@ -250,7 +250,10 @@ fn limits_are_enforced_with_messages_that_say_what() {
 fn catalog_rejects_lines_without_a_tab() {
     let categories = Vocab::from_ids(["x".to_string()]).unwrap();
     let spec = spec(4);
-    let tables = vec![Vocab::default(), categories];
+    let tables = vec![
+        TableIndex::Lines(Vocab::default()),
+        TableIndex::Lines(categories),
+    ];
     let e = parse_catalog("a\tx\nbroken line\n", false, &spec.groups[0], &tables).unwrap_err();
     assert!(e.to_string().contains("line 2"), "{e}");
 }

@@ -1,0 +1,360 @@
+//! Version 3: the spec's new parts, and preprocessing over mapped atv vocabularies and
+//! catalogs with hashed buckets. Packages are written to a temporary directory with
+//! [`crate::vocab::atv_bytes`] (byte-identical to the exporter's writer, see
+//! `src/vocab/tests.rs`); expected indices are worked out by hand from the doc's rule.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::package::sha256_hex;
+use crate::vocab::{atv_bytes, xxh3_64};
+use crate::ErrorCode;
+
+const SEED: u64 = 7;
+
+/// A package directory that removes itself.
+struct Pkg(PathBuf);
+
+impl Drop for Pkg {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn column(values: &[u32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The spec of a one-group v3 package: tables `item_id` (i1, i2, i3; 4 buckets) and `category`
+/// (c1, c2; no buckets); the catalog's keys are `keys` (the id vocabulary's file when `None`).
+fn spec_json(keys: Option<&str>, rows: u64) -> Value {
+    json!({
+        "format": "atrank-model-package", "spec_version": 3, "name": "v3-test",
+        "graph": {"file": "model.onnx", "opset": 20,
+                  "inputs": ["item_id", "item_category", "item_action", "item_time", "item_len",
+                             "cand_id", "cand_category"],
+                  "output": "logits", "output_kind": "logit", "external_data": ["tables.bin"]},
+        "hash": {"function": "xxh3_64", "seed": SEED},
+        "tables": {"item_id": {"vocab": "vocab/item_id.atv", "size": 3, "hash_buckets": 4},
+                   "category": {"vocab": "vocab/category.atv", "size": 2, "hash_buckets": 0}},
+        "groups": [{"name": "item", "max_history": 4,
+                    "features": [{"name": "id", "table": "item_id", "input": "item_id"},
+                                 {"name": "category", "table": "category",
+                                  "input": "item_category"}],
+                    "inputs": {"action": "item_action", "time_bucket": "item_time",
+                               "length": "item_len"},
+                    "catalog": {"keys": keys.unwrap_or("vocab/item_id.atv"), "rows": rows,
+                                "columns": {"category": "catalog/item.category.u32"}}}],
+        "target_group": "item",
+        "candidate_inputs": {"id": "cand_id", "category": "cand_category"},
+        "actions": ["like", "other"],
+        "time_buckets": {"unit_seconds": 86400, "offset": 1, "boundaries": [2, 4]},
+        "limits": {"max_candidates": 10, "max_behaviors": 10},
+        "model": {"anything": "ignored"},
+    })
+}
+
+/// Writes `files` and a spec (with its manifest) into a fresh directory.
+fn write_package(name: &str, mut spec: Value, files: &[(&str, Vec<u8>)]) -> Pkg {
+    let dir = std::env::temp_dir().join(format!("atrank-v3-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut manifest = serde_json::Map::new();
+    for (rel, bytes) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        manifest.insert(
+            rel.to_string(),
+            json!({"sha256": sha256_hex(bytes), "bytes": bytes.len()}),
+        );
+    }
+    spec["files"] = Value::Object(manifest);
+    std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
+    Pkg(dir)
+}
+
+fn base_files(category: &[u32]) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("model.onnx", b"not read here".to_vec()),
+        ("tables.bin", vec![0; 16]),
+        ("vocab/item_id.atv", atv_bytes(&["i1", "i2", "i3"]).unwrap()),
+        ("vocab/category.atv", atv_bytes(&["c1", "c2"]).unwrap()),
+        ("catalog/item.category.u32", column(category)),
+    ]
+}
+
+fn load(pkg: &Pkg) -> Result<Preprocessor> {
+    let dir = PackageDir::open(&pkg.0)?;
+    let spec = Spec::read_from(&dir)?;
+    Preprocessor::load_from(&spec, &dir)
+}
+
+fn col<'p>(p: &'p Prepared, name: &str) -> &'p [i64] {
+    &p.get(name).unwrap().data
+}
+
+fn bucket(s: &str) -> i64 {
+    // size 3 + 1 + xxh3_64 mod 4 buckets.
+    4 + (xxh3_64(s.as_bytes(), SEED) % 4) as i64
+}
+
+fn score_inputs(
+    p: &Preprocessor,
+    behaviors: &[Behavior<'_>],
+    candidates: &[&str],
+) -> Result<Prepared> {
+    p.prepare(&[Request {
+        behaviors,
+        candidates,
+        request_time: 100 * 86_400,
+    }])
+}
+
+#[test]
+fn spec_reads_the_v3_parts() {
+    let pkg = write_package("spec", spec_json(None, 3), &base_files(&[1, 0, 2]));
+    let spec = Spec::read(&pkg.0).unwrap();
+    assert_eq!(spec.version, 3);
+    assert_eq!(spec.hash_seed, SEED);
+    assert_eq!(spec.external_data, ["tables.bin"]);
+    assert_eq!(
+        spec.tables[spec.groups[0].features[0].table].format,
+        VocabFormat::Atv {
+            size: 3,
+            hash_buckets: 4
+        }
+    );
+    assert_eq!(
+        spec.groups[0].catalog,
+        Some(CatalogSpec::Atv {
+            keys: "vocab/item_id.atv".into(),
+            rows: 3,
+            columns: vec![(1, "catalog/item.category.u32".into())],
+        })
+    );
+    let mut named = spec.referenced_files();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        [
+            "catalog/item.category.u32",
+            "model.onnx",
+            "tables.bin",
+            "vocab/category.atv",
+            "vocab/item_id.atv"
+        ]
+    );
+}
+
+/// `edit` applied to a valid v3 spec must make it invalid with a message containing `want`.
+fn refused(edit: impl Fn(&mut Value), want: &str) {
+    let pkg = write_package("refused", spec_json(None, 3), &base_files(&[1, 0, 2]));
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(pkg.0.join("spec.json")).unwrap()).unwrap();
+    edit(&mut spec);
+    match Spec::from_json(&spec.to_string()) {
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::InvalidPackage);
+            assert!(e.to_string().contains(want), "{e} (wanted {want:?})");
+        }
+        Ok(_) => panic!("accepted; wanted {want:?}"),
+    }
+}
+
+#[test]
+fn spec_refuses_bad_v3_parts() {
+    refused(
+        |s| s["hash"]["function"] = json!("murmur3"),
+        "hash.function \"murmur3\"",
+    );
+    refused(
+        |s| {
+            s.as_object_mut().unwrap().remove("hash");
+        },
+        "missing field `hash`",
+    );
+    refused(
+        |s| s["tables"]["item_id"]["hash_buckets"] = json!(u64::MAX),
+        "more than 4294967295 rows",
+    );
+    refused(
+        |s| s["tables"]["item_id"]["size"] = json!(u32::MAX),
+        "more than 4294967295 rows",
+    );
+    refused(
+        |s| s["groups"][0]["catalog"]["rows"] = json!(1u64 << 33),
+        "catalog.rows",
+    );
+    refused(
+        |s| s["groups"][0]["catalog"]["columns"] = json!({"id": "catalog/item.category.u32"}),
+        "the catalog's key, not a column",
+    );
+    refused(
+        |s| s["groups"][0]["catalog"]["columns"] = json!({"shop": "catalog/item.category.u32"}),
+        "names \"shop\", not a feature",
+    );
+    refused(
+        |s| s["groups"][0]["catalog"]["columns"]["category"] = json!("../outside.u32"),
+        "relative path inside the package",
+    );
+    refused(
+        |s| s["graph"]["external_data"] = json!(["tables.bin", "tables.bin"]),
+        "twice",
+    );
+    refused(
+        |s| s["graph"]["external_data"] = json!(["/abs/tables.bin"]),
+        "relative path",
+    );
+    // The manifest must list every named file, and only those.
+    refused(
+        |s| {
+            s["files"].as_object_mut().unwrap().remove("tables.bin");
+        },
+        "no entry for \"tables.bin\"",
+    );
+    refused(
+        |s| {
+            s["files"]
+                .as_object_mut()
+                .unwrap()
+                .remove("catalog/item.category.u32");
+        },
+        "no entry for \"catalog/item.category.u32\"",
+    );
+    // Sizes in the manifest that cannot hold what the spec says.
+    refused(
+        |s| s["tables"]["category"]["size"] = json!(1000),
+        "too few for 1000 keys",
+    );
+    refused(
+        |s| s["files"]["catalog/item.category.u32"]["bytes"] = json!(13),
+        "expected 4 x 3 rows",
+    );
+    refused(
+        |s| {
+            s["groups"][0]["catalog"]["rows"] = json!(2);
+            s["files"]["catalog/item.category.u32"]["bytes"] = json!(8);
+        },
+        "vocabulary of 3 keys, but catalog.rows is 2",
+    );
+    refused(
+        |s| s["tables"][""] = s["tables"]["category"].clone(),
+        "table name \"\" must be 1..=256 bytes",
+    );
+    refused(
+        |s| s["spec_version"] = json!(4),
+        "spec_version 4 is not supported",
+    );
+}
+
+#[test]
+fn ids_catalog_values_and_hashed_buckets() {
+    // Catalog rows follow the id vocabulary: i1 -> c1, i2 -> none, i3 -> c2.
+    let pkg = write_package("ids", spec_json(None, 3), &base_files(&[1, 0, 2]));
+    let p = load(&pkg).unwrap();
+    assert_eq!(p.table_len(0), 2); // tables are in name order: category, item_id
+    assert_eq!(p.table_rows(0), 3);
+    assert_eq!(p.table_len(1), 3);
+    assert_eq!(p.table_rows(1), 3 + 1 + 4);
+    let history = [
+        Behavior::item("i2", Some("c2"), Some("like"), 99 * 86_400),
+        Behavior::item("new", None, Some("other"), 98 * 86_400),
+        Behavior::item("i3", Some("c9"), None, 97 * 86_400),
+    ];
+    let out = score_inputs(&p, &history, &["i1", "i2", "i3", "zz", ""]).unwrap();
+    assert_eq!(col(&out, "cand_id"), [1, 2, 3, bucket("zz"), bucket("")]);
+    // A hashed id has no catalog row: its category is missing (0), never hashed.
+    assert_eq!(col(&out, "cand_category"), [1, 0, 2, 0, 0]);
+    // History, oldest first: i3 (caller's unknown category c9 -> 0, the catalog's c2 is
+    // overridden), new (hashed id, no catalog row), i2 (caller's c2).
+    assert_eq!(col(&out, "item_id"), [3, bucket("new"), 2]);
+    assert_eq!(col(&out, "item_category"), [0, 0, 2]);
+    assert_eq!(col(&out, "item_action"), [0, 2, 1]);
+    for s in ["zz", "", "new"] {
+        assert!((4..8).contains(&bucket(s)));
+    }
+}
+
+#[test]
+fn a_catalog_with_its_own_keys() {
+    // Keys i2 and zz (an id the vocabulary does not have): zz -> c1, i2 -> c2.
+    let mut files = base_files(&[2, 1]);
+    files.push(("catalog/item.atv", atv_bytes(&["i2", "zz"]).unwrap()));
+    let pkg = write_package("keys", spec_json(Some("catalog/item.atv"), 2), &files);
+    let p = load(&pkg).unwrap();
+    let out = score_inputs(&p, &[], &["zz", "i2", "i1", "yy"]).unwrap();
+    assert_eq!(col(&out, "cand_id"), [bucket("zz"), 2, 1, bucket("yy")]);
+    assert_eq!(col(&out, "cand_category"), [1, 2, 0, 0]);
+}
+
+#[test]
+fn a_damaged_catalog_value_fails_the_request_that_reads_it() {
+    // Row 2 (i3) holds 3: the category table has rows 0..=2.
+    let pkg = write_package("damaged", spec_json(None, 3), &base_files(&[1, 0, 3]));
+    let p = load(&pkg).unwrap();
+    let ok = score_inputs(&p, &[], &["i1", "i2"]).unwrap();
+    assert_eq!(col(&ok, "cand_category"), [1, 0]);
+    let e = score_inputs(&p, &[], &["i1", "i3"]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidPackage);
+    assert!(
+        e.to_string()
+            .contains("catalog/item.category.u32: row 2 holds index 3"),
+        "{e}"
+    );
+    // Also through a behavior, and with the caller's own category nothing is read.
+    let history = [Behavior::item("i3", None, None, 0)];
+    assert!(score_inputs(&p, &history, &["i1"]).is_err());
+    let history = [Behavior::item("i3", Some("c1"), None, 0)];
+    assert!(score_inputs(&p, &history, &["i1"]).is_ok());
+}
+
+#[test]
+fn load_refuses_damaged_files() {
+    let check = |name: &str, spec: Value, files: Vec<(&str, Vec<u8>)>, want: &str| {
+        let pkg = write_package(name, spec, &files);
+        let e = load(&pkg).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidPackage, "{e}");
+        assert!(
+            e.to_string().contains(want),
+            "{name}: {e} (wanted {want:?})"
+        );
+    };
+    // The file holds 3 keys; the spec says 2 (the manifest's size still fits 2).
+    let mut spec = spec_json(None, 3);
+    spec["tables"]["item_id"]["size"] = json!(2);
+    spec["groups"][0]["catalog"]["keys"] = json!("catalog/item.atv");
+    spec["groups"][0]["catalog"]["rows"] = json!(3);
+    let mut files = base_files(&[1, 0, 2]);
+    files.push(("catalog/item.atv", atv_bytes(&["a", "b", "c"]).unwrap()));
+    check(
+        "n",
+        spec,
+        files,
+        "vocab/item_id.atv: holds 3 keys, but the spec says 2",
+    );
+    // Truncated (and the manifest made to match it).
+    let mut files = base_files(&[1, 0, 2]);
+    files[2].1.pop();
+    check(
+        "truncated",
+        spec_json(None, 3),
+        files,
+        "vocab/item_id.atv: 69 bytes",
+    );
+    // Not an atv file.
+    let mut files = base_files(&[1, 0, 2]);
+    files[3].1[0] = b'X';
+    check(
+        "magic",
+        spec_json(None, 3),
+        files,
+        "vocab/category.atv: not an atv file",
+    );
+    // A file changed after the manifest was written: the hash (small files) catches it.
+    let pkg = write_package("changed", spec_json(None, 3), &base_files(&[1, 0, 2]));
+    std::fs::write(pkg.0.join("catalog/item.category.u32"), column(&[2, 0, 2])).unwrap();
+    let e = load(&pkg).unwrap_err();
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+}

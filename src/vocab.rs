@@ -1,0 +1,365 @@
+//! Vocabularies and catalogs of package format 3, read in place from memory-mapped files
+//! (`docs/package-format-v3.md`, "The atv file", "Indices", "Catalog columns").
+//!
+//! An [`Atv`] file is a sorted string table: a 32-byte header, `n + 1` u64 offsets and the keys
+//! concatenated. Opening it checks the header and the exact file size (constant time, nothing
+//! parsed, no heap proportional to the file); a look-up is a binary search in which every
+//! offset read is bounds- and order-checked, so a damaged file gives a miss or an
+//! [`Error::InvalidPackage`], never an out-of-bounds read or a panic.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use crate::{Error, Result};
+
+/// `ATRVOC01`: the first 8 bytes of every atv file.
+const MAGIC: &[u8; 8] = b"ATRVOC01";
+const HEADER: usize = 32;
+/// Longest key an atv file may hold (bytes).
+const MAX_KEY: u64 = 4096;
+
+/// The bytes of a vocabulary or catalog file: mapped from the package, or owned (tests, and
+/// files built in memory).
+#[derive(Clone)]
+pub enum Data {
+    /// A read-only memory map of a package file.
+    Mapped(Arc<memmap2::Mmap>),
+    /// Bytes held in memory.
+    Owned(Arc<[u8]>),
+}
+
+impl Data {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Owned(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Data::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+            Data::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
+        }
+    }
+}
+
+impl From<memmap2::Mmap> for Data {
+    fn from(m: memmap2::Mmap) -> Data {
+        Data::Mapped(Arc::new(m))
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(v: Vec<u8>) -> Data {
+        Data::Owned(v.into())
+    }
+}
+
+fn le_u64(data: &[u8], at: usize) -> Option<u64> {
+    let b = data.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// An opened atv file (sorted string table). Cheap to clone: the bytes are shared.
+#[derive(Debug, Clone)]
+pub struct Atv {
+    data: Data,
+    name: Arc<str>,
+    n: usize,
+    /// Byte offset of the keys region.
+    keys_at: usize,
+    key_bytes: usize,
+}
+
+impl Atv {
+    /// Opens the atv file in `data`; `name` (the package-relative path) appears in errors.
+    /// With `expect_n`, the file must hold exactly that many keys (the spec's `size`/`rows`).
+    /// Constant time: checks the magic, the header, `offsets[0]`, `offsets[n]` and that the
+    /// file is exactly `32 + 8 (n + 1) + key_bytes` bytes.
+    pub fn open(data: impl Into<Data>, name: &str, expect_n: Option<u64>) -> Result<Atv> {
+        let data = data.into();
+        let bad = |msg: String| Err(Error::package(format!("{name}: {msg}")));
+        let bytes = data.bytes();
+        let size = bytes.len() as u64;
+        if size < (HEADER + 8) as u64 {
+            return bad(format!(
+                "{size} bytes is too short for an atv file (at least 40)"
+            ));
+        }
+        if &bytes[..8] != MAGIC {
+            return bad(format!(
+                "not an atv file (magic {:?}, expected \"ATRVOC01\")",
+                String::from_utf8_lossy(&bytes[..8])
+            ));
+        }
+        let field = |at: usize| le_u64(bytes, at).unwrap_or(u64::MAX);
+        let (n, key_bytes, reserved) = (field(8), field(16), field(24));
+        if reserved != 0 {
+            return bad(format!("reserved header field is {reserved}, expected 0"));
+        }
+        let expected = n
+            .checked_add(1)
+            .and_then(|m| m.checked_mul(8))
+            .and_then(|o| o.checked_add(HEADER as u64))
+            .and_then(|o| o.checked_add(key_bytes));
+        if expected != Some(size) {
+            return bad(format!(
+                "{size} bytes, but the header's n = {n} and key_bytes = {key_bytes} make {} \
+                 (truncated or damaged)",
+                expected.map_or_else(|| "more than 2^64".to_owned(), |e| e.to_string())
+            ));
+        }
+        if let Some(want) = expect_n {
+            if n != want {
+                return bad(format!("holds {n} keys, but the spec says {want}"));
+            }
+        }
+        // Both fit in usize: together they are at most the mapped file's size.
+        let n = n as usize;
+        let keys_at = HEADER + 8 * (n + 1);
+        let (first, last) = (field(HEADER), field(keys_at - 8));
+        if first != 0 || last != key_bytes {
+            return bad(format!(
+                "offsets[0] = {first} and offsets[n] = {last}, expected 0 and {key_bytes}"
+            ));
+        }
+        Ok(Atv {
+            n,
+            keys_at,
+            key_bytes: key_bytes as usize,
+            data,
+            name: name.into(),
+        })
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the file has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The package-relative name the file was opened under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes of the underlying file.
+    pub fn file_bytes(&self) -> usize {
+        self.data.bytes().len()
+    }
+
+    /// The bytes of key `k`, with both offsets checked: in bounds, in order, at most 4,096
+    /// bytes apart.
+    pub fn key_bytes(&self, k: usize) -> Result<&[u8]> {
+        if k >= self.n {
+            return Err(Error::package(format!(
+                "{}: key {k} asked of a file of {} keys",
+                self.name, self.n
+            )));
+        }
+        let bytes = self.data.bytes();
+        let at = HEADER + 8 * k;
+        let (a, b) = (
+            le_u64(bytes, at).unwrap_or(u64::MAX),
+            le_u64(bytes, at + 8).unwrap_or(u64::MAX),
+        );
+        if a > b || b > self.key_bytes as u64 || b - a > MAX_KEY || a == b {
+            return Err(Error::package(format!(
+                "{}: offsets of key {k} ({a}..{b}) are damaged (keys are 1..=4096 bytes \
+                 inside the {} key bytes)",
+                self.name, self.key_bytes
+            )));
+        }
+        let (a, b) = (self.keys_at + a as usize, self.keys_at + b as usize);
+        bytes
+            .get(a..b)
+            .ok_or_else(|| Error::package(format!("{}: key {k} lies outside the file", self.name)))
+    }
+
+    /// Key `k` as text; a key that is not UTF-8 is a damaged file.
+    pub fn key(&self, k: usize) -> Result<&str> {
+        std::str::from_utf8(self.key_bytes(k)?).map_err(|e| {
+            Error::package(format!(
+                "{}: key {k} is not valid UTF-8 (at byte {})",
+                self.name,
+                e.valid_up_to()
+            ))
+        })
+    }
+
+    /// The rank of `key` (0-based), `None` when it is not in the file. Binary search; a damaged
+    /// offset met on the way is an error.
+    pub fn get_bytes(&self, key: &[u8]) -> Result<Option<usize>> {
+        let (mut lo, mut hi) = (0usize, self.n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key_bytes(mid)?.cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Ok(Some(mid)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`Atv::get_bytes`] for a string (matched byte for byte).
+    pub fn get(&self, key: &str) -> Result<Option<usize>> {
+        self.get_bytes(key.as_bytes())
+    }
+}
+
+/// XXH3 64-bit of `bytes` with `seed`: the package's `hash.function` `xxh3_64`.
+pub fn xxh3_64(bytes: &[u8], seed: u64) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, seed)
+}
+
+/// One embedding table's index rule (docs "Indices"): key k maps to k + 1; an unseen string
+/// to `n + 1 + xxh3_64(s, seed) mod hash_buckets` when there are buckets, else 0.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The table's vocabulary.
+    pub atv: Atv,
+    /// Rows reserved for unseen keys.
+    pub hash_buckets: u64,
+    /// `hash.seed` of the spec.
+    pub seed: u64,
+}
+
+impl Table {
+    /// The index of `s`.
+    pub fn index(&self, s: &str) -> Result<i64> {
+        if let Some(k) = self.atv.get(s)? {
+            return Ok(k as i64 + 1);
+        }
+        if self.hash_buckets == 0 {
+            return Ok(0);
+        }
+        let bucket = xxh3_64(s.as_bytes(), self.seed) % self.hash_buckets;
+        // size + 1 + hash_buckets fits in u32 (the spec's limit on table rows).
+        Ok((self.atv.len() as u64 + 1 + bucket) as i64)
+    }
+
+    /// Rows of the table's embedding: `size + 1 + hash_buckets`.
+    pub fn rows(&self) -> u64 {
+        self.atv.len() as u64 + 1 + self.hash_buckets
+    }
+}
+
+/// One catalog column: `rows` u32 LE table indices.
+#[derive(Debug, Clone)]
+pub struct Column {
+    data: Data,
+    name: Arc<str>,
+    /// Rows of the feature's table: every value must be below.
+    table_rows: u64,
+}
+
+impl Column {
+    /// Opens a column of `rows` values whose values index a table of `table_rows` rows. The
+    /// size is checked now; each value when it is read.
+    pub fn open(data: impl Into<Data>, name: &str, rows: usize, table_rows: u64) -> Result<Column> {
+        let data = data.into();
+        let len = data.bytes().len();
+        if Some(len) != rows.checked_mul(4) {
+            return Err(Error::package(format!(
+                "{name}: {len} bytes, expected 4 x {rows} rows"
+            )));
+        }
+        Ok(Column {
+            data,
+            name: name.into(),
+            table_rows,
+        })
+    }
+
+    /// Value `row`; a value past the table's last row is a damaged package.
+    pub fn value(&self, row: usize) -> Result<i64> {
+        let at = row.checked_mul(4);
+        let b = at
+            .and_then(|a| self.data.bytes().get(a..a + 4))
+            .ok_or_else(|| Error::package(format!("{}: row {row} is out of range", self.name)))?;
+        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if u64::from(v) >= self.table_rows {
+            return Err(Error::package(format!(
+                "{}: row {row} holds index {v}, past the table's last row {} (damaged catalog)",
+                self.name,
+                self.table_rows - 1
+            )));
+        }
+        Ok(i64::from(v))
+    }
+}
+
+/// A group's catalog: the objects' keys and one column per catalog feature.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The keys; key r is the object of row r.
+    pub keys: Atv,
+    /// (index of the feature in its group, column).
+    pub columns: Vec<(usize, Column)>,
+}
+
+impl Catalog {
+    /// The value of feature `feature` (its index in the group) for catalog row `row`; 0 when
+    /// the catalog has no column for it.
+    pub fn value(&self, row: usize, feature: usize) -> Result<i64> {
+        match self.columns.iter().find(|(f, _)| *f == feature) {
+            Some((_, c)) => c.value(row),
+            None => Ok(0),
+        }
+    }
+
+    /// The catalog row of key `key`.
+    pub fn row(&self, key: &str) -> Result<Option<usize>> {
+        self.keys.get(key)
+    }
+}
+
+/// Writes an atv file's bytes for `keys` (strictly increasing in byte order, non-empty, at
+/// most 4,096 bytes each): for tests and benchmarks. The exporter writes the same layout
+/// (`export/src/atrank_export/vocabfile.py`).
+pub fn atv_bytes<K: AsRef<[u8]>>(keys: &[K]) -> Result<Vec<u8>> {
+    let mut offsets = Vec::with_capacity(keys.len() + 1);
+    let mut total = 0u64;
+    offsets.push(0u64);
+    for (i, k) in keys.iter().enumerate() {
+        let k = k.as_ref();
+        if k.is_empty() || k.len() as u64 > MAX_KEY {
+            return Err(Error::invalid(format!(
+                "key {i} has {} bytes (1..=4096 allowed)",
+                k.len()
+            )));
+        }
+        if i > 0 && keys[i - 1].as_ref() >= k {
+            return Err(Error::invalid(format!(
+                "keys {} and {i} are not strictly increasing",
+                i - 1
+            )));
+        }
+        total += k.len() as u64;
+        offsets.push(total);
+    }
+    let mut out = Vec::with_capacity(HEADER + 8 * offsets.len() + total as usize);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    for o in offsets {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    for k in keys {
+        out.extend_from_slice(k.as_ref());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

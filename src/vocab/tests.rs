@@ -1,0 +1,231 @@
+use super::*;
+
+/// Written by the Python writer (tests/fixtures/vocab/README.md has the command).
+const SMALL: &[u8] = include_bytes!("../../tests/fixtures/vocab/small.atv");
+/// Its keys, in byte order, written out by hand.
+const SMALL_KEYS: [&str; 8] = ["1", "10", "2", "a b", "apple", "item-42", "ß", "日本"];
+
+fn small() -> Atv {
+    Atv::open(SMALL.to_vec(), "vocab/small.atv", Some(8)).unwrap()
+}
+
+fn err(r: Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Err(e) => {
+            assert_eq!(e.code(), crate::ErrorCode::InvalidPackage, "{e}");
+            e.to_string()
+        }
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+#[test]
+fn reads_the_python_writers_file() {
+    let atv = small();
+    assert_eq!(atv.len(), 8);
+    for (k, key) in SMALL_KEYS.iter().enumerate() {
+        assert_eq!(atv.key(k).unwrap(), *key);
+        assert_eq!(atv.get(key).unwrap(), Some(k), "{key}");
+    }
+    for miss in [
+        "",
+        "0",
+        "100",
+        "a",
+        "apple ",
+        "item-4",
+        "item-420",
+        "日",
+        "日本人",
+        "\u{10FFFF}",
+    ] {
+        assert_eq!(atv.get(miss).unwrap(), None, "{miss:?}");
+    }
+    // Bytes that are not UTF-8 can only miss.
+    assert_eq!(atv.get_bytes(b"\xff\xfe").unwrap(), None);
+    assert_eq!(atv.get_bytes(b"\xc3").unwrap(), None);
+    assert!(err(atv.key(8)).contains("key 8 asked of a file of 8 keys"));
+}
+
+#[test]
+fn rust_and_python_writers_agree() {
+    assert_eq!(atv_bytes(&SMALL_KEYS).unwrap(), SMALL);
+    assert!(atv_bytes(&["b", "a"]).is_err());
+    assert!(atv_bytes(&["a", "a"]).is_err());
+    assert!(atv_bytes(&[""]).is_err());
+    assert!(atv_bytes(&["x".repeat(4097)]).is_err());
+}
+
+#[test]
+fn empty_file_opens() {
+    let atv = Atv::open(atv_bytes::<&str>(&[]).unwrap(), "e.atv", Some(0)).unwrap();
+    assert!(atv.is_empty());
+    assert_eq!(atv.get("x").unwrap(), None);
+}
+
+#[test]
+fn open_refuses_damaged_files() {
+    let open = |b: Vec<u8>, n: Option<u64>| Atv::open(b, "vocab/x.atv", n);
+    // Truncated: anywhere, including inside the header.
+    for cut in [0, 7, 20, 39, SMALL.len() - 1] {
+        let msg = err(open(SMALL[..cut].to_vec(), None));
+        assert!(msg.contains("vocab/x.atv"), "{msg}");
+    }
+    let mut longer = SMALL.to_vec();
+    longer.push(0);
+    assert!(err(open(longer, None)).contains("truncated or damaged"));
+    let mut magic = SMALL.to_vec();
+    magic[7] = b'2';
+    assert!(err(open(magic, None)).contains("not an atv file"));
+    assert!(err(open(SMALL.to_vec(), Some(9))).contains("holds 8 keys, but the spec says 9"));
+    // n so large that the size overflows u64.
+    let mut huge = SMALL.to_vec();
+    huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(err(open(huge, None)).contains("2^64"));
+    let mut reserved = SMALL.to_vec();
+    reserved[24] = 1;
+    assert!(err(open(reserved, None)).contains("reserved"));
+    // offsets[0] != 0 (the size still adds up).
+    let mut first = SMALL.to_vec();
+    first[32] = 1;
+    assert!(err(open(first, None)).contains("offsets[0] = 1"));
+}
+
+/// Sets offsets[k] of the small file to `v`.
+fn with_offset(k: usize, v: u64) -> Atv {
+    let mut b = SMALL.to_vec();
+    b[32 + 8 * k..40 + 8 * k].copy_from_slice(&v.to_le_bytes());
+    Atv::open(b, "vocab/x.atv", None).unwrap()
+}
+
+#[test]
+fn damaged_offsets_give_errors_or_misses_never_panics() {
+    // Offsets past the end, out of order, or empty keys: each look-up that meets one is an
+    // error naming the key, a look-up that does not is still answered.
+    // The small file's offsets are [0, 1, 3, 4, 7, 12, 19, 21, 27].
+    for (k, v) in [(4, 1 << 40), (4, u64::MAX), (4, 2), (3, 3), (5, 27)] {
+        let atv = with_offset(k, v);
+        // A key next to the damaged offset is refused when read.
+        let damaged = [k - 1, k]
+            .iter()
+            .filter(|&&j| atv.key_bytes(j).is_err())
+            .count();
+        assert!(damaged > 0, "offsets[{k}] = {v}");
+        // The binary search's first probe is key 4 (of 8): with offsets[4] or offsets[5]
+        // damaged past the keys, every look-up meets it.
+        if v > 27 {
+            assert!(err(atv.get("apple")).contains("are damaged"));
+        }
+        // Every look-up is answered: a hit, a miss, or the error naming the damage.
+        for key in SMALL_KEYS.iter().chain(&["zzz", "0", "b", "a c"]) {
+            if let Err(e) = atv.get(key) {
+                assert_eq!(e.code(), crate::ErrorCode::InvalidPackage);
+                assert!(e.to_string().contains("are damaged"), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn unsorted_or_non_utf8_keys_never_panic() {
+    // Keys out of order: binary search answers (a miss or a wrong rank), never reads outside.
+    let mut b = atv_bytes(&["a", "b", "c", "d"]).unwrap();
+    let keys_at = 32 + 8 * 5;
+    b.swap(keys_at, keys_at + 3); // "d", "b", "c", "a"
+    let atv = Atv::open(b, "u.atv", Some(4)).unwrap();
+    for key in ["a", "b", "c", "d", "e"] {
+        let got = atv.get(key).unwrap();
+        assert!(got.is_none_or(|k| k < 4), "{key}: {got:?}");
+    }
+    assert_eq!(atv.get("b").unwrap(), Some(1));
+    // A key that is not UTF-8: look-ups compare bytes; reading it as text is an error.
+    let mut b = atv_bytes(&["a", "b"]).unwrap();
+    let last = b.len() - 1;
+    b[last] = 0xff;
+    let atv = Atv::open(b, "u.atv", Some(2)).unwrap();
+    assert_eq!(atv.get("a").unwrap(), Some(0));
+    assert_eq!(atv.get("b").unwrap(), None);
+    assert!(err(atv.key(1)).contains("not valid UTF-8"));
+}
+
+#[test]
+fn xxh3_matches_reference_values() {
+    // The published XXH3_64bits of the empty input; the rest computed by the C xxHash library
+    // (Python `xxhash` 4.1.0, xxh3_64_intdigest), an independent implementation. The same
+    // values are asserted in export/tests/test_vocabfile.py.
+    let cases: [(&[u8], u64, u64); 8] = [
+        (b"", 0, 0x2d06800538d394c2),
+        (b"", 7, 0x913ae0873e9b7eb8),
+        (b"a", 0, 0xe6c632b61e964e1f),
+        (b"item-42", 0, 0x65865db6cdb57724),
+        (b"item-42", 1234567, 0x1e894d30246cc21b),
+        ("日本".as_bytes(), 0, 0x2c17fb837f1a1bc0),
+        (&[b'x'; 100], 0, 0xc90984ffdf50ce42),
+        (&[b'y'; 300], 99, 0x6e0f03e3f76acea7),
+    ];
+    for (data, seed, want) in cases {
+        assert_eq!(xxh3_64(data, seed), want, "{data:?} seed {seed}");
+    }
+}
+
+#[test]
+fn table_applies_the_indices_rule() {
+    let t = Table {
+        atv: small(),
+        hash_buckets: 5,
+        seed: 1234567,
+    };
+    assert_eq!(t.rows(), 8 + 1 + 5);
+    assert_eq!(t.index("1").unwrap(), 1);
+    assert_eq!(t.index("日本").unwrap(), 8);
+    // "item-42" is a key; "item-43" is not: 8 + 1 + xxh3_64("item-43", seed) % 5.
+    assert_eq!(t.index("item-42").unwrap(), 6);
+    let want = 9 + (xxhash_rust::xxh3::xxh3_64_with_seed(b"item-43", 1234567) % 5) as i64;
+    assert_eq!(t.index("item-43").unwrap(), want);
+    // 0x1e894d30246cc21b % 5 = 2 (the reference value above): the bucket of "item-42" had it
+    // been unseen is 8 + 1 + 2. Check with an empty vocabulary.
+    let empty = Table {
+        atv: Atv::open(atv_bytes::<&str>(&[]).unwrap(), "e", None).unwrap(),
+        hash_buckets: 5,
+        seed: 1234567,
+    };
+    assert_eq!(empty.index("item-42").unwrap(), 1 + 2);
+    for s in ["", "x", "item-43", "ß2"] {
+        let i = t.index(s).unwrap();
+        assert!((9..14).contains(&i), "{s:?} -> {i}");
+    }
+    let no_buckets = Table {
+        atv: small(),
+        hash_buckets: 0,
+        seed: 0,
+    };
+    assert_eq!(no_buckets.index("item-43").unwrap(), 0);
+    assert_eq!(no_buckets.rows(), 9);
+}
+
+#[test]
+fn catalog_columns_are_checked_on_read() {
+    let values: Vec<u8> = [0u32, 3, 9, 10]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let keys = Atv::open(atv_bytes(&["a", "b", "c", "d"]).unwrap(), "k", Some(4)).unwrap();
+    assert!(err(Column::open(values[..15].to_vec(), "c.u32", 4, 10)).contains("15 bytes"));
+    let col = Column::open(values, "catalog/item.category.u32", 4, 10).unwrap();
+    let cat = Catalog {
+        keys,
+        columns: vec![(1, col)],
+    };
+    assert_eq!(cat.row("c").unwrap(), Some(2));
+    assert_eq!(cat.value(0, 1).unwrap(), 0);
+    assert_eq!(cat.value(1, 1).unwrap(), 3);
+    assert_eq!(cat.value(2, 1).unwrap(), 9);
+    assert_eq!(cat.value(2, 2).unwrap(), 0); // no column for feature 2
+    let msg = err(cat.value(3, 1));
+    assert!(
+        msg.contains("catalog/item.category.u32: row 3 holds index 10"),
+        "{msg}"
+    );
+    assert!(err(cat.value(4, 1)).contains("out of range"));
+    assert!(err(cat.value(usize::MAX, 1)).contains("out of range"));
+}
