@@ -19,9 +19,10 @@ import argparse
 import torch
 import torch.distributed as dist
 
-from atrank_export.data import build_split, synthetic_dataset
 from atrank_export.distributed import Parallel
 from atrank_export.model import ATRank, ModelConfig
+from atrank_export.split import build_split
+from atrank_export.synthetic import synthetic_items
 from atrank_export.train import batch_objective
 
 
@@ -32,9 +33,10 @@ def main() -> int:
     a = p.parse_args()
     torch.set_num_threads(1)
     inp = torch.load(a.inputs, map_location="cpu", weights_only=True)
-    split = build_split(synthetic_dataset(n_users=inp["n_users"], seed=inp["seed"]),
-                        max_history=inp["max_history"], seed=inp["seed"])
-    model = ATRank(ModelConfig(**inp["config"]))
+    split = build_split(synthetic_items(n_users=inp["n_users"], seed=inp["seed"]),
+                        max_history=inp["max_history"], seed=inp["seed"], embedding_dim=8,
+                        heads=2, ffn=16)
+    model = ATRank(ModelConfig.from_dict(inp["config"]))
     model.load_state_dict(inp["state"])
     dist.init_process_group("gloo")
     try:
@@ -43,7 +45,9 @@ def main() -> int:
         _, scaled, _ = batch_objective(net, model, split, inp["rows"].numpy(), "bce", 0.0, par)
         scaled.backward()
         if par.is_main:
-            torch.save({k: p.grad for k, p in model.named_parameters()}, a.out)
+            # sparse embedding gradients (all-reduced by DDP over gloo) saved densified
+            torch.save({k: (p.grad.to_dense() if p.grad.is_sparse else p.grad)
+                        for k, p in model.named_parameters()}, a.out)
         par.barrier()
     finally:
         dist.destroy_process_group()

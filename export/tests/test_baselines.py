@@ -4,24 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from atrank_export.baselines import BPRMF, DIN, GRU, MeanPool, UserSplit
-from atrank_export.data import build_split, synthetic_dataset
-from atrank_export.model import ModelConfig
+from atrank_export.baselines import BPRMF, DIN, GRU, BaselineConfig, MeanPool, UserSplit
 from atrank_export.numerics import baseline_logit_atol
+from atrank_export.split import build_split
+from atrank_export.synthetic import synthetic_items
 from atrank_export.train import evaluate, to_tensors, train
-
-CFG = {"embedding_dim": 8, "hidden": 16}
 
 
 @pytest.fixture(scope="module")
 def split():
-    return build_split(synthetic_dataset(n_users=40, seed=7), max_history=10, seed=7)
+    return build_split(synthetic_items(n_users=40, seed=7), max_history=10, seed=7,
+                       embedding_dim=8)
 
 
 def config(split):
-    pre = split.preprocessor
-    return ModelConfig(n_items=len(pre.item_vocab), n_categories=len(pre.category_vocab),
-                       n_actions=len(pre.actions), **CFG)
+    return BaselineConfig.of(split.config)
 
 
 FACTORIES = {
@@ -42,7 +39,7 @@ def make(name, split):
 
 def padded(batch, extra):
     out = dict(batch)
-    for k in ("hist_item", "hist_category", "hist_action", "hist_time"):
+    for k in ("item_id", "item_category", "item_action", "item_time"):
         out[k] = np.pad(batch[k], ((0, 0), (0, extra)))
     return out
 
@@ -53,7 +50,7 @@ def test_shape_finite_empty_and_padding_invariance(name, split):
     rows = np.array([[0, 0], [1, 3], [2, 6], [3, 9]], dtype=np.int64)   # incl. empty history
     cands = np.tile(np.arange(1, 21, dtype=np.int64), (4, 1))
     batch = sp.batch(rows, cands)
-    assert batch["hist_len"][0] == 0
+    assert batch["item_len"][0] == 0
     with torch.no_grad():
         out = model(**to_tensors(batch))
         longer = model(**to_tensors(padded(batch, 13)))

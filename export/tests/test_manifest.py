@@ -12,13 +12,16 @@ from atrank_export.manifest import file_manifest, referenced_files, write_manife
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 # What each committed fixture's spec names, written out by hand from the package format
-# (docs/package-format.md), not from referenced_files().
+# (docs/package-format-v3.md), not from referenced_files().
+GRAPHS = {"model.onnx", "encoder.onnx", "scorer.onnx", "tables.bin"}
 NAMED = {
-    "tiny": {"model.onnx", "vocab/item.txt", "vocab/category.txt", "catalog.tsv"},
-    "tiny-multigroup": {"model.onnx", "encoder.onnx", "scorer.onnx", "vocab/category.txt",
-                        "vocab/coupon_id.txt", "vocab/item_id.txt", "vocab/query_id.txt",
-                        "vocab/shop.txt", "catalog/item.tsv", "catalog/coupon.tsv",
-                        "catalog/query.tsv"},
+    "tiny": GRAPHS | {"vocab/item_id.atv", "vocab/category.atv", "catalog/item.atv",
+                      "catalog/item.category.u32"},
+    "tiny-multigroup": GRAPHS | {"vocab/category.atv", "vocab/coupon_id.atv",
+                                 "vocab/item_id.atv", "vocab/query_id.atv", "vocab/shop.atv",
+                                 "catalog/item.atv", "catalog/item.category.u32",
+                                 "catalog/item.shop.u32", "catalog/coupon.atv",
+                                 "catalog/coupon.category.u32", "catalog/coupon.shop.u32"},
 }
 
 
@@ -90,12 +93,12 @@ def test_manifest_command_rewrites_only_files(tmp_path):
     before = (pkg / "spec.json").read_bytes()
     assert main(["manifest", "--package", str(pkg)]) == 0
     assert (pkg / "spec.json").read_bytes() == before          # up to date: same bytes
-    with open(pkg / "vocab" / "item.txt", "a", encoding="utf-8") as f:
+    with open(pkg / "vocab" / "item_id.atv", "a", encoding="utf-8") as f:
         f.write("new-item\n")
     assert main(["manifest", "--package", str(pkg)]) == 0
     old, new = json.loads(before), spec_of(pkg)
-    assert new["files"]["vocab/item.txt"] != old["files"]["vocab/item.txt"]
-    assert new["files"]["vocab/item.txt"]["bytes"] == old["files"]["vocab/item.txt"]["bytes"] + 9
+    assert new["files"]["vocab/item_id.atv"] != old["files"]["vocab/item_id.atv"]
+    assert new["files"]["vocab/item_id.atv"]["bytes"] == old["files"]["vocab/item_id.atv"]["bytes"] + 9
     assert {k: v for k, v in new.items() if k != "files"} == {
         k: v for k, v in old.items() if k != "files"}
     assert new["files"] == independent_manifest(pkg, NAMED["tiny"])
@@ -104,6 +107,6 @@ def test_manifest_command_rewrites_only_files(tmp_path):
 
 
 def test_unknown_spec_version_is_refused(tmp_path):
-    (tmp_path / "spec.json").write_text(json.dumps({"spec_version": 3}), encoding="utf-8")
+    (tmp_path / "spec.json").write_text(json.dumps({"spec_version": 2}), encoding="utf-8")
     with pytest.raises(ValueError, match="spec_version"):
         write_manifest(tmp_path)

@@ -2,15 +2,16 @@
 
 import pytest
 
-from atrank_export.data import build_split, load_ml100k
+from atrank_export.readers import ml100k_log
+from atrank_export.split import build_split
 
 
 @pytest.mark.slow
 def test_ml100k_facts_and_short_training(tmp_path):
-    ds = load_ml100k()
-    assert len(ds.sequences) == 943 and len(ds.catalog) == 1682
-    assert sum(len(s) for s in ds.sequences.values()) == 100_000
-    assert len(set(ds.catalog.values())) == 19
+    ds = ml100k_log()
+    assert len(ds.users) == 943 and len(ds.catalog_objects("item")) == 1682
+    assert len(ds) == 100_000
+    assert len({c["category"] for c in ds.catalog_dict("item").values()}) == 19
     from atrank_export.cli import main
 
     assert main(["train", "--data", "ml100k", "--out", str(tmp_path / "run"), "--epochs", "1",

@@ -2,24 +2,28 @@ import numpy as np
 import pytest
 import torch
 
-from atrank_export.model import ATRank, ModelConfig
+from atrank_export.model import ATRank, GroupConfig, ModelConfig, amazon_preset
 from atrank_export.numerics import logit_atol
 
 N_ITEMS, N_CATES = 50, 7
-NAMES = ["hist_item", "hist_category", "hist_action", "hist_time", "hist_len", "cand_item",
+NAMES = ["item_id", "item_category", "item_action", "item_time", "item_len", "cand_id",
          "cand_category"]
+
+
+def inputs(x) -> dict:
+    return dict(zip(NAMES, x, strict=True))
 
 
 def atol(model, *xs) -> float:
     """Two float32 evaluations of the same logits (padding, batch, candidate grouping):
     2 D U max M (numerics.logit_atol; derivation in docs/tolerances.md)."""
-    return logit_atol(model, *(dict(zip(NAMES, x, strict=True)) for x in xs))
+    return logit_atol(model, *(inputs(x) for x in xs))
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = ATRank(ModelConfig(N_ITEMS, N_CATES, 2, embedding_dim=8, hidden=16, heads=2, ffn=16))
+    m = ATRank(amazon_preset(N_ITEMS, N_CATES, 2, embedding_dim=8, heads=2, ffn=16))
     # make biases and layer norms non-trivial so the checks are not vacuous
     with torch.no_grad():
         for p in m.parameters():
@@ -41,51 +45,75 @@ def rand_inputs(b, length, n, lens, seed=0):
 @torch.no_grad()
 def test_padding_invariance(model):
     x = rand_inputs(3, 6, 5, [6, 3, 1])
-    ref = model(*x)
+    ref = model(**inputs(x))
     padded = [torch.cat([t, torch.zeros(t.shape[0], 7, dtype=torch.long)], 1) for t in x[:4]]
-    out = model(*padded, *x[4:])
+    out = model(**inputs([*padded, *x[4:]]))
     tol = atol(model, x, [*padded, *x[4:]])
     assert torch.allclose(out, ref, atol=tol, rtol=0)
     # garbage (non-zero) values in padded positions are ignored as well
     garbage = [torch.cat([t, torch.full((t.shape[0], 7), 2, dtype=torch.long)], 1)
                for t in x[:4]]
-    assert torch.allclose(model(*garbage, *x[4:]), ref, atol=tol, rtol=0)
+    assert torch.allclose(model(**inputs([*garbage, *x[4:]])), ref, atol=tol, rtol=0)
 
 
 @torch.no_grad()
 def test_empty_history_finite_and_length_free(model):
     x = rand_inputs(2, 1, 4, [0, 0])
-    out = model(*x)
+    out = model(**inputs(x))
     assert out.dtype == torch.float32 and out.shape == (2, 4)
     assert torch.isfinite(out).all()
     x5 = rand_inputs(2, 5, 4, [0, 0])
     x5[5], x5[6] = x[5], x[6]
     x5 = [torch.full_like(t, 2) if k < 4 else t for k, t in enumerate(x5)]   # garbage
-    assert torch.allclose(model(*x5), out, atol=atol(model, x, x5), rtol=0)
+    assert torch.allclose(model(**inputs(x5)), out, atol=atol(model, x, x5), rtol=0)
 
 
 @torch.no_grad()
 def test_encode_once_equals_one_candidate_at_a_time(model):
     x = rand_inputs(3, 6, 5, [6, 2, 0])
-    all_at_once = model(*x)
+    all_at_once = model(**inputs(x))
     tol = atol(model, x)
     for j in range(5):
-        single = model(*x[:5], x[5][:, j:j + 1], x[6][:, j:j + 1])
+        single = model(**inputs([*x[:5], x[5][:, j:j + 1], x[6][:, j:j + 1]]))
         assert torch.allclose(single[:, 0], all_at_once[:, j], atol=tol, rtol=0)
 
 
 @torch.no_grad()
 def test_batch_invariance(model):
     x = rand_inputs(3, 6, 5, [6, 2, 4])
-    together = model(*x)
+    together = model(**inputs(x))
     tol = atol(model, x)
     for b in range(3):
         length = int(x[4][b])
-        alone = model(*[t[b:b + 1, :max(1, length)] for t in x[:4]], x[4][b:b + 1],
-                      x[5][b:b + 1], x[6][b:b + 1])
+        alone = model(**inputs([*[t[b:b + 1, :max(1, length)] for t in x[:4]], x[4][b:b + 1],
+                                x[5][b:b + 1], x[6][b:b + 1]]))
         assert np.allclose(alone.numpy()[0], together.numpy()[b], atol=tol, rtol=0)
 
 
 def test_config_checks():
-    with pytest.raises(ValueError):
-        ATRank(ModelConfig(5, 2, 2, embedding_dim=8, hidden=32))
+    with pytest.raises(ValueError, match="candidate width"):
+        ATRank(ModelConfig([GroupConfig("item", ["id", "category"])],
+                           {"item_id": 5, "category": 2}, 2, embedding_dim=8, hidden=32))
+    with pytest.raises(ValueError, match="ranking"):
+        ATRank(amazon_preset(5, 2, 2, embedding_dim=8).__class__(
+            **{**amazon_preset(5, 2, 2, embedding_dim=8).__dict__, "ranking": "cosine"}))
+
+
+def test_tables_are_sparse_with_hashed_rows_and_the_step_gradient_is_o_batch():
+    """Every table is nn.Embedding(sparse=True) with size + 1 + hash_buckets rows; a backward
+    pass (loss + the touched-rows L2) leaves sparse gradients holding only touched rows."""
+    cfg = amazon_preset(100_000, 7, 2, embedding_dim=8, heads=2, ffn=16)
+    cfg.hash_buckets = {"item_id": 16}
+    m = ATRank(cfg)
+    assert m.tables["item_id"].weight.shape == (100_000 + 1 + 16, 8)
+    assert m.item_bias.weight.shape == (100_000 + 1 + 16, 1)
+    x = inputs(rand_inputs(4, 6, 3, [6, 3, 1, 0]))
+    x["cand_id"][0, 0] = 100_000 + 1 + 15                     # the last hashed row
+    (m(**x).sum() + m.l2_penalty(x)).backward()
+    touched = torch.unique(torch.cat([x["item_id"].ravel(), x["cand_id"].ravel()]))
+    for p in (m.tables["item_id"].weight, m.item_bias.weight):
+        g = p.grad.coalesce()
+        assert g.is_sparse
+        rows = g.indices()[0]
+        assert set(rows.tolist()) <= set(touched.tolist())
+        assert len(rows) <= len(touched)          # O(batch) rows, never the whole table

@@ -1,26 +1,29 @@
 import numpy as np
-import pytest
 
-from atrank_export.preprocess import Preprocessor, TimeBuckets, Vocab, pad_batch
+from atrank_export.model import GroupConfig, ModelConfig
+from atrank_export.preprocess import Preprocessor, TimeBuckets
+from atrank_export.vocabfile import TableIndex, bucket
 
 DAY = 86400
 
 
-def make_pre(max_history=3):
-    return Preprocessor(Vocab(["a", "b", "c"]), Vocab(["X", "Y"]), {"a": "X", "b": "Y"},
-                        ["like", "other"], max_history)
+def make_pre(max_history=3, hash_buckets=0):
+    """Hand-made tables: items a, b, c; categories X, Y; catalog a -> X, b -> Y."""
+    config = ModelConfig([GroupConfig("item", ["id", "category"], max_history),
+                          GroupConfig("query", ["id"], 2)],
+                         {"item_id": 3, "category": 2, "query_id": 1}, 2)
+    tables = {"item_id": TableIndex(["a", "b", "c"], hash_buckets),
+              "category": TableIndex(["X", "Y"], hash_buckets),
+              "query_id": TableIndex(["q"], 0)}
+    catalogs = {"item": (["a", "b", "d"], {"category": np.array([1, 2, 0], dtype=np.uint32)})}
+    return Preprocessor(config, tables, catalogs, ["like", "other"], TimeBuckets())
 
 
-def test_vocab_indices_and_unknowns(tmp_path):
-    v = Vocab(["10", "2", "x y"])
-    assert v.indices(["10", "2", "x y", "3", "", None, "10 "]) == [1, 2, 3, 0, 0, 0, 0]
-    v.write(tmp_path / "v.txt")
-    assert (tmp_path / "v.txt").read_text() == "10\n2\nx y\n"
-    assert Vocab.read(tmp_path / "v.txt").tokens == v.tokens
-    with pytest.raises(ValueError):
-        Vocab(["a\tb"])
-    with pytest.raises(ValueError):
-        Vocab(["a", "a"])
+def beh(oid, ts, action="like", category=None, group="item"):
+    b = {"group": group, "id": oid, "action": action, "timestamp": ts}
+    if category is not None:
+        b["features"] = {"category": category}
+    return b
 
 
 def test_time_buckets_boundaries():
@@ -48,47 +51,55 @@ def test_time_buckets_floor_division_on_negatives():
     assert tb.buckets_int(np.array([5]), np.array([6])).tolist() == [0]
 
 
-def test_categories_actions_and_candidates():
-    pre = make_pre()
-    beh = [{"item": "a", "category": None, "action": "like", "timestamp": 1},
-           {"item": "b", "category": "X", "action": "other", "timestamp": 2},
-           {"item": "zz", "category": None, "action": "LIKE", "timestamp": 3}]
-    e = pre.encode(beh, ["c", "a", "nope"], request_time=3)
-    assert e.hist_item == [1, 2, 0]
-    assert e.hist_category == [1, 1, 0]          # catalog, caller's, unknown item
-    assert e.hist_action == [1, 2, 0]
-    assert e.cand_item == [3, 1, 0]
-    assert e.cand_category == [0, 1, 0]          # "c" is not in the catalog
+def test_ids_catalog_columns_caller_features_and_actions():
+    pre = make_pre(max_history=10)
+    t = 100 * DAY
+    x = pre.batch([{"request_time": t, "candidates": ["a", "b", "c", "zz", "d"], "behaviors": [
+        beh("a", t - 1), beh("b", t - 2, "other", category="X"), beh("zz", t - 3, "nope"),
+        beh("c", t - 4, category="W")]}])
+    # sorted by time: c, zz, b, a
+    assert x["item_id"].tolist() == [[3, 0, 2, 1]]
+    # c: caller "W" unknown -> 0; zz: not in the catalog -> 0; b: caller X over catalog Y; a: X
+    assert x["item_category"].tolist() == [[0, 0, 1, 1]]
+    assert x["item_action"].tolist() == [[1, 0, 2, 1]]
+    assert x["item_len"].tolist() == [4]
+    assert x["cand_id"].tolist() == [[1, 2, 3, 0, 0]]
+    # candidates: catalog only; c has no catalog row, d has a row with no value
+    assert x["cand_category"].tolist() == [[1, 2, 0, 0, 0]]
+    # the query group has no behaviors: L = 1, length 0
+    assert x["query_id"].tolist() == [[0]] and x["query_len"].tolist() == [0]
+
+
+def test_hashed_buckets():
+    pre = make_pre(max_history=10, hash_buckets=4)
+    t = 100 * DAY
+    x = pre.batch([{"request_time": t, "candidates": ["zz", "a"],
+                    "behaviors": [beh("zz", t - 1, category="W"), beh("d", t - 2)]}])
+    assert x["item_id"].tolist() == [[bucket("d", 3, 4), bucket("zz", 3, 4)]]
+    assert 4 <= bucket("zz", 3, 4) <= 7
+    # caller values are hashed; a missing value (d's catalog row has none) is 0, never hashed
+    assert x["item_category"].tolist() == [[0, bucket("W", 2, 4)]]
+    assert x["cand_id"].tolist() == [[bucket("zz", 3, 4), 1]]
+    assert x["cand_category"].tolist() == [[0, 1]]
 
 
 def test_stable_sort_and_truncation():
     pre = make_pre(max_history=3)
-    beh = [{"item": "c", "category": None, "action": "like", "timestamp": 5},
-           {"item": "a", "category": None, "action": "like", "timestamp": 1},
-           {"item": "b", "category": None, "action": "like", "timestamp": 5},
-           {"item": "a", "category": None, "action": "other", "timestamp": 3},
-           {"item": "zz", "category": None, "action": "other", "timestamp": 5}]
-    e = pre.encode(beh, ["a"], 10)
-    # sorted: a@1, a@3, c@5, b@5, zz@5 (ties keep caller order) -> keep last 3
-    assert e.hist_item == [3, 2, 0]
-    pre0 = make_pre(max_history=0)
-    assert pre0.encode(beh, ["a"], 10).hist_item == []
+    t = 100 * DAY
+    bs = [beh("a", t - 10), beh("b", t - 5), beh("c", t - 5), beh("a", t - 5), beh("b", t - 20)]
+    x = pre.batch([{"request_time": t, "candidates": ["a"], "behaviors": bs}])
+    # time order b(-20), a(-10), then the three at -5 in caller order b, c, a; keep last 3
+    assert x["item_id"].tolist() == [[2, 3, 1]]
+    assert x["item_len"].tolist() == [3]
 
 
-def test_empty_history_is_l1_with_len0():
-    pre = make_pre()
-    b = pad_batch([pre.encode([], ["a", "b"], 100)])
-    assert b["hist_item"].shape == (1, 1) and b["hist_len"].tolist() == [0]
-    assert all(v.dtype == np.int64 for v in b.values())
-    assert b["hist_item"].tolist() == [[0]] and b["cand_item"].tolist() == [[1, 2]]
-
-
-def test_pad_batch_mixed():
-    pre = make_pre()
-    e1 = pre.encode([{"item": "a", "category": None, "action": "like", "timestamp": 1}],
-                    ["a"], 1)
-    e2 = pre.encode([], ["a", "b", "c"], 1)
-    b = pad_batch([e1, e2])
-    assert b["hist_item"].tolist() == [[1], [0]]
-    assert b["hist_len"].tolist() == [1, 0]
-    assert b["cand_item"].tolist() == [[1, 0, 0], [1, 2, 3]]
+def test_pad_mixed_batch():
+    pre = make_pre(max_history=5)
+    t = 100 * DAY
+    x = pre.batch([{"request_time": t, "candidates": ["a"], "behaviors": []},
+                   {"request_time": t, "candidates": ["a", "b", "c"],
+                    "behaviors": [beh("a", t - 1), beh("b", t - 2), beh("q", t, group="query")]}])
+    assert x["item_id"].tolist() == [[0, 0], [2, 1]]
+    assert x["item_len"].tolist() == [0, 2]
+    assert x["cand_id"].tolist() == [[1, 0, 0], [1, 2, 3]]
+    assert x["query_id"].tolist() == [[0], [1]] and x["query_len"].tolist() == [0, 1]

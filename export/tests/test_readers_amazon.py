@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from atrank_export.behaviors import to_item_dataset
-from atrank_export.data import build_vocabs
 from atrank_export.readers import read_amazon
 from atrank_export.readers.amazon import dataset_name, last_category, parse_record
+from atrank_export.split import build_split
 
 DATA = Path(__file__).parent / "data" / "amazon"
 REVIEWS = DATA / "reviews_Electronics_5.json"
@@ -19,13 +18,14 @@ REVIEWED = ["0528881469", "0594451647", "0972683275", "1400501466", "B00000J1EQ"
 def test_read_amazon_fixture():
     log = read_amazon(REVIEWS, META)
     assert log.name == "amazon-electronics" and log.target_group == "item"
-    assert len(log.events) == 24
-    assert {(e.group, e.action) for e in log.events} == {("item", "review")}
-    assert all(isinstance(e.timestamp, int) and e.features == {} for e in log.events)
-    e0 = log.events[0]
-    assert (e0.user, e0.object_id, e0.timestamp) == ("A1H8PY3QHMQQA0", "0528881469", 1370131200)
-    assert sorted({e.object_id for e in log.events}) == REVIEWED
-    cat = log.catalogs["item"]
+    assert len(log) == 24
+    assert log.groups == ["item"] and log.actions == ["review"] and log.features == {}
+    assert log.timestamp.dtype.name == "int64"
+    e0 = log.event(0)
+    assert (e0["user"], e0["id"], e0["timestamp"]) == ("A1H8PY3QHMQQA0", "0528881469",
+                                                       1370131200)
+    assert sorted(log.objects["item"]) == REVIEWED
+    cat = log.catalog_dict("item")
     # meta restricted to reviewed asins (0132793040, B00002EQCW dropped); B00004SB92 has no meta
     assert sorted(cat) == REVIEWED[:-1]
     assert cat["0528881469"] == {"category": "Trucking GPS"}
@@ -34,18 +34,21 @@ def test_read_amazon_fixture():
     assert cat["B00000J1EQ"] == {}                                          # no categories key
 
 
-def test_amazon_to_dataset_and_vocab():
-    ds = to_item_dataset(read_amazon(REVIEWS, META))
-    assert len(ds.sequences) == 6
-    u = ds.sequences["A1H8PY3QHMQQA0"]
-    assert [b.timestamp for b in u] == sorted(b.timestamp for b in u)
-    assert ds.catalog["B00000J1EQ"] is None and ds.catalog["B00004SB92"] is None
-    items, cates = build_vocabs(ds)
+def test_amazon_split_and_vocab():
+    log = read_amazon(REVIEWS, META)
+    split = build_split(log, max_history=5, embedding_dim=8, heads=2, ffn=8)
+    assert len(log.users) == 6
+    for u in range(len(split.users)):
+        t = split.time[split.offsets[u]:split.offsets[u + 1]]
+        assert (t[1:] >= t[:-1]).all()
     # atrank index = 1 + the original's 0-based rank of the sorted asin
-    assert items.tokens == sorted(REVIEWED)
-    assert [items.index(a) for a in sorted(REVIEWED)] == list(range(1, 9))
-    assert cates.tokens == sorted({"Trucking GPS", "TV Accessories & Parts", "Mounts",
-                                   "eBook Readers", "Photographer's Vests", "Headphones"})
+    assert split.vocabs["item_id"] == sorted(REVIEWED)
+    assert split.vocabs["category"] == sorted({"Trucking GPS", "TV Accessories & Parts",
+                                               "Mounts", "eBook Readers",
+                                               "Photographer's Vests", "Headphones"})
+    # no category: B00000J1EQ (meta without categories), B00004SB92 (no meta) -> 0
+    for asin in ("B00000J1EQ", "B00004SB92"):
+        assert split.item_feats[split.vocabs["item_id"].index(asin) + 1, 1] == 0
 
 
 def test_amazon_gzip_and_without_meta(tmp_path):
@@ -55,7 +58,7 @@ def test_amazon_gzip_and_without_meta(tmp_path):
     plain = read_amazon(REVIEWS, META)
     gz = read_amazon(tmp_path / (REVIEWS.name + ".gz"), tmp_path / (META.name + ".gz"))
     assert gz == plain
-    assert read_amazon(REVIEWS).catalogs == {"item": {}}
+    assert read_amazon(REVIEWS).catalogs == {}
 
 
 def test_parse_record_is_safe_and_accepts_both_syntaxes(tmp_path):

@@ -18,7 +18,7 @@ def test_train_on_amazon_fixture(tmp_path):
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["name"] == "atrank-amazon-electronics"
     assert ckpt["actions"] == ["review"]
-    assert len(ckpt["item_vocab"]) == 8 and "Headphones" in ckpt["category_vocab"]
+    assert len(ckpt["vocabs"]["item_id"]) == 8 and "Headphones" in ckpt["vocabs"]["category"]
     assert (out / "metrics.json").exists()
 
 
@@ -26,8 +26,8 @@ def test_train_on_amazon_fixture(tmp_path):
 def captured(monkeypatch):
     seen = {}
 
-    def fake_run_train(dataset, out, epochs, max_history, kw, name, *args, **kwargs):
-        seen.update(dataset=dataset, name=name)
+    def fake_run_train(log, out, epochs, max_history, kw, name, *args, **kwargs):
+        seen.update(log=log, name=name)
         return {}
 
     monkeypatch.setattr(cli, "run_train", fake_run_train)
@@ -43,15 +43,17 @@ def test_log_and_movielens_csv_choices(tmp_path, captured):
                    ' "category": "y"}\n')
     assert main(["train", "--data", "log", "--log", str(log), "--catalog", str(cat),
                  "--out", str(tmp_path / "o")]) == 0
-    ds = captured["dataset"]
+    log = captured["log"]
     assert captured["name"] == "atrank-clicks"
-    assert [b.item for b in ds.sequences["u"]] == ["a", "b", "c"]
-    assert ds.actions == ["buy", "click"] and ds.catalog["a"] == "x" and "q" not in ds.catalog
+    assert log.sequence("u") == ["a", "b", "c"]
+    assert sorted(log.actions) == ["buy", "click", "search"]
+    assert log.catalog_dict("item") == {"a": {"category": "x"}}
+    assert log.catalog_dict("query") == {"q": {"category": "y"}}
     (tmp_path / "r.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,10\n1,2,2.0,20\n")
     (tmp_path / "m.csv").write_text('movieId,title,genres\n1,"A, The (1990)",Drama|War\n')
     assert main(["train", "--data", "movielens-csv", "--ratings", str(tmp_path / "r.csv"),
                  "--movies", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o")]) == 0
-    assert captured["dataset"].catalog["1"] == "Drama"
+    assert captured["log"].catalog_dict("item")["1"] == {"category": "Drama"}
 
 
 def test_missing_paths_are_usage_errors(tmp_path, capsys):

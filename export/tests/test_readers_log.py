@@ -6,7 +6,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from atrank_export.behaviors import to_item_dataset
 from atrank_export.readers import read_behavior_log
 from atrank_export.readers.behavior_log import detect_format, parse_timestamp
 
@@ -72,28 +71,40 @@ def test_formats_give_the_same_log(tmp_path):
     got = {fmt: read_behavior_log(logs[fmt], catalogs=cats[fmt], name="x") for fmt in logs}
     assert got["csv"] == got["jsonl"] == got["parquet"]
     log = got["csv"]
-    assert log.groups == ["coupon", "item", "query"]
-    assert [e.timestamp for e in log.events[:3]] == [T0, T0 + 10, T0 + 20]
-    assert log.events[4].timestamp == 1_700_006_400     # date-only ISO = midnight UTC
-    assert log.events[0].features == {"category": "phones", "shop": "s1", "brand": "acme"}
-    assert log.events[1].features == {}
-    assert log.events[4].features == {"brand": "zeta, inc."}
-    assert log.catalogs["item"] == {"i1": {"category": "phones", "shop": "s1"},
+    assert log.groups == ["item", "query", "coupon"]        # first appearance
+    assert log.timestamp[:3].tolist() == [T0, T0 + 10, T0 + 20]
+    assert log.timestamp[4] == 1_700_006_400     # date-only ISO = midnight UTC
+    assert log.event(0)["features"] == {"category": "phones", "shop": "s1", "brand": "acme"}
+    assert log.event(1)["features"] == {}
+    assert log.event(4)["features"] == {"brand": "zeta, inc."}
+    assert log.catalog_dict("item") == {"i1": {"category": "phones", "shop": "s1"},
                                     "i3": {"category": "chargers", "shop": "s1"},
                                     "i4": {"category": "cables", "shop": "s2"}}
-    assert log.catalogs["coupon"] == {"c9": {"category": "phones"}}
+    assert log.catalog_dict("coupon") == {"c9": {"category": "phones"}}
     assert log.feature_names("item") == ["brand", "category", "shop"]
     # the default name is the file's stem
     assert read_behavior_log(logs["csv"]).name == "events"
 
 
-def test_to_item_dataset_from_log(tmp_path):
+def test_sequences_from_log(tmp_path):
     logs, cats = write_all(tmp_path)
-    ds = to_item_dataset(read_behavior_log(logs["jsonl"], catalogs=cats["jsonl"]))
-    assert [b.item for b in ds.sequences["u1"]] == ["i1", "i2"]
-    assert [b.item for b in ds.sequences["u2"]] == ["i2", "i1", "i3"]
-    assert ds.catalog["i4"] == "cables" and ds.catalog["i2"] == "cases"
-    assert {"buy", "click"} <= set(ds.actions)
+    log = read_behavior_log(logs["jsonl"], catalogs=cats["jsonl"])
+    assert log.sequence("u1") == ["i1", "i2"]
+    assert log.sequence("u2") == ["i2", "i1", "i3"]
+    assert log.sequence("u1", "query") == ["q:red phone"]
+    assert {"buy", "click"} <= set(log.actions)
+
+
+def test_chunks_and_ties_keep_file_order(tmp_path):
+    """Many rows (several RowBuffer chunks), equal timestamps: rows keep file order."""
+    rows = [COLS[:5]] + [[f"u{k % 3}", "item", "click", f"i{k}", str(T0 + k // 10)]
+                         for k in range(250)]
+    log = read_behavior_log(write_csv(tmp_path / "many.csv", rows))
+    from atrank_export.behaviors import RowBuffer
+
+    assert RowBuffer.__init__.__defaults__ == (65536,)
+    assert [log.event(k)["id"] for k in range(250)] == [f"i{k}" for k in range(250)]
+    assert log.sequence("u1") == [f"i{k}" for k in range(1, 250, 3)]
 
 
 def test_format_detection_and_gzip_and_explicit_format(tmp_path):
@@ -132,7 +143,7 @@ def test_parquet_typed_timestamp_columns(tmp_path):
                pa.array([datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)],
                         pa.timestamp("ms", tz="UTC"))):
         pq.write_table(pa.table({**base, "timestamp": ts}), tmp_path / "t.parquet")
-        assert read_behavior_log(tmp_path / "t.parquet").events[0].timestamp == T0
+        assert read_behavior_log(tmp_path / "t.parquet").timestamp.tolist() == [T0]
 
 
 BAD = [  # (rows, expected message pieces for csv/jsonl, for parquet)

@@ -1,7 +1,5 @@
 import pytest
 
-from atrank_export.behaviors import to_item_dataset
-from atrank_export.data import parse_ml100k
 from atrank_export.readers import ml100k_log, read_movielens_csv
 from atrank_export.readers import movielens as ml
 
@@ -34,20 +32,20 @@ def write(tmp_path, ratings=RATINGS, movies=MOVIES):
 
 def test_read_movielens_csv(tmp_path):
     log = read_movielens_csv(*write(tmp_path))
-    assert len(log.events) == 7
-    e = log.events[2]
-    assert (e.user, e.group, e.object_id, e.action, e.timestamp) == \
+    assert len(log) == 7
+    e = log.event(2)
+    assert (e["user"], e["group"], e["id"], e["action"], e["timestamp"]) == \
         ("1", "item", "6", "other", 964982224)
-    assert [e.action for e in log.events] == ["like", "like", "other", "like", "other",
-                                              "other", "like"]
-    cat = log.catalogs["item"]
+    assert [log.event(k)["action"] for k in range(7)] == ["like", "like", "other", "like",
+                                                          "other", "other", "like"]
+    cat = log.catalog_dict("item")
     assert cat["1"] == {"category": "Adventure"}
     assert cat["318"] == {"category": "Crime"}
     assert cat["182749"] == {"category": "unknown"}       # (no genres listed)
     assert cat["999"] == {"category": "Drama"}            # catalog keeps unrated movies
-    ds = to_item_dataset(log)
-    assert [b.item for b in ds.sequences["2"]] == ["318", "1", "182749"]
-    assert ds.catalog["47"] == "Mystery" and ds.actions == ["like", "other"]
+    assert log.sequence("2") == ["318", "1", "182749"]
+    assert cat["47"] == {"category": "Mystery"} and log.actions == ["like", "other"]
+    assert log.action_rules == {"like": "rating >= 4", "other": "rating < 4"}
 
 
 def test_movielens_csv_errors(tmp_path):
@@ -72,19 +70,20 @@ ITEM = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_s
         "3\tFour Rooms\t1995\t\n")
 
 
-def test_ml100k_log_wraps_loader(monkeypatch):
-    calls = []
+def test_ml100k_from_the_wheel(monkeypatch, tmp_path):
+    import zipfile
 
-    def fake_load(cache=None, seed=1234):
-        calls.append((cache, seed))
-        return parse_ml100k(INTER, ITEM, seed)
-
-    monkeypatch.setattr(ml, "load_ml100k", fake_load)
-    log = ml100k_log(seed=7)
-    assert calls == [(None, 7)]
-    assert log.name == "ml100k" and len(log.events) == 6
-    assert log.catalogs["item"] == {"1": {"category": "Animation"},
-                                    "2": {"category": "Action"}, "3": {"category": "unknown"}}
-    direct = parse_ml100k(INTER, ITEM, 7)
-    again = to_item_dataset(log)       # no equal timestamps here: identical sequences
-    assert again.sequences == direct.sequences and again.catalog == direct.catalog
+    wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(ml.ML_PREFIX + "ml-100k.inter", INTER)
+        z.writestr(ml.ML_PREFIX + "ml-100k.item", ITEM)
+    monkeypatch.setattr(ml, "fetch_recbole_wheel", lambda cache=None: wheel)
+    log = ml100k_log()
+    assert log.name == "ml100k" and len(log) == 6
+    assert log.catalog_dict("item") == {"1": {"category": "Animation"},
+                                        "2": {"category": "Action"},
+                                        "3": {"category": "unknown"}}
+    assert log.sequence("1") == ["1", "2", "3"] and log.sequence("2") == ["2", "3", "1"]
+    assert [log.event(k)["action"] for k in range(6)] == ["like", "other", "like", "other",
+                                                          "like", "other"]
+    assert log == ml.parse_ml100k(INTER.encode(), ITEM.encode())

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrank_export.cli import main
-from atrank_export.data import build_split, synthetic_dataset
 from atrank_export.distributed import Parallel
-from atrank_export.model import ATRank, ModelConfig
+from atrank_export.model import ATRank
 from atrank_export.numerics import U, forward_roundings
+from atrank_export.split import build_split
+from atrank_export.synthetic import synthetic_items
 from atrank_export.train import LABELS, batch_objective, load_checkpoint, to_tensors, train
 from atrank_export.train_state import load_train_state
 
@@ -39,13 +40,12 @@ def one_thread(monkeypatch):
 
 @pytest.fixture(scope="module")
 def split():
-    return build_split(synthetic_dataset(n_users=30, seed=3), max_history=10, seed=3)
+    return build_split(synthetic_items(n_users=30, seed=3), max_history=10, seed=3,
+                       embedding_dim=8, heads=2, ffn=16)
 
 
 def tiny_config(split):
-    pre = split.preprocessor
-    return ModelConfig(n_items=len(pre.item_vocab), n_categories=len(pre.category_vocab),
-                       n_actions=len(pre.actions), embedding_dim=8, hidden=16, heads=2, ffn=16)
+    return split.config
 
 
 def untimed(history):
@@ -144,7 +144,8 @@ def gradients(model, split, rows) -> dict[str, torch.Tensor]:
     model.zero_grad(set_to_none=True)
     _, scaled, _ = batch_objective(model, model, split, rows, "bce", 0.0)
     scaled.backward()
-    return {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+    return {k: (p.grad.to_dense() if p.grad.is_sparse else p.grad).detach().clone()
+            for k, p in model.named_parameters()}
 
 
 def gradient_terms(model, split, rows) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
@@ -152,7 +153,8 @@ def gradient_terms(model, split, rows) -> tuple[dict[str, torch.Tensor], dict[st
     backpropagation adds up to make it (float64): a Linear's weight gradient is
     sum over rows and positions of dy_j x_k, so M = |dy|^T |x|; its bias and a LayerNorm's
     bias sum dy, so M = sum |dy|; a LayerNorm's weight M = sum |dy xhat|; an embedding row
-    adds the dy of every position that looked it up; item_bias the d logits of its candidates.
+    adds the dy of every position that looked it up (item_bias, an embedding of width 1, too:
+    the d logits of its candidates).
 
     relu margins: for each Linear whose output z = W x + b goes through a ReLU (q, k, v,
     ff1), min over its outputs of |z| / (|W||x| + |b|): the distance from the kink relative
@@ -185,13 +187,9 @@ def gradient_terms(model, split, rows) -> tuple[dict[str, torch.Tensor], dict[st
     hooks = [m.register_forward_hook(on_forward) for m in model.modules()
              if isinstance(m, (nn.Linear, nn.LayerNorm, nn.Embedding))]
     try:
-        pos = split.target_items(rows[:, :2])
-        batch = to_tensors(split.batch(rows[:, :2], np.stack([pos, rows[:, 2]], axis=1)))
+        batch = to_tensors(split.training_batch(rows))
         logits = model(**batch)
-        logits.retain_grad()
         F.binary_cross_entropy_with_logits(logits, LABELS.expand_as(logits)).backward()
-        terms["item_bias"].index_add_(0, batch["cand_item"].reshape(-1),
-                                      logits.grad.double().abs().reshape(-1))
     finally:
         for h in hooks:
             h.remove()
@@ -199,7 +197,7 @@ def gradient_terms(model, split, rows) -> tuple[dict[str, torch.Tensor], dict[st
     return terms, margins
 
 
-def gradient_roundings(cfg: ModelConfig, rows: int, length: int, candidates: int = 2) -> int:
+def gradient_roundings(cfg, rows: int, length: int, candidates: int = 2) -> int:
     """An upper bound n on the roundings behind one float32 gradient element of ATRank.
 
     The element is a sum of P <= rows * (length + candidates) products (a weight is used at
@@ -237,7 +235,9 @@ def test_ddp_gradient_is_the_global_batch_gradient(split, tmp_path, one_thread):
     0 in both. The first-order model needs every ReLU input to sit further from 0 than its
     own rounding (else the branch could differ between the runs): asserted first."""
     cfg = tiny_config(split)
-    torch.manual_seed(5)
+    # an initialisation whose ReLU inputs all clear their rounding (the precondition asserted
+    # below; seeds 5, 8 and 11 put a self_att.ff1 input within rounding of the kink)
+    torch.manual_seed(9)
     model = ATRank(cfg)
     rows = split.train[np.random.default_rng(5).permutation(len(split.train))[:63]]
     inputs, out = tmp_path / "inputs.pt", tmp_path / "ddp_grad.pt"
@@ -249,7 +249,7 @@ def test_ddp_gradient_is_the_global_batch_gradient(split, tmp_path, one_thread):
     ddp = torch.load(out, weights_only=True)
     one = gradients(model, split, rows)
     terms, margins = gradient_terms(model, split, rows)
-    length = int(split.batch(rows[:, :2], rows[:, 2:])["hist_item"].shape[1])
+    length = int(split.batch(rows[:, :2], rows[:, 2:])["item_id"].shape[1])
     depth = forward_roundings(cfg, length)
     assert margins.keys() == depth.keys() - {"logits"}
     for layer, margin in margins.items():

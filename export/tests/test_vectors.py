@@ -18,4 +18,6 @@ def test_reference_preprocessing_reproduces_the_committed_vectors():
         assert want["tensors"] == got["tensors"], want["request"]["name"]
     names = {v["request"]["name"] for v in committed["vectors"]}
     assert {"vectors-ties-keep-caller-order", "vectors-far-past-and-future",
-            "vectors-empty-id-and-unicode", "empty-history", "only-coupon"} <= names
+            "vectors-empty-id-and-unicode", "empty-history", "only-coupon",
+            "vectors-hashed-buckets-and-catalog-columns", "vectors-only-query"} <= names
+    assert committed["version"] == 3

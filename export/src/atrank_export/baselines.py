@@ -1,9 +1,11 @@
 """Baselines for the model comparison, runnable by the same harness as ATRank.
 
-Every model here has ATRank's forward signature ``(hist_item, hist_category, hist_action,
-hist_time, hist_len, cand_item, cand_category) -> logits [B,N]`` (index 0 = padding/unknown,
-masks built from ``hist_len``), so ``Split.batch``, ``train.train`` and ``train.evaluate`` run
-them unchanged. Sizes follow ATRank's defaults: 32-wide item and category embeddings (a 64-wide
+Every model here takes ATRank's inputs (``forward(**inputs)``; the one split's batches,
+``split.Split``) and reads the target group's tensors only: ``<target>_id`` as the item,
+its first other feature (``category`` where there is one) as the category, ``<target>_len``,
+``cand_id``/``cand_<feature>`` (index 0 = padding/unknown, masks built from the length), so
+``train.train`` and ``train.evaluate`` run them unchanged; :class:`BaselineConfig` holds the
+sizes they need. Sizes follow ATRank's defaults: 32-wide item and category embeddings (a 64-wide
 item vector), hidden 64.
 
 * ``BPRMF``: classic matrix factorisation, ``b_i + <p_u, q_i>`` (d = 64), trained with the BPR
@@ -26,16 +28,51 @@ item and category only; ATRank additionally sees the action and the time bucket.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Split
-from .model import ModelConfig
+from .model import ModelConfig, table_name
+from .split import Split
 
 MASK_FILL = -1e9
+
+
+@dataclass
+class BaselineConfig:
+    """The sizes a baseline needs, read from the split's ATRank config."""
+
+    n_items: int                     # rows of the target id table, less the padding row
+    n_categories: int
+    n_actions: int
+    embedding_dim: int = 32
+    hidden: int = 64
+    target: str = "item"
+    category: str | None = "category"   # the target group's feature used as the category
+
+    @classmethod
+    def of(cls, config: ModelConfig, embedding_dim: int | None = None) -> BaselineConfig:
+        t = config.group(config.target_group)
+        cat = t.features[1] if len(t.features) > 1 else None
+        e = embedding_dim or config.embedding_dim
+        return cls(config.table_rows(table_name(t.name, "id")) - 1,
+                   config.table_rows(table_name(t.name, cat)) - 1 if cat else 0,
+                   config.n_actions, e, 2 * e, t.name, cat)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def unpack(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """ATRank inputs -> (hist_item, hist_category, hist_action, hist_time, hist_len,
+        cand_item, cand_category) of the target group."""
+        t = self.target
+        item, cand = x[f"{t}_id"], x["cand_id"]
+        hc = x[f"{t}_{self.category}"] if self.category else torch.zeros_like(item)
+        cc = x[f"cand_{self.category}"] if self.category else torch.zeros_like(cand)
+        return (item, hc, x[f"{t}_action"], x[f"{t}_time"], x[f"{t}_len"], cand, cc)
 
 
 class UserSplit(Split):
@@ -50,6 +87,11 @@ class UserSplit(Split):
         out["user"] = np.ascontiguousarray(rows[:, 0] + 1, dtype=np.int64)
         return out
 
+    def training_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        out = super().training_batch(rows)
+        out["user"] = np.ascontiguousarray(rows[:, 0] + 1, dtype=np.int64)
+        return out
+
 
 def _mask(hist_item: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(hist_item.shape[1], device=hist_item.device)
@@ -59,7 +101,7 @@ def _mask(hist_item: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
 class _EmbeddingBase(nn.Module):
     """Item + category embeddings (32 each, std 0.05 as in ATRank), an item bias, the head."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: BaselineConfig):
         super().__init__()
         c = config
         self.config = c
@@ -76,6 +118,9 @@ class _EmbeddingBase(nn.Module):
         self.head = nn.Sequential(nn.Linear(3 * width, c.hidden), nn.ReLU(),
                                   nn.Linear(c.hidden, 1))
 
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self._forward(*self.config.unpack(inputs))
+
     def vectors(self, items: torch.Tensor, cates: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.item_emb(items), self.cate_emb(cates)], dim=-1)
 
@@ -88,8 +133,8 @@ class _EmbeddingBase(nn.Module):
 
 
 class MeanPool(_EmbeddingBase):
-    def forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
-                cand_item, cand_category):
+    def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
+                 cand_item, cand_category):
         mask = _mask(hist_item, hist_len)
         h = self.vectors(hist_item, hist_category) * mask[..., None]
         u = h.sum(1) / hist_len.clamp(min=1)[:, None].to(h.dtype)
@@ -101,7 +146,7 @@ class DIN(_EmbeddingBase):
     evaluated in its algebraically equal split form (no [B,N,L,4D] tensor), in chunks of
     candidates, because evaluation scores every item."""
 
-    def __init__(self, config: ModelConfig, att_hidden: int = 16, normalize: str = "softmax",
+    def __init__(self, config: BaselineConfig, att_hidden: int = 16, normalize: str = "softmax",
                  chunk: int = 256):
         super().__init__(config)
         if normalize not in ("softmax", "none"):
@@ -136,8 +181,8 @@ class DIN(_EmbeddingBase):
             s = s * km
         return torch.matmul(s, h)                                      # [B,n,D]
 
-    def forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
-                cand_item, cand_category):
+    def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
+                 cand_item, cand_category):
         mask = _mask(hist_item, hist_len)
         h = self.vectors(hist_item, hist_category) * mask[..., None]
         c = self.vectors(cand_item, cand_category)
@@ -147,13 +192,13 @@ class DIN(_EmbeddingBase):
 
 
 class GRU(_EmbeddingBase):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: BaselineConfig):
         super().__init__(config)
         width = 2 * config.embedding_dim
         self.gru = nn.GRU(width, width, batch_first=True)
 
-    def forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
-                cand_item, cand_category):
+    def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
+                 cand_item, cand_category):
         mask = _mask(hist_item, hist_len)
         x = self.vectors(hist_item, hist_category) * mask[..., None]
         packed = nn.utils.rnn.pack_padded_sequence(x, hist_len.clamp(min=1).cpu(),
@@ -166,7 +211,7 @@ class GRU(_EmbeddingBase):
 class BPRMF(nn.Module):
     """``b_i + <p_u, q_i>``; ``user`` = user row + 1 (see ``UserSplit``)."""
 
-    def __init__(self, config: ModelConfig, n_users: int, dim: int = 64):
+    def __init__(self, config: BaselineConfig, n_users: int, dim: int = 64):
         super().__init__()
         self.config = config
         self.item_emb = nn.Embedding(config.n_items + 1, dim, padding_idx=0)
@@ -178,8 +223,11 @@ class BPRMF(nn.Module):
             self.item_emb.weight[0].zero_()
             self.user_emb.weight[0].zero_()
 
-    def forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
-                cand_item, cand_category, user=None):
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self._forward(*self.config.unpack(inputs), user=inputs.get("user"))
+
+    def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
+                 cand_item, cand_category, user=None):
         if user is None:        # user-id-free fallback: mean of the history's item factors
             mask = _mask(hist_item, hist_len)
             p = (self.item_emb(hist_item) * mask[..., None]).sum(1)
@@ -191,7 +239,7 @@ class BPRMF(nn.Module):
 
     def l2_penalty(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sum of squares of the factors this batch touches (users, candidate items)."""
-        items = torch.unique(batch["cand_item"].ravel())
+        items = torch.unique(batch["cand_id"].ravel())
         reg = self.item_emb.weight[items].pow(2).sum()
         if "user" in batch:
             reg = reg + self.user_emb.weight[torch.unique(batch["user"])].pow(2).sum()

@@ -5,7 +5,7 @@
 Every model is trained by ``train.train`` on the same ``Split`` (per seed), for up to its
 epoch budget, keeping the epoch with the best VALIDATION all-items AUC; test figures are
 computed once, for that epoch. Seed k (= base seed + k) sets everything random: the
-tie-break of equal timestamps and the fixed negatives (``load_ml100k``/``build_split``), the
+fixed negatives (``split.build_split``), the
 initialisation and the training order; all models share the data of a seed, so differences
 between models are paired. Writes a Markdown report and a PNG of the training curves.
 """
@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import MODELS, UserSplit
-from .data import DEFAULT_SEED, Split, build_split, load_ml100k, synthetic_dataset
-from .model import ATRank, ModelConfig
+from .baselines import MODELS, BaselineConfig, UserSplit
+from .cli import add_data_arguments, read_data
+from .model import ATRank
 from .preprocess import TimeBuckets
+from .split import DEFAULT_SEED, Split, build_split
 from .train import setup_threads, train
 
 ORDER = ["ATRank", "BPR", "mean-pool", "DIN", "GRU"]
@@ -72,22 +73,12 @@ TUNING = """\
 """
 
 
-def make_split(data: str, seed: int, max_users: int | None, max_history: int,
-               time_unit: int = 86400):
-    if data == "ml100k":
-        dataset = load_ml100k(seed=seed)
-    else:
-        dataset = synthetic_dataset(seed=seed)
-    return dataset, build_split(dataset, max_history=max_history, seed=seed,
-                                max_users=max_users,
-                                time_buckets=TimeBuckets(unit_seconds=time_unit))
-
-
-def model_config(split: Split, embedding_dim: int) -> ModelConfig:
-    pre = split.preprocessor
-    return ModelConfig(n_items=len(pre.item_vocab), n_categories=len(pre.category_vocab),
-                       n_actions=len(pre.actions), embedding_dim=embedding_dim,
-                       hidden=2 * embedding_dim)
+def make_split(log, seed: int, max_users: int | None, max_history: int,
+               time_unit: int = 86400, embedding_dim: int = 32) -> Split:
+    """The one split of a BehaviorLog (any reader); the baselines read its target group."""
+    return build_split(log, max_history=max_history, seed=seed, max_users=max_users,
+                       time_buckets=TimeBuckets(unit_seconds=time_unit),
+                       embedding_dim=embedding_dim)
 
 
 def leakage_check(split: Split) -> dict:
@@ -96,7 +87,7 @@ def leakage_check(split: Split) -> dict:
     out = {}
     for part, rows in (("test", split.test), ("valid", split.valid)):
         batch = split.batch(rows[:, :2], rows[:, 2:3])
-        hist = batch["hist_item"]
+        hist = batch[f"{split.config.target_group}_id"]
         target = split.target_items(rows[:, :2])
         out[part] = {
             "target_in_history": int((hist == target[:, None]).any(1).sum()),
@@ -108,10 +99,11 @@ def leakage_check(split: Split) -> dict:
     return out
 
 
-def run_one(name: str, split: Split, config: ModelConfig, epochs: int, seed: int,
-            settings: dict, log=print) -> dict:
+def run_one(name: str, split: Split, epochs: int, seed: int, settings: dict,
+            log=print) -> dict:
     s = dict(settings)
     loss = s.pop("loss")
+    config = split.config if name == "ATRank" else BaselineConfig.of(split.config)
     if name == "ATRank":
         factory, run_split = ATRank, split
     elif name == "BPR":
@@ -131,6 +123,31 @@ def run_one(name: str, split: Split, config: ModelConfig, epochs: int, seed: int
         f"test all-items {m['test']['all_items_auc']:.4f} one-neg {m['test']['one_neg_auc']:.4f} "
         f"global {m['test']['global_auc']:.4f} ({m['wall_seconds']:.0f}s)")
     return m
+
+
+def compare_groups(log_data, seeds=(1, 2, 3), epochs: int = 8, embedding_dim: int = 16,
+                   heads: int = 4, ffn: int = 32, max_users: int | None = None,
+                   log=print) -> dict:
+    """Multi-group ATRank vs item-only ATRank on the same targets and negatives, per seed.
+    Returns {"multi-group": [metrics...], "item-only": [metrics...]} (test metrics of the
+    epoch chosen on validation, plus chosen epoch and wall time)."""
+    out: dict[str, list] = {"multi-group": [], "item-only": []}
+    for seed in seeds:
+        for name, groups in (("multi-group", None), ("item-only", [log_data.target_group])):
+            t0 = time.perf_counter()
+            split = build_split(log_data, groups=groups, seed=seed, max_users=max_users,
+                                embedding_dim=embedding_dim, heads=heads, ffn=ffn)
+            _, m = train(split, split.config, epochs=epochs, seed=seed, progress=False,
+                         log=lambda _m: None)
+            row = {**m["test"], "best_epoch": m["best_epoch"], "valid": m["valid"],
+                   "seconds": time.perf_counter() - t0, "seed": seed,
+                   "curve": [e["valid"]["all_items_auc"] for e in m["epochs"]],
+                   "train_samples": len(split.train), "users": len(split.users)}
+            out[name].append(row)
+            log(f"seed {seed} {name:<12} test all-items {row['all_items_auc']:.4f} one-neg "
+                f"{row['one_neg_auc']:.4f} global {row['global_auc']:.4f} (epoch "
+                f"{row['best_epoch']}, {row['seconds']:.0f}s)")
+    return out
 
 
 def mean_std(xs) -> str:
@@ -181,7 +198,7 @@ def multigroup_section(mg: dict) -> list[str]:
         (f"Data: `atrank_export.synthetic.synthetic_multigroup` ({f['users']} users; items, "
          "coupons and queries; the category of the next item is planted in the same "
          "session's query and coupon, see that module's docstring). Both models are the "
-         "multi-group ATRank of `atrank_export.multigroup` with the same targets, negatives, "
+         "multi-group ATRank of `atrank_export.model` with the same targets, negatives, "
          f"sizes (embedding {f['embedding_dim']} per feature) and training (up to "
          f"{f['epochs']} epochs, epoch chosen on validation all-items AUC); item-only reads "
          "only the item group. Seeds: " + ", ".join(str(r["seed"]) for r in
@@ -227,7 +244,7 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
         f"{seeds[0]}; they are the same for every seed). History truncated to the last "
         f"{facts['max_history']} behaviors. ATRank's time buckets count units of "
         f"{facts.get('time_unit', 86400)} s (86400 = days, the paper's)."),
-        ("- Order / tie rule: per user by (timestamp, seeded random tie-break) — `data.py`'s rule. "
+        ("- Order / tie rule: per user by timestamp, equal timestamps in file order (`split.py`). "
         "The calibration in the shared atrank-reference.md broke ties by item id, which it "
         "says lowers learned models by ~0.013-0.024 all-items AUC; compare with it only "
         "loosely."),
@@ -315,7 +332,7 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="atrank_export.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", choices=["ml100k", "synthetic"], default="ml100k")
+    add_data_arguments(p)
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed")
@@ -360,13 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs: dict[str, list[dict]] = {n: [] for n in names}
     facts: dict = {}
+    data_log, _name = read_data(p, a, a.seed)
     for seed in seeds:
-        _dataset, split = make_split(a.data, seed, a.max_users, a.max_history, a.time_unit)
+        split = make_split(data_log, seed, a.max_users, a.max_history, a.time_unit,
+                           a.embedding_dim)
         if not facts:
             facts = {"data": a.data, "seeds": seeds, "max_history": a.max_history,
                      "time_unit": a.time_unit,
                      "users": len(split.users), "items": split.n_items,
-                     "categories": len(split.preprocessor.category_vocab),
+                     "categories": BaselineConfig.of(split.config).n_categories,
                      "behaviors": int(split.offsets[-1]), "train": len(split.train),
                      "valid": len(split.valid), "test": len(split.test),
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -374,10 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{a.data}: {facts['users']} users, {facts['items']} items, "
                   f"{facts['categories']} categories, {facts['behaviors']} behaviors, "
                   f"{facts['train']} training samples", flush=True)
-        config = model_config(split, a.embedding_dim)
         for n in names:
             epochs = a.epochs if a.epochs is not None else EPOCHS[n]
-            runs[n].append(run_one(n, split, config, epochs, seed, SETTINGS[n],
+            runs[n].append(run_one(n, split, epochs, seed, SETTINGS[n],
                                    log=lambda s: print(s, flush=True)))
     facts["wall_seconds"] = time.perf_counter() - t0
     if a.reuse:
@@ -390,7 +408,6 @@ def main(argv: list[str] | None = None) -> int:
         runs = {n: runs[n] for n in ORDER if n in runs}
     multigroup = json.loads(a.reuse.read_text()).get("multigroup") if a.reuse else None
     if a.multigroup_seeds > 0:
-        from .multigroup import compare_groups
         from .synthetic import synthetic_multigroup
 
         data = synthetic_multigroup(n_users=a.multigroup_users)

@@ -1,19 +1,23 @@
-"""Checkpoint -> model package (docs/package-format.md), validated against onnxruntime.
+"""Checkpoint -> model package, format 3 (docs/package-format-v3.md), validated against
+onnxruntime.
 
-The package holds spec.json, model.onnx (dynamo export, opset 20, dynamic B/L/N, with
-``graph.value_info`` removed so tract can concretise shapes), vocab/item.txt,
-vocab/category.txt, catalog.tsv and golden.json. Golden scores are PyTorch logits of raw
-requests preprocessed by :mod:`atrank_export.preprocess`. Validation runs onnxruntime (CPU) on
-every golden request and on one batch of all of them padded together, and raises
-:class:`ExportValidationError` if any logit differs from PyTorch by more than its request's
-derived tolerance.
+Writes, for a trained :class:`~atrank_export.model.ATRank`:
 
-Tolerances (docs/tolerances.md): each golden request carries ``tolerance`` = 2 D U M, the
-first-order bound on two float32 evaluations of its logits (D: the forward pass's roundings at
-max_history, :func:`atrank_export.numerics.atrank_logit_roundings`; M: the largest
-|.|-magnitude of its logits, measured on the trained model); golden.json's top-level
-``tolerance`` is their maximum and ``bound_any_request`` = 2 D U M_max with M_max bounded from
-the weights for any request (:func:`atrank_export.numerics.atrank_magnitude_bound`).
+* ``model.onnx`` (the encode-once graph, dynamic users x per-group history lengths x
+  candidates), ``encoder.onnx`` (behaviors -> ``encoded`` [B, L, H] + ``mask`` [B, L]) and
+  ``scorer.onnx`` (``encoded``, ``mask``, candidates -> logits), traced by
+  ``torch.onnx.export(dynamo=True)``, then :func:`~atrank_export.external_data.externalize`:
+  every initializer of at least 1 KiB (the embedding tables) lives once in ``tables.bin``;
+* ``vocab/<table>.atv`` per embedding table, ``catalog/<group>.atv`` + one
+  ``catalog/<group>.<feature>.u32`` column per catalog feature (``vocabfile``);
+* ``golden.json`` (version 3): raw requests with PyTorch's logits and derived tolerances;
+* ``spec.json`` (spec_version 3) with ``files`` (every named file's sha256 and size) last.
+
+Golden scores are PyTorch logits of raw requests through the reference preprocessing
+(:class:`~atrank_export.preprocess.Preprocessor`) reading the package just written. Export
+fails (:class:`ExportValidationError`) when onnxruntime, on ``model.onnx`` or on
+``encoder.onnx`` -> ``scorer.onnx``, differs from PyTorch by more than a request's derived
+tolerance (2 D U M, docs/tolerances.md), alone or batched.
 """
 
 from __future__ import annotations
@@ -28,21 +32,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import __version__
+from .external_data import TABLES, externalize
 from .manifest import write_manifest
-from .model import ATRank, ModelConfig
-from .numerics import (
-    atrank_logit_roundings,
-    atrank_magnitude_bound,
-    logit_magnitudes,
-    tolerance,
-)
-from .preprocess import INPUT_NAMES, OUTPUT_NAME, Preprocessor, TimeBuckets, Vocab, pad_batch
-from .train import load_checkpoint, setup_threads, to_tensors
+from .model import ATRank, ModelConfig, table_name
+from .numerics import logit_magnitudes, logit_roundings, magnitude_bound, tolerance
+from .preprocess import Preprocessor, TimeBuckets, catalog_columns
+from .train import load_checkpoint, setup_threads
+from .vocabfile import TableIndex, write_atv, write_column
 
 OPSET = 20
-UNKNOWN_ITEM = "no-such-movie"
+SPEC_VERSION = 3
+UNKNOWN_ID = "no-such-object"
 GOLDEN_SEED = 1234
 
 
@@ -51,70 +54,211 @@ class ExportValidationError(RuntimeError):
 
 
 def model_from_checkpoint(ckpt: dict) -> tuple[ATRank, Preprocessor]:
-    model = ATRank(ModelConfig(**ckpt["model_config"]))
+    """The model and the in-memory reference preprocessing of a checkpoint."""
+    config = ModelConfig.from_dict(ckpt["model_config"])
+    model = ATRank(config)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    pre = Preprocessor(Vocab(ckpt["item_vocab"]), Vocab(ckpt["category_vocab"]),
-                       dict(ckpt["catalog"]), list(ckpt["actions"]), int(ckpt["max_history"]),
-                       TimeBuckets.from_json(ckpt["time_buckets"]))
+    seed = int(ckpt["hash_seed"])
+    tables = {t: TableIndex(keys, config.hash_buckets.get(t, 0), seed)
+              for t, keys in ckpt["vocabs"].items()}
+    pre = Preprocessor(config, tables, catalog_columns(ckpt["catalogs"], tables, config),
+                       ckpt["actions"], TimeBuckets.from_json(ckpt["time_buckets"]))
     return model, pre
 
 
-def _example_inputs(model: ATRank) -> tuple[torch.Tensor, ...]:
-    # sizes > 1 and pairwise distinct so no dimension gets specialised during tracing
-    b, length, n = 3, 5, 4
-    g = torch.Generator().manual_seed(0)
-    c = model.config
+class _Encoder(nn.Module):
+    def __init__(self, model: ATRank, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
 
-    def r(hi, *shape):
-        return torch.randint(0, hi, shape, generator=g)
-
-    return (r(c.n_items + 1, b, length), r(c.n_categories + 1, b, length),
-            r(c.n_actions + 1, b, length), r(c.n_time_buckets, b, length),
-            torch.tensor([5, 2, 0]), r(c.n_items + 1, b, n), r(c.n_categories + 1, b, n))
+    def forward(self, *args):
+        return self.model.encode(dict(zip(self.names, args)))
 
 
-def export_onnx(model: ATRank, path: Path) -> None:
-    """torch.onnx.export(dynamo=True), B/L/N dynamic, opset 20; drops graph.value_info
-    and the per-node metadata."""
+class _Scorer(nn.Module):
+    def __init__(self, model: ATRank, cand_names: list[str]):
+        super().__init__()
+        self.model, self.cand_names = model, cand_names
+
+    def forward(self, encoded, mask, *cands):
+        inputs = dict(zip(self.cand_names, cands))
+        h = self.model.candidates(inputs)
+        u = self.model.vanilla_att(h, encoded, mask)
+        return self.model.score(u, h, inputs["cand_id"])
+
+
+class _Full(nn.Module):
+    def __init__(self, model: ATRank, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *args):
+        return self.model(**dict(zip(self.names, args)))
+
+
+def _dims(config: ModelConfig) -> dict[str, dict[int, Any]]:
+    b, n = torch.export.Dim("B"), torch.export.Dim("N")
+    dims: dict[str, dict[int, Any]] = {}
+    for g in config.groups:
+        lg = torch.export.Dim(f"L_{g.name}")
+        for key in [f"{g.name}_{f}" for f in g.features] + [f"{g.name}_action",
+                                                            f"{g.name}_time"]:
+            dims[key] = {0: b, 1: lg}
+        dims[f"{g.name}_len"] = {0: b}
+    for f in config.group(config.target_group).features:
+        dims[f"cand_{f}"] = {0: b, 1: n}
+    dims["encoded"] = {0: b, 1: torch.export.Dim("L")}
+    dims["mask"] = {0: b, 1: dims["encoded"][1]}
+    return dims
+
+
+def _trace(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
+           dynamic: tuple, name: str):
+    """torch.onnx.export(dynamo=True) -> the checked ModelProto (data in memory)."""
     import onnx
 
-    model.eval()
-    bd, ld, nd = torch.export.Dim("B"), torch.export.Dim("L"), torch.export.Dim("N")
-    hist = {0: bd, 1: ld}
-    cand = {0: bd, 1: nd}
-    dynamic_shapes = {"hist_item": hist, "hist_category": hist, "hist_action": hist,
-                      "hist_time": hist, "hist_len": {0: bd}, "cand_item": cand,
-                      "cand_category": cand}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, _example_inputs(model), None, dynamo=True,
-                                    dynamic_shapes=dynamic_shapes, opset_version=OPSET,
-                                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                                    verbose=False)
+        program = torch.onnx.export(module, args, None, dynamo=True, dynamic_shapes=dynamic,
+                                    opset_version=OPSET, input_names=input_names,
+                                    output_names=output_names, verbose=False)
     proto = program.model_proto
-    # tract cannot unify the exporter's symbolic value_info with concrete shapes: drop it.
-    del proto.graph.value_info[:]
-    # per-node metadata holds FX stack traces with local paths: bulky and not reproducible
+    del proto.graph.value_info[:]          # tract cannot unify exporter's symbolic value_info
     for node in proto.graph.node:
-        del node.metadata_props[:]
+        del node.metadata_props[:]          # FX stack traces: bulky, not reproducible
     onnx.checker.check_model(proto)
-    names = [i.name for i in proto.graph.input]
-    if names != list(INPUT_NAMES) or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
-        raise ExportValidationError(f"unexpected graph inputs/outputs {names}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
+    got = [i.name for i in proto.graph.input]
+    if got != input_names or [o.name for o in proto.graph.output] != output_names:
+        raise ExportValidationError(f"{name}: unexpected inputs/outputs {got}")
+    return proto
 
 
-@torch.no_grad()
-def torch_scores(model: ATRank, batch: dict[str, np.ndarray]) -> np.ndarray:
-    return model(**to_tensors(batch)).numpy()
+def example_inputs(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random valid inputs for tracing: B = 3, N = 4, L_g = 5 + 2 g, so no dimension has size
+    1 or equals another (none gets specialised)."""
+    rng = np.random.default_rng(seed)
+    b, n = 3, 4
+    out: dict[str, np.ndarray] = {}
+    for gi, g in enumerate(config.groups):
+        length = 5 + 2 * gi
+        for f in g.features:
+            out[f"{g.name}_{f}"] = rng.integers(0, config.table_rows(table_name(g.name, f)),
+                                                (b, length))
+        out[f"{g.name}_action"] = rng.integers(0, config.n_actions + 1, (b, length))
+        out[f"{g.name}_time"] = rng.integers(0, config.n_time_buckets, (b, length))
+        out[f"{g.name}_len"] = np.array([length, 2, 0])
+    for f in config.group(config.target_group).features:
+        out[f"cand_{f}"] = rng.integers(0, config.table_rows(table_name(config.target_group, f)),
+                                        (b, n))
+    return {k: v.astype(np.int64) for k, v in out.items()}
 
 
-def score_request(model: ATRank, pre: Preprocessor, request: dict) -> list[float]:
-    """PyTorch logits for one raw request (B = 1), through the exporter's preprocessing."""
-    return torch_scores(model, pad_batch([pre.encode_request(request)]))[0].tolist()
+def export_graphs(model: ATRank, out: Path) -> dict[str, Any]:
+    """model.onnx, encoder.onnx and scorer.onnx into ``out``, their large initializers in one
+    shared ``tables.bin``; -> externalize's summary."""
+    model.eval()
+    names = model.input_names()
+    cand_names = [n for n in names if n.startswith("cand_")]
+    hist_names = [n for n in names if not n.startswith("cand_")]
+    dims = _dims(model.config)
+    ex = {k: torch.from_numpy(v) for k, v in example_inputs(model.config).items()}
+    graphs = {}
+    # forward(*args) takes its inputs as one varargs tuple: dynamic_shapes mirrors that.
+    graphs["model.onnx"] = _trace(_Full(model, names), tuple(ex[n] for n in names), names,
+                                  ["logits"], (tuple(dims[n] for n in names),), "model.onnx")
+    graphs["encoder.onnx"] = _trace(_Encoder(model, hist_names), tuple(ex[n] for n in hist_names),
+                                    hist_names, ["encoded", "mask"],
+                                    (tuple(dims[n] for n in hist_names),), "encoder.onnx")
+    with torch.no_grad():
+        enc, mask = model.encode(ex)
+    graphs["scorer.onnx"] = _trace(_Scorer(model, cand_names),
+                                   (enc, mask, *(ex[n] for n in cand_names)),
+                                   ["encoded", "mask", *cand_names], ["logits"],
+                                   (dims["encoded"], dims["mask"],
+                                    tuple(dims[n] for n in cand_names)), "scorer.onnx")
+    return externalize(graphs, out)
+
+
+def golden_requests(ckpt: dict, config: ModelConfig, seed: int = GOLDEN_SEED) -> list[dict]:
+    """Real test-time requests plus edge cases: an empty history, each group alone, unknown ids
+    (hashed buckets where the table has them) and feature values in every group, a history
+    longer than every group's maximum, caller features overriding the catalog, behaviors
+    after the request time, unknown actions, equal timestamps across the truncation point."""
+    rng = np.random.default_rng(seed)
+    users = ckpt["golden_users"]
+    if not users:
+        raise ValueError("checkpoint has no golden users")
+    items = ckpt["vocabs"][table_name(config.target_group, "id")]
+    actions = ckpt["actions"]
+
+    def cands(u: dict) -> list[str]:
+        extra = [items[int(k)] for k in rng.choice(len(items), size=min(6, len(items)),
+                                                   replace=False)]
+        return [u["target"], u["negative"], *extra, UNKNOWN_ID, u["target"]]
+
+    reqs: list[dict] = []
+    for u in users:
+        reqs.append({"name": f"test-user-{u['user']}", "request_time": u["target_time"],
+                     "behaviors": [dict(b) for b in u["behaviors"]], "candidates": cands(u)})
+    base = next((r for r in reqs[1:] if r["behaviors"]), reqs[0])
+    t = base["request_time"]
+    reqs.append({"name": "empty-history", "request_time": t, "behaviors": [],
+                 "candidates": base["candidates"]})
+    for g in config.groups:
+        only = [b for b in base["behaviors"] if b["group"] == g.name]
+        reqs.append({"name": f"only-{g.name}", "request_time": t, "behaviors": only,
+                     "candidates": base["candidates"]})
+        unknown = [dict(b) for b in only[:3]] + [
+            {"group": g.name, "id": UNKNOWN_ID, "action": actions[0], "timestamp": t - 86400},
+            {"group": g.name, "id": UNKNOWN_ID + "-2", "action": actions[-1],
+             "timestamp": t - 7200},
+            {"group": g.name, "id": UNKNOWN_ID + "-with-features", "action": "never-seen-action",
+             "timestamp": t - 3600, "features": {f: "no-such-value" for f in g.features[1:]}}]
+        reqs.append({"name": f"unknown-ids-{g.name}", "request_time": t, "behaviors": unknown,
+                     "candidates": base["candidates"]})
+    longest = reqs[0]
+    over = [dict(b) for b in longest["behaviors"]]
+    for g in config.groups:
+        have = [b for b in over if b["group"] == g.name]
+        for k in range(g.max_history + 5 - len(have)):
+            src = have[k % len(have)] if have else {"group": g.name, "id": UNKNOWN_ID,
+                                                    "action": actions[0]}
+            over.append({**src, "timestamp": longest["request_time"] - 86400 * (k + 1) * 7})
+    reqs.append({"name": "longer-than-every-max-history", "request_time": longest["request_time"],
+                 "behaviors": over, "candidates": longest["candidates"]})
+    # equal timestamps straddling the truncation point, in reverse caller order: the stable
+    # sort must keep the caller's order
+    g0 = config.groups[0]
+    mine = [dict(b) for b in over if b["group"] == g0.name]
+    mine.sort(key=lambda b: b["timestamp"])
+    cut = len(mine) - g0.max_history
+    if cut >= 1:
+        lo, hi = max(0, cut - 3), min(len(mine), cut + 4)
+        ts = mine[hi - 1]["timestamp"]
+        block = [dict(b, timestamp=ts) for b in mine[lo:hi]][::-1]
+        mine[lo:hi] = block
+        reqs.append({"name": "ties-at-truncation-boundary",
+                     "request_time": longest["request_time"], "behaviors": mine,
+                     "candidates": longest["candidates"]})
+    override = []
+    for b in base["behaviors"][-6:]:
+        g = config.group(b["group"])
+        b = dict(b)
+        if len(g.features) > 1:
+            f = g.features[-1]
+            other = ckpt["vocabs"][table_name(g.name, f)]
+            b["features"] = {f: other[int(rng.integers(len(other)))] if other else "x"}
+        override.append(b)
+    reqs.append({"name": "caller-features-override-catalog", "request_time": t,
+                 "behaviors": override, "candidates": base["candidates"]})
+    future = ([dict(b) for b in base["behaviors"][-4:]]
+              + [{**base["behaviors"][-1], "timestamp": t + 30 * 86400}]
+              if base["behaviors"] else [])
+    reqs.append({"name": "behaviors-after-request-time", "request_time": t, "behaviors": future,
+                 "candidates": base["candidates"]})
+    return reqs
 
 
 def ort_session(onnx_path: Path):
@@ -124,17 +268,6 @@ def ort_session(onnx_path: Path):
     opts.intra_op_num_threads = min(2, os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-
-
-def request_tolerances(model: ATRank, pre: Preprocessor, requests: Sequence[dict]) -> list[float]:
-    """Per request: 2 D U max M over its logits (first-order bound on any two float32
-    evaluations of them; D at ``pre.max_history``, M measured on ``model``)."""
-    d = atrank_logit_roundings(model.config, pre.max_history)
-    out = []
-    for r in requests:
-        m = logit_magnitudes(model, to_tensors(pad_batch([pre.encode_request(r)])))
-        out.append(tolerance(d, float(m.max()) if m.numel() else 0.0))
-    return out
 
 
 def _per_request(atol, requests: Sequence[dict], derive) -> list[float]:
@@ -147,146 +280,74 @@ def _per_request(atol, requests: Sequence[dict], derive) -> list[float]:
     return [float(t) for t in atol]
 
 
-def validate_onnx(model: ATRank, onnx_path: Path, pre: Preprocessor,
-                  requests: Sequence[dict], atol: float | Sequence[float] | None = None,
-                  log=print) -> float:
-    """Compare onnxruntime with PyTorch on every request alone and on all of them batched
-    (mixed history lengths, padded). ``atol``: per request (or one for all; default: derived,
-    :func:`request_tolerances`). Returns the max abs diff; raises ExportValidationError if a
-    request's logits differ by more than its tolerance (or if batching/padding changes them by
-    more)."""
+@torch.no_grad()
+def _torch_logits(model: ATRank, batch: dict[str, np.ndarray]) -> np.ndarray:
+    return model(**{k: torch.from_numpy(v) for k, v in batch.items()}).numpy()
+
+
+def request_tolerances(model: ATRank, pre: Preprocessor,
+                       requests: Sequence[dict]) -> list[float]:
+    """Per request: 2 D U max M over its logits (first-order bound on any two float32
+    evaluations of them; D at every group's max_history, M measured on ``model``)."""
+    d = logit_roundings(model.config)
+    out = []
+    for r in requests:
+        batch = {k: torch.from_numpy(v) for k, v in pre.batch([r]).items()}
+        m = logit_magnitudes(model, batch)[:, :len(r["candidates"])]
+        out.append(tolerance(d, float(m.max()) if m.numel() else 0.0))
+    return out
+
+
+def validate(model: ATRank, out: Path, pre: Preprocessor,
+             requests: Sequence[dict], atol: float | Sequence[float] | None = None,
+             log=print) -> float:
+    """onnxruntime vs PyTorch: full graph and encoder -> scorer, every request alone and all of
+    them in one padded batch. ``atol``: per request (or one for all; default: derived,
+    :func:`request_tolerances`). Raises ExportValidationError where a request's logits differ
+    by more than its tolerance."""
     tols = _per_request(atol, requests, lambda: request_tolerances(model, pre, requests))
-    sess = ort_session(onnx_path)
-    encoded = [pre.encode_request(r) for r in requests]
+    full, enc_s, sc_s = (ort_session(out / f) for f in ("model.onnx", "encoder.onnx",
+                                                         "scorer.onnx"))
+    names = model.input_names()
+    cand = [n for n in names if n.startswith("cand_")]
     worst = 0.0
     singles = []
-    for req, enc, tol in zip(requests, encoded, tols):
-        batch = pad_batch([enc])
-        ref = torch_scores(model, batch)
-        got = sess.run([OUTPUT_NAME], batch)[0]
-        if got.shape != ref.shape or got.dtype != np.float32:
-            raise ExportValidationError(f"{req.get('name')}: onnxruntime returned "
-                                        f"{got.dtype}{got.shape}, expected float32{ref.shape}")
-        diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
-        if not np.isfinite(got).all():
-            diff = float("inf")
-        if not diff <= tol:
-            raise ExportValidationError(
-                f"{req.get('name')}: onnxruntime differs from PyTorch by {diff:.6g} > "
-                f"its tolerance {tol:.3g} ({onnx_path})")
-        worst = max(worst, diff)
-        singles.append(ref[0])
-    batch = pad_batch(encoded)
-    ref = torch_scores(model, batch)
-    got = sess.run([OUTPUT_NAME], batch)[0]
-    pad_diff = 0.0
-    for i, (req, s, tol) in enumerate(zip(requests, singles, tols)):
-        n = len(s)
-        d = float(np.max(np.abs(got[i, :n] - ref[i, :n]))) if n else 0.0
-        if not np.isfinite(got[i, :n]).all():
-            d = float("inf")
-        p = float(np.max(np.abs(ref[i, :n] - s))) if n else 0.0
-        if not d <= tol:
-            raise ExportValidationError(
-                f"{req.get('name')} (batched): onnxruntime differs from PyTorch by {d:.6g} > "
-                f"its tolerance {tol:.3g} ({onnx_path})")
+    batches = [pre.batch([r]) for r in requests] + [pre.batch(requests)]
+    for j, batch in enumerate(batches):
+        ref = _torch_logits(model, batch)
+        got = full.run(["logits"], batch)[0]
+        hist = {k: v for k, v in batch.items() if k not in cand}
+        encoded, mask = enc_s.run(["encoded", "mask"], hist)
+        split = sc_s.run(["logits"], {"encoded": encoded, "mask": mask,
+                                      **{k: batch[k] for k in cand}})[0]
+        rows = [j] if j < len(requests) else range(len(requests))
+        for i, r in enumerate(rows):
+            n = len(requests[r]["candidates"])
+            for what, g in (("model.onnx", got), ("encoder.onnx -> scorer.onnx", split)):
+                g = g[i, :n]
+                d = float(np.max(np.abs(g - ref[i, :n]))) if n else 0.0
+                if not np.isfinite(g).all():
+                    d = float("inf")
+                if not d <= tols[r]:
+                    raise ExportValidationError(
+                        f"{requests[r].get('name')}: onnxruntime ({what}) differs from PyTorch "
+                        f"by {d:.6g} > its tolerance {tols[r]:.3g}")
+                worst = max(worst, d)
+        singles.append(ref)
+    together = singles.pop()
+    pad = 0.0
+    for i, (s, tol) in enumerate(zip(singles, tols)):
+        n = len(requests[i]["candidates"])
+        p = float(np.max(np.abs(together[i, :n] - s[0, :n]))) if n else 0.0
         if not p <= tol:
             raise ExportValidationError(
-                f"{req.get('name')}: batched/padded scores differ from single-request scores "
-                f"by {p:.6g} > its tolerance {tol:.3g}")
-        worst, pad_diff = max(worst, d), max(pad_diff, p)
-    log(f"onnxruntime vs PyTorch: max abs diff {worst:.3g} over {len(requests)} requests + "
-        f"one batch B={batch['hist_len'].shape[0]} L={batch['hist_item'].shape[1]} "
-        f"N={batch['cand_item'].shape[1]} (per-request tolerances {min(tols):.3g}.."
-        f"{max(tols):.3g}); batched vs alone {pad_diff:.3g}")
+                f"{requests[i].get('name')}: batched scores differ from single ones by "
+                f"{p:.6g} > its tolerance {tol:.3g}")
+        pad = max(pad, p)
+    log(f"onnxruntime vs PyTorch (model.onnx and encoder.onnx -> scorer.onnx): max abs diff "
+        f"{worst:.3g} over {len(requests)} requests + one padded batch (per-request "
+        f"tolerances {min(tols):.3g}..{max(tols):.3g}); batched vs alone {pad:.3g}")
     return worst
-
-
-def build_golden_requests(ckpt: dict, pre: Preprocessor, seed: int = GOLDEN_SEED) -> list[dict]:
-    """About 24 raw requests: real test-time requests plus edge cases (see the package doc)."""
-    rng = np.random.default_rng(seed)
-    users = ckpt["golden_users"]
-    if not users:
-        raise ValueError("checkpoint has no golden users")
-    tokens = pre.item_vocab.tokens
-    categories = pre.category_vocab.tokens
-
-    def candidates(u: dict) -> list[str]:
-        extra = [tokens[int(k)] for k in rng.choice(len(tokens), size=min(8, len(tokens)),
-                                                    replace=False)]
-        return [u["target"], u["negative"], *extra, UNKNOWN_ITEM]
-
-    def behaviors(u: dict, null_every: int) -> list[dict]:
-        out = []
-        for k, b in enumerate(u["behaviors"]):
-            b = dict(b)
-            if null_every and k % null_every == 0:
-                b["category"] = None
-            out.append(b)
-        return out
-
-    reqs = []
-    longest, others = users[0], users[1:] or users
-    for k, u in enumerate(others[:16]):
-        reqs.append({"name": f"test-user-{u['user']}", "request_time": u["target_time"],
-                     "behaviors": behaviors(u, [1, 3, 0][k % 3]), "candidates": candidates(u)})
-    u = others[0]
-    reqs.append({"name": "empty-history", "request_time": u["target_time"], "behaviors": [],
-                 "candidates": candidates(u)})
-    acts = behaviors(u, 0)
-    for k, b in enumerate(acts):
-        if k % 2 == 0:
-            b["action"] = "watched" if k % 4 == 0 else pre.actions[0].upper()
-    reqs.append({"name": "unknown-action", "request_time": u["target_time"], "behaviors": acts,
-                 "candidates": candidates(u)})
-    reqs.append({"name": "history-longer-than-max", "request_time": longest["target_time"],
-                 "behaviors": behaviors(longest, 2), "candidates": candidates(longest)})
-    u = others[1 % len(others)]
-    bs = behaviors(u, 0)
-    mid = bs[len(bs) // 2]["timestamp"] if bs else u["target_time"]
-    bs.insert(len(bs) // 2, {"item": UNKNOWN_ITEM, "category": None, "action": pre.actions[0],
-                             "timestamp": mid})
-    bs.insert(len(bs) // 3, {"item": "unknown-with-category", "category": categories[0],
-                             "action": pre.actions[-1], "timestamp": mid})
-    reqs.append({"name": "unknown-history-item", "request_time": u["target_time"],
-                 "behaviors": bs, "candidates": candidates(u)})
-    u = others[2 % len(others)]
-    bs = behaviors(u, 2)
-    cut = bs[len(bs) // 2]["timestamp"] if bs else u["target_time"]
-    reqs.append({"name": "behaviors-after-request-time", "request_time": cut - 1,
-                 "behaviors": bs, "candidates": candidates(u)})
-    u = others[3 % len(others)]
-    reqs.append({"name": "caller-order-reversed-stable-sort", "request_time": u["target_time"],
-                 "behaviors": list(reversed(behaviors(u, 0))), "candidates": candidates(u)})
-    # The model has no positional signal, so caller order only matters where equal timestamps
-    # straddle the truncation point: give 7 behaviors around the cut one timestamp and pass
-    # them reversed; the stable sort must keep the caller's (reversed) order.
-    bs = behaviors(longest, 0)
-    cut = len(bs) - pre.max_history
-    if cut >= 1 and pre.max_history >= 1:
-        lo, hi = max(0, cut - 3), min(len(bs), cut + 4)
-        ts = bs[hi - 1]["timestamp"]
-        block = [dict(b, timestamp=ts) for b in bs[lo:hi]]
-        bs[lo:hi] = block[::-1]
-        reqs.append({"name": "ties-at-truncation-boundary",
-                     "request_time": longest["target_time"], "behaviors": bs,
-                     "candidates": candidates(longest)})
-    u = others[4 % len(others)]
-    shift = 2_000_000_000 + 4321
-    bs = [dict(b, timestamp=b["timestamp"] - shift) for b in behaviors(u, 3)]
-    reqs.append({"name": "negative-timestamps", "request_time": u["target_time"] - shift,
-                 "behaviors": bs, "candidates": candidates(u)})
-    u = others[5 % len(others)]
-    bs = behaviors(u, 0)
-    for k, b in enumerate(bs):
-        b["category"] = "NoSuchGenre" if k % 5 == 0 else categories[k % len(categories)]
-    reqs.append({"name": "caller-categories-override-catalog", "request_time": u["target_time"],
-                 "behaviors": bs, "candidates": candidates(u)})
-    u = others[6 % len(others)]
-    reqs.append({"name": "one-known-candidate-and-duplicates", "request_time": u["target_time"],
-                 "behaviors": behaviors(u, 0),
-                 "candidates": [u["target"], u["target"], "x", UNKNOWN_ITEM]})
-    return reqs
 
 
 def golden_text(golden: dict) -> str:
@@ -307,78 +368,90 @@ def golden_text(golden: dict) -> str:
     return text
 
 
-def write_spec(out: Path, ckpt: dict, pre: Preprocessor) -> dict:
-    c = ckpt["model_config"]
+def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
+               catalogs: dict[str, tuple[list[str], dict[str, np.ndarray]]]) -> dict:
+    c = model.config
+    names = model.input_names()
+    groups = []
+    for g in c.groups:
+        entry: dict[str, Any] = {
+            "name": g.name, "max_history": g.max_history,
+            "features": [{"name": f, "table": table_name(g.name, f),
+                          "input": f"{g.name}_{f}"} for f in g.features],
+            "inputs": {"action": f"{g.name}_action", "time_bucket": f"{g.name}_time",
+                       "length": f"{g.name}_len"}}
+        if g.name in catalogs:
+            keys, cols = catalogs[g.name]
+            entry["catalog"] = {"keys": f"catalog/{g.name}.atv", "rows": len(keys),
+                                "columns": {f: f"catalog/{g.name}.{f}.u32" for f in cols}}
+        groups.append(entry)
     spec = {
-        "format": "atrank-model-package",
-        "spec_version": 1,
-        "name": ckpt["name"],
+        "format": "atrank-model-package", "spec_version": SPEC_VERSION, "name": name,
         "created_by": f"atrank-export {__version__} (torch {torch.__version__.split('+')[0]})",
-        "graph": {
-            "file": "model.onnx",
-            "opset": OPSET,
-            "inputs": {
-                "history": {"item": "hist_item", "category": "hist_category",
-                            "action": "hist_action", "time_bucket": "hist_time"},
-                "history_length": "hist_len",
-                "candidate": {"item": "cand_item", "category": "cand_category"},
-            },
-            "output": OUTPUT_NAME,
-            "output_kind": "logit",
-        },
-        "groups": [{"name": "item", "max_history": pre.max_history,
-                    "features": [{"name": "item", "vocab": "vocab/item.txt"},
-                                 {"name": "category", "vocab": "vocab/category.txt"}]}],
-        "actions": list(pre.actions),
-        "time_buckets": pre.time_buckets.to_json(),
-        "catalog": {"file": "catalog.tsv", "key": "item", "features": ["category"]},
+        "graph": {"file": "model.onnx", "opset": OPSET, "inputs": names, "output": "logits",
+                  "output_kind": "logit",
+                  "encoder": {"file": "encoder.onnx", "outputs": ["encoded", "mask"]},
+                  "scorer": {"file": "scorer.onnx",
+                             "inputs": ["encoded", "mask"] + [n for n in names
+                                                             if n.startswith("cand_")],
+                             "output": "logits"},
+                  "external_data": [TABLES]},
+        "hash": {"function": "xxh3_64", "seed": int(ckpt["hash_seed"])},
+        "tables": {t: {"vocab": f"vocab/{t}.atv", "size": len(keys),
+                       "hash_buckets": c.hash_buckets.get(t, 0)}
+                   for t, keys in sorted(ckpt["vocabs"].items())},
+        "groups": groups,
+        "target_group": c.target_group,
+        "candidate_inputs": {f: f"cand_{f}" for f in c.group(c.target_group).features},
+        "actions": list(ckpt["actions"]),
+        "action_rules": dict(ckpt.get("action_rules") or {}),
+        "time_buckets": dict(ckpt["time_buckets"]),
         "limits": {"max_candidates": 10000, "max_behaviors": 100000},
         "golden": "golden.json",
-        "model": {"preset": "amazon", "embedding_dim": c["embedding_dim"],
-                  "hidden": c["hidden"], "heads": c["heads"], "ffn": c["ffn"]},
+        "model": c.to_dict(),
     }
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return spec
 
 
 def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, Any]:
-    """Write and validate a model package; returns a summary."""
+    """Write and validate a format-3 model package; returns a summary."""
     setup_threads()
     ckpt = load_checkpoint(Path(checkpoint)) if not isinstance(checkpoint, dict) else checkpoint
-    model, pre = model_from_checkpoint(ckpt)
+    model, pre_mem = model_from_checkpoint(ckpt)
     out = Path(out)
     (out / "vocab").mkdir(parents=True, exist_ok=True)
-    pre.item_vocab.write(out / "vocab" / "item.txt")
-    pre.category_vocab.write(out / "vocab" / "category.txt")
-    lines = []
-    for item in pre.item_vocab.tokens:
-        cate = pre.catalog.get(item)
-        if cate is not None:
-            if "\t" in cate or "\n" in cate:
-                raise ValueError(f"category {cate!r} contains a tab or newline")
-            lines.append(f"{item}\t{cate}\n")
-    (out / "catalog.tsv").write_text("".join(lines), encoding="utf-8")
-    write_spec(out, ckpt, pre)
-    export_onnx(model, out / "model.onnx")
-    requests = build_golden_requests(ckpt, pre)
+    (out / "catalog").mkdir(parents=True, exist_ok=True)
+    summary = export_graphs(model, out)
+    for t, keys in ckpt["vocabs"].items():
+        write_atv(out / "vocab" / f"{t}.atv", keys)
+    raw = {g: (list(ckpt["catalogs"][g]["keys"]), cols)
+           for g, (_keys, cols) in pre_mem.catalogs.items()}
+    for g, (keys, cols) in raw.items():
+        write_atv(out / "catalog" / f"{g}.atv", keys)
+        for f, col in cols.items():
+            write_column(out / "catalog" / f"{g}.{f}.u32", col)
+    write_spec(out, model, ckpt, ckpt["name"], raw)
+    # the reference preprocessing reads the package just written (atv, hashes, columns)
+    pre = Preprocessor.from_package(out)
+    requests = golden_requests(ckpt, model.config)
     tols = request_tolerances(model, pre, requests)
+    worst = validate(model, out, pre, requests, tols, log=log)
     for r, tol in zip(requests, tols):
-        r["scores"] = score_request(model, pre, r)
+        r["scores"] = [float(x) for x in _torch_logits(model, pre.batch([r]))[0]]
         r["tolerance"] = tol
-    golden = golden_header(max(tols),
-                           atrank_logit_roundings(model.config, pre.max_history),
-                           atrank_magnitude_bound(model), version=1)
+    golden = golden_header(max(tols), logit_roundings(model.config), magnitude_bound(model),
+                           version=SPEC_VERSION)
     golden["requests"] = requests
     (out / "golden.json").write_text(golden_text(golden), encoding="utf-8")
-    # round-trip through the package files, so the written vocab/catalog/spec are what is checked
-    pre_pkg = Preprocessor.from_package(out)
-    diff = validate_onnx(model, out / "model.onnx", pre_pkg, requests, tols, log=log)
     write_manifest(out)                 # last: hashes the files as validated
-    return {"package": str(out), "requests": len(requests), "max_abs_diff": diff,
-            "atol": max(tols)}
+    log(f"wrote package {out}: {summary['bytes']} bytes of tables.bin "
+        f"({summary['tensors']} tensors, {summary['shared']} shared references)")
+    return {"package": str(out), "requests": len(requests), "max_abs_diff": worst,
+            "atol": max(tols), "tables_bin": summary}
 
 
-def golden_header(max_tolerance: float, roundings: int, magnitude_bound: float | None,
+def golden_header(max_tolerance: float, roundings: int, bound: float | None,
                   version: int) -> dict:
     """golden.json's fields before ``requests`` (docs/package-format.md): ``tolerance``, the
     largest per-request tolerance (what readers that know no per-request field use);
@@ -386,6 +459,6 @@ def golden_header(max_tolerance: float, roundings: int, magnitude_bound: float |
     bound M_max on every request's |.|-magnitudes is derived from the weights."""
     head = {"format": "atrank-golden", "version": version, "tolerance": max_tolerance,
             "roundings": roundings}
-    if magnitude_bound is not None:
-        head["bound_any_request"] = tolerance(roundings, magnitude_bound)
+    if bound is not None:
+        head["bound_any_request"] = tolerance(roundings, bound)
     return head

@@ -1,13 +1,14 @@
 """The content manifest of a model package: spec.json's ``files`` key.
 
-Every file that spec.json names (graphs, vocabularies, catalogs) is listed under its path
+Every file that spec.json names (graphs, tables.bin, vocabularies, catalog keys and columns)
+is listed under its path
 as written in the spec, with its SHA-256 and size::
 
     "files": {"model.onnx": {"sha256": "<64 lowercase hex>", "bytes": 1234}, ...}
 
 The runtime checks each file's size and hash before it uses the file and refuses a package
 whose files do not match (INVALID_PACKAGE). spec.json itself and golden.json (test data,
-not read when scoring) are not listed. See docs/package-format.md.
+not read when scoring) are not listed. See docs/package-format-v3.md, 'Integrity'.
 """
 
 from __future__ import annotations
@@ -22,23 +23,20 @@ SPEC = "spec.json"
 
 
 def referenced_files(spec: dict[str, Any]) -> list[str]:
-    """The relative paths a spec names, in spec order, without duplicates.
-
-    spec_version 1: ``graph.file``, ``groups[].features[].vocab``, ``catalog.file``;
-    spec_version 2: ``graph.file``, ``graph.encoder.file``, ``graph.scorer.file``, the values
-    of ``tables`` and ``groups[].catalog``."""
+    """The relative paths a spec (spec_version 3) names, in spec order, without duplicates:
+    ``graph.file``, ``graph.encoder.file``, ``graph.scorer.file``, ``graph.external_data``,
+    every ``tables[].vocab``, every ``groups[].catalog.keys`` and ``.columns`` value."""
     version = spec.get("spec_version")
+    if version != 3:
+        raise ValueError(f"unknown spec_version {version!r} (this exporter writes 3)")
     graph = spec.get("graph", {})
-    paths = [graph.get("file")]
-    if version == 1:
-        paths += [f.get("vocab") for g in spec.get("groups", []) for f in g.get("features", [])]
-        paths.append(spec.get("catalog", {}).get("file"))
-    elif version == 2:
-        paths += [graph.get("encoder", {}).get("file"), graph.get("scorer", {}).get("file")]
-        paths += list(spec.get("tables", {}).values())
-        paths += [g.get("catalog") for g in spec.get("groups", [])]
-    else:
-        raise ValueError(f"unknown spec_version {version!r}")
+    paths = [graph.get("file"), graph.get("encoder", {}).get("file"),
+             graph.get("scorer", {}).get("file"), *graph.get("external_data", [])]
+    paths += [t.get("vocab") for t in spec.get("tables", {}).values()]
+    for g in spec.get("groups", []):
+        cat = g.get("catalog") or {}
+        paths.append(cat.get("keys"))
+        paths += list(cat.get("columns", {}).values())
     return list(dict.fromkeys(p for p in paths if p is not None))
 
 
@@ -66,3 +64,27 @@ def write_manifest(package_dir: str | Path) -> dict[str, dict]:
     spec["files"] = file_manifest(package_dir, referenced_files(spec))
     path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return spec["files"]
+
+
+def verify(package_dir: str | Path) -> list[str]:
+    """Recompute every listed file's sha256 and size; -> the problems found (empty: intact).
+    Also reports a file the spec names that ``files`` does not list, and a stale entry."""
+    root = Path(package_dir)
+    spec = json.loads((root / SPEC).read_text(encoding="utf-8"))
+    files = spec.get("files")
+    if not isinstance(files, dict):
+        return [f"{root / SPEC}: no files manifest"]
+    named = referenced_files(spec)
+    problems = [f"{p}: named by the spec but not in files" for p in named if p not in files]
+    problems += [f"{p}: in files but not named by the spec" for p in files if p not in named]
+    for rel, entry in files.items():
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing or not a regular file")
+            continue
+        got = file_manifest(root, [rel])[rel]
+        if got["bytes"] != entry.get("bytes"):
+            problems.append(f"{rel}: {got['bytes']} bytes, files says {entry.get('bytes')}")
+        elif got["sha256"] != entry.get("sha256"):
+            problems.append(f"{rel}: sha256 {got['sha256']}, files says {entry.get('sha256')}")
+    return problems

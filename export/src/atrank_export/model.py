@@ -1,26 +1,45 @@
-"""ATRank (Zhou et al., AAAI 2018), the Amazon configuration with one behavior group.
+"""ATRank (Zhou et al., AAAI 2018): behavior groups by object type (paper, seed slides).
 
-Encode-once scoring: each user's history is encoded once by the self-attention block, and the
-N candidates are N queries of the "vanilla attention" block over that encoding (the history is
-never repeated per candidate).
+A user's behaviors are partitioned into groups by object type (item, coupon, query, ...).
+Each group has its own object features; a feature with the same name in several groups (e.g.
+``category``, ``shop``) shares one embedding table across them, the object id of each group has
+a table of its own (``<group>_id``). A behavior ``(a, o, t)`` of group g becomes
+``u = [emb(o's features)..., onehot(time bucket), onehot(action)]`` and is projected by the
+group's own ``F_M_g`` (Linear) to the common width H. The groups are concatenated along the
+sequence axis (their masks too) and go through one self-attention block whose heads are the K
+latent semantic spaces (per-space projections = the head slices of Q/K/V, attention per space,
+``F_self`` = the feed-forward after the concatenated spaces). A candidate of the target group is
+embedded from its features (from the catalog) and projected by ``F_C`` (identity in the Amazon
+preset, where 2 x 32 = H), attends over the encoded behaviors per space ("vanilla attention"),
+and the ranking network scores it: ``item_bias + <e_u, h_t>`` (``ranking="dot"``, the original
+code's) or an MLP on ``[e_u, h_t, e_u * h_t]`` (``ranking="mlp"``). The paper's single-group
+Amazon configuration is :func:`amazon_preset` (group ``item``, features ``id``, ``category``).
+
+Embedding tables (and the item bias) are ``nn.Embedding(sparse=True)``: a training step's
+gradient holds only the rows the batch touches, so with a sparse optimizer a step costs
+O(batch), not O(vocabulary). A table has ``size + 1 + hash_buckets`` rows: 0 = padding and
+unknown, 1..size the vocabulary, then the hashed buckets (docs/package-format-v3.md).
 
 Deliberate differences from the authors' code:
 
 * The time bucket is one-hot encoded with depth 13 (buckets 0..12). The original used depth
   12, which silently turned bucket 12 (gaps >= 4096 days) into an all-zero vector.
-* The action (e.g. "like"/"other") is one-hot encoded too (depth ``n_actions + 1``, index 0 =
-  unknown) and concatenated to the history input: ``[item_emb, cate_emb, onehot(time),
-  onehot(action)] -> Linear(H)`` is F_M.
+* The action is one-hot encoded too (depth ``n_actions + 1``, index 0 = unknown) and
+  concatenated to the behavior's input of F_M.
 * One-hots are ``F.embedding`` lookups into fixed identity buffers (exported as Gather).
-* Masking is additive (-1e9 on padded keys, built in-graph from ``hist_len``), and the softmax
-  weights are multiplied by the key mask afterwards, so padding has exactly zero weight and a
-  user with an empty history attends to nothing (attention output 0 before the residual).
+* Masking is additive (-1e9 on padded keys, built in-graph from ``<group>_len``), and the
+  softmax weights are multiplied by the key mask afterwards, so padding has exactly zero weight
+  and a user with no behaviors attends to nothing (attention output 0 before the residual).
+
+Graph inputs (one set per group g; all int64): ``{g}_{feature}`` [B, L_g] for every feature
+of g (``id`` first), ``{g}_action`` [B, L_g], ``{g}_time`` [B, L_g], ``{g}_len`` [B]; and
+``cand_{feature}`` [B, N] for the target group's features. Output: logits [B, N].
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -28,22 +47,6 @@ from torch import nn
 
 MASK_FILL = -1e9
 LN_EPS = 1e-8
-
-
-@dataclass
-class ModelConfig:
-    n_items: int
-    n_categories: int
-    n_actions: int
-    embedding_dim: int = 32
-    hidden: int = 64
-    heads: int = 4
-    ffn: int = 32
-    n_time_buckets: int = 13
-    dropout: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class AttentionBlock(nn.Module):
@@ -88,52 +91,159 @@ class AttentionBlock(nn.Module):
         return self.ln2(x + y)
 
 
+@dataclass
+class GroupConfig:
+    name: str
+    features: list[str]            # "id" first, then object features, e.g. ["id", "category"]
+    max_history: int = 50
+
+
+@dataclass
+class ModelConfig:
+    groups: list[GroupConfig]
+    table_sizes: dict[str, int]    # embedding table -> vocabulary size (without index 0)
+    n_actions: int
+    target_group: str = "item"
+    embedding_dim: int = 32
+    hidden: int = 64
+    heads: int = 4
+    ffn: int = 32
+    n_time_buckets: int = 13
+    candidate_projection: bool = False
+    ranking: str = "dot"
+    dropout: float = 0.0
+    hash_buckets: dict[str, int] = field(default_factory=dict)   # table -> hashed rows
+    extra: dict = field(default_factory=dict)
+
+    def table_rows(self, table: str) -> int:
+        """Rows of a table's embedding: padding/unknown, the vocabulary, hashed buckets."""
+        return self.table_sizes[table] + 1 + self.hash_buckets.get(table, 0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["groups"] = [GroupConfig(**g) for g in d["groups"]]
+        return cls(**d)
+
+    def group(self, name: str) -> GroupConfig:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+
+def table_name(group: str, feature: str) -> str:
+    """Object ids get a table per group; other features share one table per feature name."""
+    return f"{group}_id" if feature == "id" else feature
+
+
+def amazon_preset(n_items: int, n_categories: int, n_actions: int, max_history: int = 50,
+                  embedding_dim: int = 32, heads: int = 4, ffn: int = 32) -> ModelConfig:
+    """The original code's Amazon configuration: one item group (id + category), candidate =
+    concat(item, category) with no projection, dot-product ranking with an item bias."""
+    return ModelConfig(
+        groups=[GroupConfig("item", ["id", "category"], max_history)],
+        table_sizes={"item_id": n_items, "category": n_categories},
+        n_actions=n_actions, embedding_dim=embedding_dim, hidden=2 * embedding_dim,
+        heads=heads, ffn=ffn, candidate_projection=False, ranking="dot")
+
+
 class ATRank(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = config
-        if 2 * c.embedding_dim != c.hidden:
-            raise ValueError("candidate width 2*embedding_dim must equal hidden (no projection)")
-        self.config = c
-        self.item_emb = nn.Embedding(c.n_items + 1, c.embedding_dim, padding_idx=0)
-        self.cate_emb = nn.Embedding(c.n_categories + 1, c.embedding_dim, padding_idx=0)
-        self.item_bias = nn.Parameter(torch.zeros(c.n_items + 1))
+        c = self.config = config
+        e = c.embedding_dim
+        self.tables = nn.ModuleDict({
+            name: nn.Embedding(c.table_rows(name), e, padding_idx=0, sparse=True)
+            for name in c.table_sizes})
+        for emb in self.tables.values():
+            nn.init.normal_(emb.weight, std=0.05)
+            with torch.no_grad():
+                emb.weight[0].zero_()
         self.register_buffer("time_onehot", torch.eye(c.n_time_buckets), persistent=False)
         self.register_buffer("action_onehot", torch.eye(c.n_actions + 1), persistent=False)
-        in_dim = 2 * c.embedding_dim + c.n_time_buckets + c.n_actions + 1
-        self.f_m = nn.Linear(in_dim, c.hidden)
+        self.f_m = nn.ModuleDict({
+            g.name: nn.Linear(len(g.features) * e + c.n_time_buckets + c.n_actions + 1, c.hidden)
+            for g in c.groups})
+        target = c.group(c.target_group)
+        cand_dim = len(target.features) * e
+        if c.candidate_projection:
+            self.f_c = nn.Linear(cand_dim, c.hidden)
+        elif cand_dim != c.hidden:
+            raise ValueError(f"candidate width {cand_dim} != hidden {c.hidden}: set "
+                             "candidate_projection=True")
+        else:
+            self.f_c = nn.Identity()
+        self.item_bias = nn.Embedding(c.table_rows(table_name(c.target_group, "id")), 1,
+                                      sparse=True)
+        nn.init.zeros_(self.item_bias.weight)
         self.self_att = AttentionBlock(c.hidden, c.heads, c.ffn, c.dropout)
         self.vanilla_att = AttentionBlock(c.hidden, c.heads, c.ffn, c.dropout)
-        nn.init.normal_(self.item_emb.weight, std=0.05)
-        nn.init.normal_(self.cate_emb.weight, std=0.05)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
-            self.cate_emb.weight[0].zero_()
+        if c.ranking == "mlp":
+            self.rank = nn.Sequential(nn.Linear(3 * c.hidden, c.hidden), nn.ReLU(),
+                                      nn.Linear(c.hidden, 1))
+        elif c.ranking != "dot":
+            raise ValueError(f"ranking {c.ranking!r} is not 'dot' or 'mlp'")
 
-    def candidate_vectors(self, cand_item: torch.Tensor, cand_category: torch.Tensor):
-        return torch.cat([self.item_emb(cand_item), self.cate_emb(cand_category)], dim=-1)
+    def l2_penalty(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum of squares of the embedding rows this batch touches (all tables)."""
+        touched: dict[str, list[torch.Tensor]] = {}
+        for g in self.config.groups:
+            for f in g.features:
+                touched.setdefault(table_name(g.name, f), []).append(batch[f"{g.name}_{f}"])
+        for f in self.config.group(self.config.target_group).features:
+            touched.setdefault(table_name(self.config.target_group, f), []).append(
+                batch[f"cand_{f}"])
+        total = torch.zeros(())
+        for name, parts in touched.items():
+            rows = torch.unique(torch.cat([p.ravel() for p in parts]))
+            # a lookup, not weight[rows]: its gradient stays sparse (O(rows), not O(table))
+            total = total + F.embedding(rows, self.tables[name].weight,
+                                        sparse=True).pow(2).sum()
+        return total
 
-    def encode_history(self, hist_item, hist_category, hist_action, hist_time, hist_len):
-        """-> (encoded history [B,L,H], key mask [B,L] float)."""
-        length = hist_item.shape[1]
-        positions = torch.arange(length, device=hist_item.device)
-        mask = (positions[None, :] < hist_len[:, None]).to(torch.float32)
-        x = torch.cat([
-            self.item_emb(hist_item),
-            self.cate_emb(hist_category),
-            F.embedding(hist_time, self.time_onehot),
-            F.embedding(hist_action, self.action_onehot),
-        ], dim=-1)
-        h = self.f_m(x)
-        enc = self.self_att(h, h, mask, query_mask=mask)
-        return enc, mask
+    def input_names(self) -> list[str]:
+        names = []
+        for g in self.config.groups:
+            names += [f"{g.name}_{f}" for f in g.features]
+            names += [f"{g.name}_action", f"{g.name}_time", f"{g.name}_len"]
+        names += [f"cand_{f}" for f in self.config.group(self.config.target_group).features]
+        return names
 
-    def forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
-                cand_item, cand_category):
-        """int64 [B,L] x4, [B], [B,N] x2 -> logits float32 [B,N]."""
-        enc, mask = self.encode_history(hist_item, hist_category, hist_action, hist_time,
-                                        hist_len)
-        cand = self.candidate_vectors(cand_item, cand_category)          # [B,N,H]
-        u = self.vanilla_att(cand, enc, mask)                             # [B,N,H]
-        bias = F.embedding(cand_item, self.item_bias[:, None])[..., 0]      # Gather
-        return bias + (u * cand).sum(-1)
+    def embed_group(self, g: GroupConfig, inputs: dict[str, torch.Tensor]):
+        feats = [self.tables[table_name(g.name, f)](inputs[f"{g.name}_{f}"]) for f in g.features]
+        x = torch.cat(feats + [F.embedding(inputs[f"{g.name}_time"], self.time_onehot),
+                               F.embedding(inputs[f"{g.name}_action"], self.action_onehot)],
+                      dim=-1)
+        length = x.shape[1]
+        positions = torch.arange(length, device=x.device)
+        mask = (positions[None, :] < inputs[f"{g.name}_len"][:, None]).to(torch.float32)
+        return self.f_m[g.name](x), mask
+
+    def encode(self, inputs: dict[str, torch.Tensor]):
+        """All groups -> encoded behaviors [B, sum L_g, H] and their mask."""
+        parts = [self.embed_group(g, inputs) for g in self.config.groups]
+        s = torch.cat([p[0] for p in parts], dim=1)
+        mask = torch.cat([p[1] for p in parts], dim=1)
+        return self.self_att(s, s, mask, query_mask=mask), mask
+
+    def candidates(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        t = self.config.group(self.config.target_group)
+        return self.f_c(torch.cat([self.tables[table_name(t.name, f)](inputs[f"cand_{f}"])
+                                   for f in t.features], dim=-1))
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        enc, mask = self.encode(inputs)
+        h = self.candidates(inputs)                          # [B,N,H]
+        u = self.vanilla_att(h, enc, mask)                   # [B,N,H]
+        return self.score(u, h, inputs["cand_id"])
+
+    def score(self, u: torch.Tensor, h: torch.Tensor, cand_id: torch.Tensor) -> torch.Tensor:
+        """The ranking network: user vectors u, candidate vectors h [B,N,H] -> logits [B,N]."""
+        bias = self.item_bias(cand_id)[..., 0]
+        if self.config.ranking == "dot":
+            return bias + (u * h).sum(-1)
+        return bias + self.rank(torch.cat([u, h, u * h], dim=-1))[..., 0]

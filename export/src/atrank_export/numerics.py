@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .model import ATRank, ModelConfig
+from .model import ATRank, ModelConfig, table_name
 
 U = 2.0 ** -24
 
@@ -47,41 +47,8 @@ def forward_roundings(cfg: ModelConfig, length: int, in_dim: int | None = None) 
             "logits": f_m + 2 * block + h + 1 + 4}    # u . cand (length h) + bias, BCE
 
 
-def logit_magnitudes(model: ATRank, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """M per logit (float64): |item_bias| + sum_i |u_i| |c_i|, the |.|-magnitude of ATRank's
-    last step logit = bias + u . c (u: the vanilla-attention output, c: the candidate
-    embedding). Deeper cancellations (inside the LayerNorms) are not in M: the generous
-    rounding count D (every reduction at full length) stands in for them."""
-    seen = {}
-    hook = model.vanilla_att.register_forward_hook(lambda _m, _i, out: seen.update(u=out))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-            cand = model.candidate_vectors(inputs["cand_item"], inputs["cand_category"])
-            bias = model.item_bias[inputs["cand_item"]]
-    finally:
-        hook.remove()
-    return bias.double().abs() + (seen["u"].double().abs() * cand.double().abs()).sum(-1)
-
-
-def logit_atol(model: ATRank, *inputs: dict[str, torch.Tensor]) -> float:
-    """Absolute tolerance for two float32 evaluations of the same ATRank logits (any padding,
-    batching or candidate grouping; PyTorch or onnxruntime): 2 D U max M, with D the forward
-    pass's rounding count at the longest history among ``inputs`` and M its logit magnitudes
-    (first-order worst case; the largest of the inputs' bounds)."""
-    return max(2 * forward_roundings(model.config, int(x["hist_item"].shape[1]))["logits"] * U
-               * float(logit_magnitudes(model, x).max()) for x in inputs)
-
-
-def atrank_logit_roundings(cfg: ModelConfig, max_history: int) -> int:
-    """D for ATRank's logit at the longest history any evaluation pads to: max_history (at
-    least 1; the runtime and the trainer never build longer inputs). Padded positions add
-    exact zeros (zero softmax weight), so a shorter input has no more roundings."""
-    return forward_roundings(cfg, max(1, int(max_history)))["logits"]
-
-
-def multigroup_logit_roundings(config, length: int | None = None) -> int:
-    """D for MultiGroupATRank's logit: the encoder at concatenated history ``length`` (default:
+def logit_roundings(config: ModelConfig, length: int | None = None) -> int:
+    """D for ATRank's logit: the encoder at concatenated history ``length`` (default:
     every group at its max_history, at least 1, the longest input the preprocessing of the
     trainer or the runtime ever builds) with the widest group's F_M input, + the candidate
     projection when there is one; ranking "mlp" replaces u . h + bias (H + 1) by u * h (1),
@@ -99,8 +66,8 @@ def multigroup_logit_roundings(config, length: int | None = None) -> int:
     return d
 
 
-def multigroup_logit_magnitudes(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """M per logit (float64) of MultiGroupATRank: ranking "dot": |bias| + sum_i |u_i| |h_i|
+def logit_magnitudes(model: ATRank, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """M per logit (float64) of ATRank: ranking "dot": |bias| + sum_i |u_i| |h_i|
     (u: the vanilla-attention output, h: the candidate vector); ranking "mlp": |bias| + |b| +
     sum_j |w_j| |r_j| (w, b: the ranking network's last Linear, r: its input)."""
     seen = {}
@@ -113,7 +80,7 @@ def multigroup_logit_magnitudes(model, inputs: dict[str, torch.Tensor]) -> torch
             h = model.candidates(inputs)
     finally:
         hook.remove()
-    m = model.item_bias[inputs["cand_id"]].detach().double().abs()
+    m = model.item_bias.weight[inputs["cand_id"], 0].detach().double().abs()
     if dot:
         return m + (seen["u"].double().abs() * h.double().abs()).sum(-1)
     last = model.rank[-1]
@@ -121,16 +88,17 @@ def multigroup_logit_magnitudes(model, inputs: dict[str, torch.Tensor]) -> torch
             + seen["u"].double().abs() @ last.weight.detach().double().abs()[0])
 
 
-def multigroup_logit_atol(model, *inputs: dict[str, torch.Tensor]) -> float:
-    """``logit_atol`` for MultiGroupATRank: 2 D U max M with D
-    (``multigroup_logit_roundings``) at the inputs' concatenated length (every group's
-    history) and M from ``multigroup_logit_magnitudes``."""
+def logit_atol(model: ATRank, *inputs: dict[str, torch.Tensor]) -> float:
+    """Absolute tolerance for two float32 evaluations of the same ATRank logits (any padding,
+    batching or candidate grouping; PyTorch or onnxruntime): 2 D U max M with D
+    (``logit_roundings``) at the inputs' concatenated length (every group's history) and M
+    from ``logit_magnitudes`` (first-order worst case; the largest of the inputs' bounds)."""
     c = model.config
     worst = 0.0
     for x in inputs:
         length = sum(int(x[f"{g.name}_time"].shape[1]) for g in c.groups)
-        d = multigroup_logit_roundings(c, length)
-        worst = max(worst, 2 * d * U * float(multigroup_logit_magnitudes(model, x).max()))
+        d = logit_roundings(c, length)
+        worst = max(worst, 2 * d * U * float(logit_magnitudes(model, x).max()))
     return worst
 
 
@@ -172,28 +140,18 @@ def _layer_norm_dot_bound(ln: torch.nn.LayerNorm, tables: list[torch.Tensor] | N
     return math.sqrt(h * _table_max(tables, g2, 2)) + _table_max(tables, b, 1)
 
 
-def atrank_magnitude_bound(model: ATRank) -> float:
-    """An upper bound on M = |bias| + sum_i |u_i| |c_i| over every request ATRank can be given:
-    u is the vanilla-attention block's last LayerNorm's output, c = [item row, category row]
-    (``_layer_norm_dot_bound``), |bias| <= max |item_bias|."""
-    return (float(model.item_bias.detach().double().abs().max())
-            + _layer_norm_dot_bound(model.vanilla_att.ln2,
-                                    [model.item_emb.weight, model.cate_emb.weight]))
-
-
-def multigroup_magnitude_bound(model) -> float | None:
-    """``atrank_magnitude_bound`` for MultiGroupATRank, ranking "dot": the candidate is the
-    concatenation of the target group's feature rows, or with a candidate projection
+def magnitude_bound(model: ATRank) -> float | None:
+    """An upper bound on M = |bias| + sum_i |u_i| |h_i| over every request ATRank can be given,
+    ranking "dot": u is the vanilla-attention block's last LayerNorm's output
+    (``_layer_norm_dot_bound``), the candidate h is the concatenation of the target group's feature rows, or with a candidate projection
     h = W c + b, |h| <= |W| cmax + |b| element-wise (cmax: every table's largest |entry| per
     dimension). None for ranking "mlp" (no bound derived for the ranking network)."""
     c = model.config
     if c.ranking != "dot":
         return None
-    from .multigroup import table_name
-
     t = c.group(c.target_group)
     tables = [model.tables[table_name(t.name, f)].weight for f in t.features]
-    bias = float(model.item_bias.detach().double().abs().max())
+    bias = float(model.item_bias.weight.detach().double().abs().max())
     if not c.candidate_projection:
         return bias + _layer_norm_dot_bound(model.vanilla_att.ln2, tables)
     cmax = torch.cat([w.detach().double().abs().max(0).values for w in tables])
@@ -218,7 +176,12 @@ def baseline_logit_atol(model, *inputs: dict[str, torch.Tensor]) -> float:
     from atrank_export.baselines import BPRMF, DIN, GRU, MeanPool
 
     worst, seen = 0.0, {}
-    for x in inputs:
+    names = ("hist_item", "hist_category", "hist_action", "hist_time", "hist_len", "cand_item",
+             "cand_category")
+    for raw in inputs:
+        x = dict(zip(names, model.config.unpack(raw)))
+        if "user" in raw:
+            x["user"] = raw["user"]
         length = int(x["hist_item"].shape[1])
         with torch.no_grad():
             if isinstance(model, BPRMF):
@@ -235,7 +198,7 @@ def baseline_logit_atol(model, *inputs: dict[str, torch.Tensor]) -> float:
                 last = model.head[-1]
                 hook = last.register_forward_hook(lambda _m, i, _o: seen.update(h=i[0]))
                 try:
-                    model(**x)
+                    model(**raw)
                 finally:
                     hook.remove()
                 m = (last.bias.double().abs()

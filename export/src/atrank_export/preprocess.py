@@ -1,17 +1,11 @@
-"""Raw behaviors -> graph input tensors, exactly as docs/package-format.md specifies.
+"""Raw requests -> graph input tensors: the reference implementation of package format 3
+(docs/package-format-v3.md, "From raw behaviors to the graph's inputs").
 
-This is the exporter's reference implementation of the package contract. Training uses the
-same vocabulary and time-bucket functions, so what the model learned is what the runtime
-feeds it. The rules (numbered as in the document):
-
-1. ids: the raw string on line k (0-based) of a vocab file has index k+1; 0 = unknown/padding.
-2. categories: the caller's if non-null, else the catalog's, else 0; candidates: catalog only.
-3. actions: ``actions[k]`` has index k+1; anything else is 0.
-4. time buckets: ``day(t) = floor(t / unit)``; ``d = day(request) - day(behavior) + offset``;
-   bucket = number of boundaries ``b <= d``; a behavior later than the request time gets 0.
-5. behaviors are stably sorted by timestamp (oldest first) and the most recent
-   ``max_history`` kept.
-6. int64 tensors; empty history is sent as L = 1 with ``hist_len`` = 0; padding value 0.
+:class:`Preprocessor` reads a written package (:meth:`Preprocessor.from_package`: the atv
+vocabularies, hashed buckets and catalog columns, through ``vocabfile``) or the trainer's
+in-memory vocabularies (:meth:`Preprocessor.from_split`). Training batches
+(``split.Split``) follow the same rules, vectorised; ``tests/test_split.py`` checks that both
+give the same tensors.
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,42 +22,6 @@ import numpy as np
 DEFAULT_BOUNDARIES = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 DEFAULT_UNIT_SECONDS = 86400
 DEFAULT_OFFSET = 1
-
-
-class Vocab:
-    """Raw id strings -> indices; line k (0-based) has index k+1, 0 means unknown."""
-
-    def __init__(self, tokens: Sequence[str]):
-        self.tokens = list(tokens)
-        self._index = {}
-        for k, tok in enumerate(self.tokens):
-            if not isinstance(tok, str) or "\t" in tok or "\n" in tok or "\r" in tok:
-                raise ValueError(f"vocab token {tok!r} is not a tab/newline-free string")
-            if tok in self._index:
-                raise ValueError(f"duplicate vocab token {tok!r}")
-            self._index[tok] = k + 1
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def index(self, token: str | None) -> int:
-        if token is None:
-            return 0
-        return self._index.get(token, 0)
-
-    def indices(self, tokens: Sequence[str | None]) -> list[int]:
-        return [self.index(t) for t in tokens]
-
-    def write(self, path: Path) -> None:
-        path.write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
-
-    @classmethod
-    def read(cls, path: Path) -> Vocab:
-        text = path.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return cls(lines)
 
 
 @dataclass(frozen=True)
@@ -116,117 +74,188 @@ class TimeBuckets:
         return np.where(times > request_time, 0, out)
 
 
-@dataclass
-class Encoded:
-    """One user's preprocessed request (unpadded)."""
-
-    hist_item: list[int]
-    hist_category: list[int]
-    hist_action: list[int]
-    hist_time: list[int]
-    cand_item: list[int]
-    cand_category: list[int]
-
-
-@dataclass
 class Preprocessor:
-    item_vocab: Vocab
-    category_vocab: Vocab
-    catalog: dict[str, str]
-    actions: list[str]
-    max_history: int
-    time_buckets: TimeBuckets = field(default_factory=TimeBuckets)
+    """Raw requests -> graph inputs (spec version 2).
 
-    def __post_init__(self) -> None:
-        self._action_index = {a: k + 1 for k, a in enumerate(self.actions)}
+    A request is ``{"request_time": t, "behaviors": [...], "candidates": [ids]}``; a behavior
+    is ``{"group": g, "id": oid, "action": a, "timestamp": t, "features": {name: value}}``
+    (``group`` defaults to the target group, ``features`` is optional). Rules: ids and feature
+    values map through their table's vocabulary (line k -> k+1, unknown -> 0); a feature not
+    given by the caller comes from the group's catalog, else 0; actions as in version 1; time
+    buckets as in version 1; per group, behaviors are stably sorted by timestamp and only the
+    most recent ``max_history`` kept; a group with no behaviors is sent as L = 1 with length 0.
+    Candidates are ids of the target group with all features from its catalog. A behavior of
+    a group the model does not have is an error.
+    """
 
-    @property
-    def n_actions(self) -> int:
-        return len(self.actions)
+    def __init__(self, config, tables: Mapping[str, Any],
+                 catalogs: Mapping[str, tuple[Any, Mapping[str, np.ndarray]]],
+                 actions: Sequence[str], time_buckets: TimeBuckets):
+        """``tables``: table -> ``vocabfile.TableIndex``; ``catalogs``: group -> (keys: an
+        ``Atv`` or a sorted key list, {feature: u32 column of table indices})."""
+        self.config = config
+        self.tables = dict(tables)
+        self.catalogs: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+        for g, (keys, cols) in catalogs.items():
+            if not hasattr(keys, "find"):
+                keys = _KeyList(keys)
+            self.catalogs[g] = (keys, dict(cols))
+        self.actions = list(actions)
+        self._action = {a: k + 1 for k, a in enumerate(self.actions)}
+        self.time_buckets = time_buckets
 
-    def action_index(self, action: str | None) -> int:
-        return self._action_index.get(action, 0) if action is not None else 0
+    @classmethod
+    def from_split(cls, split) -> Preprocessor:
+        """The trainer's vocabularies and catalogs (what the exporter writes)."""
+        from .vocabfile import TableIndex
 
-    def behavior_category(self, item: str, category: str | None) -> int:
-        if category is not None:
-            return self.category_vocab.index(category)
-        return self.category_vocab.index(self.catalog.get(item))
-
-    def candidate_category(self, item: str) -> int:
-        return self.category_vocab.index(self.catalog.get(item))
-
-    def encode(self, behaviors: Sequence[Mapping[str, Any]], candidates: Sequence[str],
-               request_time: float) -> Encoded:
-        """Encode one raw request. ``behaviors`` are dicts with item/category/action/timestamp."""
-        # Rule 5: Python's sort is stable, so equal timestamps keep the caller's order.
-        ordered = sorted(behaviors, key=lambda b: b["timestamp"])
-        if self.max_history >= 0:
-            ordered = ordered[len(ordered) - min(len(ordered), self.max_history):]
-        items = [b["item"] for b in ordered]
-        return Encoded(
-            hist_item=self.item_vocab.indices(items),
-            hist_category=[self.behavior_category(b["item"], b.get("category"))
-                           for b in ordered],
-            hist_action=[self.action_index(b.get("action")) for b in ordered],
-            hist_time=self.time_buckets.buckets(request_time,
-                                                [b["timestamp"] for b in ordered]).tolist(),
-            cand_item=self.item_vocab.indices(list(candidates)),
-            cand_category=[self.candidate_category(c) for c in candidates],
-        )
-
-    def encode_request(self, request: Mapping[str, Any]) -> Encoded:
-        return self.encode(request["behaviors"], request["candidates"], request["request_time"])
+        c = split.config
+        tables = {t: TableIndex(keys, c.hash_buckets.get(t, 0), split.hash_seed)
+                  for t, keys in split.vocabs.items()}
+        return cls(c, tables, catalog_columns(split.catalogs, tables, c), split.actions,
+                   split.time_buckets)
 
     @classmethod
     def from_package(cls, package_dir: str | Path) -> Preprocessor:
+        """Reads a version-3 package's spec, vocabularies and catalogs (no model)."""
+        from .model import GroupConfig, ModelConfig
+        from .vocabfile import Atv, TableIndex, read_column
+
         package_dir = Path(package_dir)
         spec = json.loads((package_dir / "spec.json").read_text(encoding="utf-8"))
-        if spec.get("format") != "atrank-model-package" or spec.get("spec_version") != 1:
-            raise ValueError("not an atrank model package of spec_version 1")
-        group = spec["groups"][0]
-        feats = {f["name"]: f["vocab"] for f in group["features"]}
-        catalog = {}
-        cat_text = (package_dir / spec["catalog"]["file"]).read_text(encoding="utf-8")
-        for line in cat_text.split("\n"):
-            if line:
-                item, cate = line.split("\t")
-                catalog[item] = cate
-        return cls(
-            item_vocab=Vocab.read(package_dir / feats["item"]),
-            category_vocab=Vocab.read(package_dir / feats["category"]),
-            catalog=catalog,
-            actions=list(spec["actions"]),
-            max_history=int(group["max_history"]),
-            time_buckets=TimeBuckets.from_json(spec["time_buckets"]),
-        )
+        if spec.get("format") != "atrank-model-package" or spec.get("spec_version") != 3:
+            raise ValueError(f"{package_dir} is not an atrank model package of spec_version 3")
+        if spec["hash"]["function"] != "xxh3_64":
+            raise ValueError(f"unknown hash function {spec['hash']['function']!r}")
+        seed = int(spec["hash"]["seed"])
+        tables = {}
+        for t, d in spec["tables"].items():
+            atv = Atv.open(package_dir / d["vocab"])
+            if len(atv) != d["size"]:
+                raise ValueError(f"vocab of table {t}: {len(atv)} keys, spec says {d['size']}")
+            tables[t] = TableIndex(atv, int(d["hash_buckets"]), seed)
+        catalogs = {}
+        groups = []
+        for g in spec["groups"]:
+            groups.append(GroupConfig(g["name"], [f["name"] for f in g["features"]],
+                                      int(g["max_history"])))
+            cat = g.get("catalog")
+            if cat:
+                keys = Atv.open(package_dir / cat["keys"])
+                cols = {f: read_column(package_dir / p) for f, p in cat["columns"].items()}
+                for f, col in cols.items():
+                    if len(col) != len(keys):
+                        raise ValueError(f"catalog {g['name']}.{f}: {len(col)} rows, keys "
+                                         f"{len(keys)}")
+                catalogs[g["name"]] = (keys, cols)
+        config = ModelConfig(groups=groups,
+                             table_sizes={t: d["size"] for t, d in spec["tables"].items()},
+                             n_actions=len(spec["actions"]), target_group=spec["target_group"],
+                             hash_buckets={t: d["hash_buckets"] for t, d in
+                                           spec["tables"].items() if d["hash_buckets"]})
+        return cls(config, tables, catalogs, spec["actions"],
+                   TimeBuckets.from_json(spec["time_buckets"]))
+
+    def _catalog(self, group: str, oid: str, feature: str) -> int:
+        cat = self.catalogs.get(group)
+        if cat is None or feature not in cat[1]:
+            return 0
+        k = cat[0].find(oid)
+        return int(cat[1][feature][k - 1]) if k else 0
+
+    def _feature(self, group: str, oid: str, feature: str, own: Mapping[str, Any]) -> int:
+        """id: the id table's index (hashed buckets included); another feature: the caller's
+        value through its table, else the catalog column's index, else 0."""
+        from .model import table_name
+
+        if feature == "id":
+            return self.tables[table_name(group, "id")].index(oid)
+        value = own.get(feature)
+        if value is not None:
+            return self.tables[table_name(group, feature)].index(value)
+        return self._catalog(group, oid, feature)
+
+    def encode(self, request: Mapping[str, Any]) -> dict[str, list]:
+        c = self.config
+        names = {g.name for g in c.groups}
+        per_group: dict[str, list] = {g.name: [] for g in c.groups}
+        for k, b in enumerate(request["behaviors"]):
+            g = b.get("group") or c.target_group
+            if g not in names:
+                raise ValueError(f"behaviors[{k}].group {g!r} is not one of {sorted(names)}")
+            known = [f for f in c.group(g).features if f != "id"]
+            for name in b.get("features") or {}:
+                if name not in known:  # a typo would otherwise be silently ignored
+                    raise ValueError(
+                        f"behaviors[{k}].features: {name!r} is not a feature of group {g!r} "
+                        f"({known})")
+            per_group[g].append(b)
+        t_req = request["request_time"]
+        out: dict[str, list] = {}
+        for g in c.groups:
+            seq = sorted(per_group[g.name], key=lambda b: b["timestamp"])
+            seq = seq[len(seq) - min(len(seq), g.max_history):]
+            for f in g.features:
+                out[f"{g.name}_{f}"] = [self._feature(g.name, b["id"], f,
+                                                      b.get("features") or {}) for b in seq]
+            out[f"{g.name}_action"] = [self._action.get(b.get("action"), 0) for b in seq]
+            out[f"{g.name}_time"] = self.time_buckets.buckets(
+                t_req, [b["timestamp"] for b in seq]).tolist()
+            out[f"{g.name}_len"] = [len(seq)]
+        t = c.group(c.target_group)
+        for f in t.features:
+            out[f"cand_{f}"] = [self._feature(t.name, cid, f, {}) for cid in request["candidates"]]
+        return out
+
+    def pad(self, encoded: Sequence[Mapping[str, list]]) -> dict[str, np.ndarray]:
+        c = self.config
+        b = len(encoded)
+        out: dict[str, np.ndarray] = {}
+        for g in c.groups:
+            lens = [e[f"{g.name}_len"][0] for e in encoded]
+            length = max([1] + lens)
+            for key in [f"{g.name}_{f}" for f in g.features] + [f"{g.name}_action",
+                                                                f"{g.name}_time"]:
+                arr = np.zeros((b, length), dtype=np.int64)
+                for r, e in enumerate(encoded):
+                    arr[r, :len(e[key])] = e[key]
+                out[key] = arr
+            out[f"{g.name}_len"] = np.array(lens, dtype=np.int64)
+        n = max([1] + [len(e["cand_id"]) for e in encoded])
+        for f in c.group(c.target_group).features:
+            arr = np.zeros((b, n), dtype=np.int64)
+            for r, e in enumerate(encoded):
+                arr[r, :len(e[f"cand_{f}"])] = e[f"cand_{f}"]
+            out[f"cand_{f}"] = arr
+        return out
+
+    def batch(self, requests: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        return self.pad([self.encode(r) for r in requests])
 
 
-def pad_batch(encoded: Sequence[Encoded]) -> dict[str, np.ndarray]:
-    """Stack encoded requests into the graph's int64 inputs (rule 6).
+class _KeyList:
+    """A sorted key list with Atv's ``find`` (k + 1, or 0)."""
 
-    L = the longest history (at least 1, so an empty history is L = 1 with hist_len 0);
-    N = the most candidates (shorter candidate lists are padded with item 0).
-    """
-    b = len(encoded)
-    length = max([1] + [len(e.hist_item) for e in encoded])
-    n = max([1] + [len(e.cand_item) for e in encoded])
-    out = {name: np.zeros((b, length), dtype=np.int64)
-           for name in ("hist_item", "hist_category", "hist_action", "hist_time")}
-    out["hist_len"] = np.zeros(b, dtype=np.int64)
-    out["cand_item"] = np.zeros((b, n), dtype=np.int64)
-    out["cand_category"] = np.zeros((b, n), dtype=np.int64)
-    for r, e in enumerate(encoded):
-        k = len(e.hist_item)
-        out["hist_len"][r] = k
-        out["hist_item"][r, :k] = e.hist_item
-        out["hist_category"][r, :k] = e.hist_category
-        out["hist_action"][r, :k] = e.hist_action
-        out["hist_time"][r, :k] = e.hist_time
-        out["cand_item"][r, :len(e.cand_item)] = e.cand_item
-        out["cand_category"][r, :len(e.cand_category)] = e.cand_category
+    def __init__(self, keys: Sequence[str]):
+        self._index = {k: i + 1 for i, k in enumerate(keys)}
+
+    def find(self, s: str) -> int:
+        return self._index.get(s, 0)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def catalog_columns(catalogs: Mapping[str, Mapping[str, Any]], tables: Mapping[str, Any],
+                    config) -> dict[str, tuple[list[str], dict[str, np.ndarray]]]:
+    """Raw catalogs (group -> {"keys": sorted keys, "features": {f: [value or None]}}) ->
+    (keys, {feature: u32 table indices}) with the v3 rule (missing -> 0, never hashed)."""
+    from .model import table_name
+
+    out = {}
+    for g, cat in catalogs.items():
+        cols = {}
+        for f, vals in cat["features"].items():
+            cols[f] = tables[table_name(g, f)].indices(vals).astype(np.uint32)
+        out[g] = (list(cat["keys"]), cols)
     return out
-
-
-INPUT_NAMES = ("hist_item", "hist_category", "hist_action", "hist_time", "hist_len",
-               "cand_item", "cand_category")
-OUTPUT_NAME = "logits"

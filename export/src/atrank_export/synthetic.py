@@ -1,4 +1,7 @@
-"""A seeded synthetic multi-group behavior log with a planted cross-group signal.
+"""Seeded synthetic behavior logs: single-group (:func:`synthetic_items`) and multi-group with a
+planted cross-group signal (:func:`synthetic_multigroup`).
+
+Multi-group data:
 
 Objects (all ids are strings):
 
@@ -27,9 +30,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from .behaviors import BehaviorLog, Event
+from .behaviors import BehaviorLog, LogBuilder, RowBuffer
 
 DAY = 86_400
+
+
+def synthetic_items(n_users: int = 80, n_items: int = 120, n_categories: int = 6,
+                    min_len: int = 8, max_len: int = 20, seed: int = 1234) -> BehaviorLog:
+    """Single-group toy data: items "i0".., categories "c0".. (item i is in c{i % n_categories}).
+
+    Each user has a favourite category; ~80% of their behaviors are items of it, and they
+    "like" those with probability 0.8 (others 0.2). Gaps between behaviors are exponential
+    (mean 20 days) with 20% exact ties, so all time buckets and the tie rule get exercised.
+    """
+    rng = np.random.default_rng(seed)
+    b = LogBuilder("synthetic", "item")
+    buf = RowBuffer(b)
+    for u in range(n_users):
+        fav = int(rng.integers(n_categories))
+        n = int(rng.integers(min_len, max_len + 1))
+        t = 1_000_000_000 + int(rng.integers(0, 10**7))
+        used: set[int] = set()
+        for _ in range(n):
+            pool_fav = [i for i in range(fav, n_items, n_categories) if i not in used]
+            pool_all = [i for i in range(n_items) if i not in used]
+            pool = pool_fav if (rng.random() < 0.8 and pool_fav) else pool_all
+            item = int(pool[int(rng.integers(len(pool)))])
+            used.add(item)
+            like = rng.random() < (0.8 if item % n_categories == fav else 0.2)
+            if rng.random() >= 0.2:
+                t += int(rng.exponential(20 * 86400))
+            buf.add(f"u{u}", "item", "like" if like else "other", f"i{item}", t)
+    buf.flush()
+    b.add_catalog("item", [f"i{i}" for i in range(n_items)],
+                  {"category": [f"c{i % n_categories}" for i in range(n_items)]})
+    return b.build()
 
 
 def synthetic_multigroup(n_users: int = 400, n_categories: int = 12, items_per_category: int = 30,
@@ -56,7 +91,11 @@ def synthetic_multigroup(n_users: int = 400, n_categories: int = 12, items_per_c
     query_catalog: dict[str, dict[str, str]] = {
         f"q{c}_{j}": {} for c in range(n_categories) for j in range(queries_per_category)}
 
-    events: list[Event] = []
+    builder = LogBuilder("synthetic-multigroup", "item")
+    for g, cat in (("item", item_catalog), ("coupon", coupon_catalog), ("query", query_catalog)):
+        names = sorted({f for v in cat.values() for f in v})
+        builder.add_catalog(g, list(cat), {f: [v.get(f) for v in cat.values()] for f in names})
+    events = RowBuffer(builder)
     for u in range(n_users):
         user = f"u{u}"
         taste = rng.dirichlet(np.full(n_categories, taste_concentration))
@@ -66,20 +105,16 @@ def synthetic_multigroup(n_users: int = 400, n_categories: int = 12, items_per_c
             intent = int(rng.choice(n_categories, p=taste))
             if rng.random() < p_query:
                 q = int(rng.integers(queries_per_category))
-                events.append(Event(user, "query", "search", f"q{intent}_{q}", t))
+                events.add(user, "query", "search", f"q{intent}_{q}", t)
             if rng.random() < p_coupon:
                 s = intent * shops_per_category + int(rng.integers(shops_per_category))
                 cp = f"cp{s}_{int(rng.integers(coupons_per_shop))}"
-                events.append(Event(user, "coupon", "claim", cp, t + 60))
+                events.add(user, "coupon", "claim", cp, t + 60)
             if rng.random() < p_on_intent:
                 item = items_of[intent][int(rng.integers(items_per_category))]
             else:
                 item = int(rng.integers(n_items))
             action = "buy" if rng.random() < 0.3 else "click"
-            events.append(Event(user, "item", action, f"i{item}", t + 300))
-    return BehaviorLog(
-        name="synthetic-multigroup",
-        events=events,
-        catalogs={"item": item_catalog, "coupon": coupon_catalog, "query": query_catalog},
-        target_group="item",
-    )
+            events.add(user, "item", action, f"i{item}", t + 300)
+    events.flush()
+    return builder.build()

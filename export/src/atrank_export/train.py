@@ -1,4 +1,10 @@
-"""Training loop, evaluation and the checkpoint the exporter reads.
+"""The one trainer (single process and DDP), evaluation and the checkpoint the exporter reads.
+
+Sparse training: embedding tables (``nn.Embedding(sparse=True)``, model.py) are updated by
+``torch.optim.SparseAdam`` (lazy Adam: only the rows a batch touches get their moments and
+values updated), every other parameter by Adam; the embedding L2 penalty covers only the rows
+a batch touches (as the original code's L2 on the looked-up embeddings), and the gradient-norm
+clip reads the sparse gradients' values. So a step costs O(batch), not O(vocabulary).
 
 Each training sample is one (user history, target) position; the target and its fixed
 negative are scored as the N = 2 candidates of one encode-once forward pass (labels 1, 0),
@@ -22,9 +28,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__
-from .data import DEFAULT_SEED, Dataset, Split
 from .metrics import one_negative_auc, pos_vs_many_auc, roc_auc
 from .model import ATRank, ModelConfig
+from .split import DEFAULT_SEED, Split
 from .train_state import LAST, check_resumable, load_train_state, save_train_state
 
 CHECKPOINT_FORMAT = "atrank-checkpoint"
@@ -42,13 +48,16 @@ def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: ATRank, split: Split, rows: np.ndarray, batch_users: int = 32) -> dict:
+def evaluate(model: torch.nn.Module, split: Split, rows: np.ndarray,
+             batch_users: int = 32) -> dict:
     """Metrics on a validation/test array ([U,3]: user row, target position, negative).
 
     one_neg_auc: the paper's per-user AUC against the one fixed negative (ties lose);
-    all_items_auc: per-user AUC of the target against every item the user never touched,
-    averaged over users; global_auc: ROC AUC over all (target, negative) scores pooled.
-    Each user's history is encoded once and all items are scored as candidates.
+    all_items_auc: per-user AUC of the target against every item of the vocabulary the user
+    never touched, averaged over users; global_auc: ROC AUC over all (target, negative) scores
+    pooled. Each user's history is encoded once; the candidates are every item (rows
+    1..n_items) and, last, the target itself with its catalog features (so a target in a
+    hashed bucket is scored as the runtime would score it).
     """
     model.eval()
     n_items = split.n_items
@@ -57,16 +66,18 @@ def evaluate(model: ATRank, split: Split, rows: np.ndarray, batch_users: int = 3
     for s in range(0, len(rows), batch_users):
         chunk = rows[s:s + batch_users]
         cands = np.broadcast_to(all_items, (len(chunk), n_items))
-        scores = model(**to_tensors(split.batch(chunk[:, :2], cands))).numpy()
-        targets = split.target_items(chunk[:, :2])
+        batch = split.batch(chunk[:, :2], cands)
+        for k, v in split.target_candidates(chunk[:, :2]).items():
+            batch[k] = np.ascontiguousarray(np.concatenate([batch[k], v], axis=1))
+        scores = model(**to_tensors(batch)).numpy()
         for r, (user_row, _, neg) in enumerate(chunk):
             sc = scores[r]
-            pos = sc[targets[r] - 1]
+            pos = sc[-1]
             pos_s.append(pos)
             neg_s.append(sc[neg - 1])
             keep = np.ones(n_items, dtype=bool)
             keep[split.interacted[user_row] - 1] = False
-            per_user.append(pos_vs_many_auc(pos, sc[keep]))
+            per_user.append(pos_vs_many_auc(pos, sc[:n_items][keep]))
     pos_s, neg_s = np.array(pos_s), np.array(neg_s)
     return {
         "users": len(rows),
@@ -83,17 +94,69 @@ def fmt_metrics(m: dict) -> str:
 
 
 def l2_penalty(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """Sum of squares of the embedding rows a batch touches: ``model.l2_penalty(batch)`` if
-    the model defines it, else its ``item_emb``/``cate_emb`` rows (ATRank), else None."""
+    """Sum of squares of the embedding rows a batch touches: ``model.l2_penalty(batch)``, or
+    None for a model without one."""
     if hasattr(model, "l2_penalty"):
         return model.l2_penalty(batch)
-    item_emb, cate_emb = getattr(model, "item_emb", None), getattr(model, "cate_emb", None)
-    if item_emb is None or cate_emb is None:
-        return None
-    items = torch.unique(torch.cat([batch["hist_item"].ravel(), batch["cand_item"].ravel()]))
-    cates = torch.unique(torch.cat([batch["hist_category"].ravel(),
-                                    batch["cand_category"].ravel()]))
-    return item_emb.weight[items].pow(2).sum() + cate_emb.weight[cates].pow(2).sum()
+    return None
+
+
+def sparse_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The weights of the model's sparse embeddings (their gradients are sparse)."""
+    return [m.weight for m in model.modules()
+            if isinstance(m, torch.nn.Embedding) and m.sparse]
+
+
+class Optimizer:
+    """SparseAdam on the sparse embeddings + Adam on the rest, as one optimizer (state_dict,
+    load_state_dict, zero_grad, step)."""
+
+    def __init__(self, model: torch.nn.Module, lr: float):
+        sparse = sparse_parameters(model)
+        ids = {id(p) for p in sparse}
+        dense = [p for p in model.parameters() if id(p) not in ids]
+        self.opts = []
+        if dense:
+            self.opts.append(torch.optim.Adam(dense, lr=lr))
+        if sparse:
+            self.opts.append(torch.optim.SparseAdam(sparse, lr=lr))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.opts]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for o, st in zip(self.opts, state["optimizers"], strict=True):
+            o.load_state_dict(st)
+
+
+def clip_grad_norm(parameters, max_norm: float) -> float:
+    """``clip_grad_norm_`` for dense and sparse gradients: the global 2-norm over every
+    gradient (a sparse one's values, coalesced, so rows looked up twice count once)."""
+    grads = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    coef = max_norm / (float(total) + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g.mul_(coef)
+    return float(total)
 
 
 def batch_objective(net: torch.nn.Module, model: torch.nn.Module, split: Split,
@@ -109,9 +172,7 @@ def batch_objective(net: torch.nn.Module, model: torch.nn.Module, split: Split,
     scale, n_rows = 1.0, len(rows)
     if parallel is not None:          # this process's rows; scale makes the DDP mean exact
         rows, scale, n_rows = parallel.shard(rows)
-    pos = split.target_items(rows[:, :2])
-    cands = np.stack([pos, rows[:, 2]], axis=1)
-    batch = to_tensors(split.batch(rows[:, :2], cands))
+    batch = to_tensors(split.training_batch(rows))
     logits = net(**batch)
     if loss == "bpr":
         value = -F.logsigmoid(logits[:, 0] - logits[:, 1]).mean()
@@ -130,10 +191,9 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
           model_factory: Callable[[ModelConfig], torch.nn.Module] | None = None,
           loss: str = "bce", checkpoint_dir: Path | str | None = None, resume: bool = False,
           parallel: Any = None) -> tuple[ATRank, dict]:
-    """Train with Adam + BCE; keep the best state by validation all-items AUC.
+    """Train with (Sparse)Adam + BCE; keep the best state by validation all-items AUC.
 
-    ``model_factory(config)`` builds another model with ATRank's forward signature (default
-    ATRank); ``loss="bpr"`` uses the pairwise BPR loss -log sigmoid(s_pos - s_neg) instead
+    ``model_factory(config)`` builds another model with ATRank's inputs (default ATRank); ``loss="bpr"`` uses the pairwise BPR loss -log sigmoid(s_pos - s_neg) instead
     of BCE on (target, negative).
 
     ``checkpoint_dir``: write ``last.pt`` (see train_state.py) at the end of every epoch;
@@ -147,7 +207,7 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = (model_factory or ATRank)(config)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = Optimizer(model, lr)
     best: dict[str, Any] = {"score": -1.0, "state": copy.deepcopy(model.state_dict()),
                             "epoch": 0, "valid": None}
     history = []
@@ -187,7 +247,7 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
                                                     loss, l2, parallel)
             opt.zero_grad(set_to_none=True)
             scaled.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            clip_grad_norm(model.parameters(), 5.0)
             opt.step()
             total += float(value.detach()) * n_rows
             if progress:
@@ -243,46 +303,42 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
     return model, metrics
 
 
-def golden_users(dataset: Dataset, split: Split, n: int = 20, seed: int = DEFAULT_SEED) -> list:
+def golden_users(split: Split, n: int = 12, seed: int = DEFAULT_SEED) -> list:
     """Raw test-time requests of some test users (for golden.json): the history before the
-    test target, the target and its fixed negative. Always includes the longest history."""
+    test target, the target and its fixed negative. The longest history comes first."""
     rng = np.random.default_rng(seed + 1)
-    rows = list(split.test)
-    if not rows:
+    rows = split.test
+    if not len(rows):
         return []
-    lengths = [r[1] for r in rows]
-    chosen = [int(np.argmax(lengths))]
+    chosen = [int(np.argmax(rows[:, 1]))]
     for k in rng.permutation(len(rows)):
         if len(chosen) >= n:
             break
         if int(k) not in chosen:
             chosen.append(int(k))
+    ids = split.vocabs[f"{split.config.target_group}_id"]
     out = []
-    tokens = split.preprocessor.item_vocab.tokens
     for k in chosen:
-        user_row, t, neg = (int(x) for x in rows[k])
-        seq = dataset.sequences[split.users[user_row]]
-        out.append({
-            "user": split.users[user_row],
-            "behaviors": [{"item": b.item, "category": b.category, "action": b.action,
-                           "timestamp": int(b.timestamp)} for b in seq[:t]],
-            "target": seq[t].item, "target_time": int(seq[t].timestamp),
-            "negative": tokens[neg - 1],
-        })
+        user_row, p, neg = (int(x) for x in rows[k])
+        target, t = split.raw_target(user_row, p)
+        out.append({"user": split.users[user_row], "behaviors": split.raw_behaviors(user_row, p),
+                    "target": target, "target_time": t, "negative": ids[neg - 1]})
     return out
 
 
-def save_checkpoint(path: Path, model: ATRank, split: Split, dataset: Dataset, metrics: dict,
+def save_checkpoint(path: Path, model: torch.nn.Module, split: Split, metrics: dict,
                     name: str) -> None:
-    pre = split.preprocessor
+    """Everything the exporter needs: weights, config, vocabularies, hash settings, raw
+    catalogs, actions, time buckets and golden users (plain types: weights_only loads it)."""
     ckpt = {
-        "format": CHECKPOINT_FORMAT, "version": 1, "created_by": f"atrank-export {__version__}",
-        "name": name, "dataset": dataset.name,
+        "format": CHECKPOINT_FORMAT, "version": 3, "created_by": f"atrank-export {__version__}",
+        "name": name, "dataset": split.log.name if split.log is not None else name,
         "state_dict": model.state_dict(), "model_config": model.config.to_dict(),
-        "item_vocab": pre.item_vocab.tokens, "category_vocab": pre.category_vocab.tokens,
-        "catalog": pre.catalog, "actions": pre.actions, "max_history": pre.max_history,
-        "time_buckets": pre.time_buckets.to_json(),
-        "golden_users": golden_users(dataset, split),
+        "vocabs": split.vocabs, "hash_seed": split.hash_seed, "catalogs": split.catalogs,
+        "actions": split.actions,
+        "action_rules": split.log.action_rules if split.log is not None else {},
+        "time_buckets": split.time_buckets.to_json(),
+        "golden_users": golden_users(split),
         "metrics": json.loads(json.dumps(metrics)),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,6 +347,6 @@ def save_checkpoint(path: Path, model: ATRank, split: Split, dataset: Dataset, m
 
 def load_checkpoint(path: Path) -> dict:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an atrank checkpoint")
+    if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("version") != 3:
+        raise ValueError(f"{path} is not an atrank checkpoint of version 3")
     return ckpt

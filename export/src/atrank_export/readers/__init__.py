@@ -1,17 +1,15 @@
-"""Data readers: files -> :class:`~atrank_export.behaviors.BehaviorLog`.
+"""Data readers: files -> columnar :class:`~atrank_export.behaviors.BehaviorLog`.
 
 * :func:`read_amazon` -- SNAP Amazon reviews + meta files (as the original ATRank read them).
 * :func:`read_movielens_csv` -- MovieLens CSV releases (ratings.csv + movies.csv).
-* :func:`ml100k_log` -- MovieLens-100k from the recbole wheel (wraps ``data.load_ml100k``).
+* :func:`ml100k_log` -- MovieLens-100k from the recbole wheel.
 * :func:`read_behavior_log` -- the generic multi-group log (CSV, JSON Lines, Parquet) with
   optional catalogs.
-
-:func:`atrank_export.behaviors.to_item_dataset` turns any of them into the single-group
-Dataset that training uses.
 """
 
 from .amazon import read_amazon
 from .behavior_log import read_behavior_log
-from .movielens import ml100k_log, read_movielens_csv
+from .movielens import ml100k_log, read_ml100k, read_movielens_csv
 
-__all__ = ["ml100k_log", "read_amazon", "read_behavior_log", "read_movielens_csv"]
+__all__ = ["ml100k_log", "read_amazon", "read_behavior_log", "read_ml100k",
+           "read_movielens_csv"]

@@ -19,7 +19,7 @@ times faster (it also accepts ``true``/``false``/``null``, which later SNAP dump
 Meta lines whose first key is ``asin`` with an asin that no review mentions are skipped
 without being parsed (most of ``meta_Electronics`` is not in the 5-core reviews).
 
-Output: a :class:`~atrank_export.behaviors.BehaviorLog` with one event per review: group
+Output: a columnar :class:`~atrank_export.behaviors.BehaviorLog` with one event per review: group
 ``"item"``, action ``"review"``, ``object_id`` = asin, ``user`` = reviewerID, ``timestamp`` =
 unixReviewTime; categories live in the item catalog (``catalogs["item"][asin] =
 {"category": ...}``), not on the events.
@@ -37,12 +37,11 @@ Decisions where the original is silent or would crash:
 Index remapping -- the original vs atrank. The original mapped users, items and categories to
 the 0-based ranks of their sorted keys (``build_map``: item 0 is a real item, no padding id;
 Electronics: 192,403 users, 63,001 items, 801 categories, 1,689,188 reviews). atrank instead
-keeps raw ids and reserves index 0 for unknown/padding: the token on line k (0-based) of a
-vocab file has index k + 1. Item vocabulary order here is :func:`~atrank_export.data.sort_ids`
-(numeric when all ids are decimal, else lexicographic) and category order is lexicographic, so
-for asins (not all decimal, as in Electronics) atrank index = original index + 1. Users are not embedded.
-Within a user, reviews are ordered by time with the seeded random tie-break of
-:mod:`atrank_export.data` (the original used pandas' unstable sort, i.e. arbitrary ties).
+keeps raw ids and reserves index 0 for unknown/padding: key k (0-based) of a vocabulary has
+index k + 1, and vocabularies are sorted in byte order (package format 3), as pandas sorts
+Python strings, so for asins atrank index = original index + 1. Users are not embedded.
+Within a user, reviews are ordered by time, equal times in file order (the log's tie rule,
+:mod:`atrank_export.behaviors`; the original used pandas' unstable sort, i.e. arbitrary ties).
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ import json
 import re
 from pathlib import Path
 
-from ..behaviors import BehaviorLog, Event
+from ..behaviors import BehaviorLog, LogBuilder, RowBuffer
 from ._io import numbered_lines, strip_gz
 
 REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
@@ -85,9 +84,11 @@ def _timestamp(value, path: Path, lineno: int) -> int:
                      f"not an integer timestamp: {value!r}")
 
 
-def read_reviews(path: Path) -> list[Event]:
+def read_reviews(path: Path, builder: LogBuilder) -> set[str]:
+    """Every review into ``builder`` (group "item", action "review"); -> the asins seen."""
     path = Path(path)
-    events = []
+    buf = RowBuffer(builder)
+    asins: set[str] = set()
     intern: dict[str, str] = {}
     for lineno, line in numbered_lines(path):
         rec = parse_record(line, path, lineno)
@@ -102,8 +103,10 @@ def read_reviews(path: Path) -> list[Event]:
                 raise ValueError(f"{path} line {lineno}: column {key}: empty id")
             ids.append(intern.setdefault(v, v))
         ts = _timestamp(rec["unixReviewTime"], path, lineno)
-        events.append(Event(ids[0], "item", "review", ids[1], ts))
-    return events
+        buf.add(ids[0], "item", "review", ids[1], ts)
+        asins.add(ids[1])
+    buf.flush()
+    return asins
 
 
 def last_category(categories) -> str | None:
@@ -147,11 +150,13 @@ def dataset_name(reviews: Path) -> str:
 
 def read_amazon(reviews: Path, meta: Path | None = None, name: str | None = None) -> BehaviorLog:
     """Read a SNAP reviews file and (optionally) its meta file into a BehaviorLog."""
-    events = read_reviews(reviews)
-    catalog: dict[str, dict[str, str]] = {}
+    builder = LogBuilder(name or dataset_name(reviews), "item", {"review": "every review"})
+    asins = read_reviews(reviews, builder)
     if meta is not None:
-        catalog = read_meta(meta, {e.object_id for e in events})
-    return BehaviorLog(name or dataset_name(reviews), events, {"item": catalog}, "item")
+        catalog = read_meta(meta, asins)
+        builder.add_catalog("item", list(catalog),
+                            {"category": [c.get("category") for c in catalog.values()]})
+    return builder.build()
 
 
 __all__ = ["last_category", "parse_record", "read_amazon", "read_meta", "read_reviews"]

@@ -46,7 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from ..behaviors import BehaviorLog, Event
+from ..behaviors import BehaviorLog, LogBuilder, RowBuffer
 from ._io import numbered_lines, open_text, strip_gz
 
 REQUIRED = ("user", "group", "action", "object_id", "timestamp")
@@ -99,10 +99,10 @@ def _records(path: Path, fmt: str, required: Sequence[str]) -> Iterator[tuple[st
             import pyarrow.parquet as pq
         except ImportError as err:  # pragma: no cover - pyarrow is pinned in requirements
             raise ImportError("reading Parquet needs pyarrow") from err
-        table = pq.read_table(path)
-        _check_columns(path, "schema", table.column_names, required)
+        pf = pq.ParquetFile(path)
+        _check_columns(path, "schema", pf.schema_arrow.names, required)
         n = 0
-        for batch in table.to_batches():
+        for batch in pf.iter_batches(batch_size=65536):        # chunked, never the whole file
             for rec in batch.to_pylist():
                 n += 1
                 yield f"row {n}", rec
@@ -185,9 +185,10 @@ def _features(rec: dict, exclude: Sequence[str], path: Path, where: str) -> dict
     return feats
 
 
-def read_events(path: Path, format: str | None = None) -> list[Event]:
+def read_events(path: Path, builder: LogBuilder, format: str | None = None) -> None:
+    """Every behavior of ``path`` into ``builder`` (chunk by chunk)."""
     path = Path(path)
-    events = []
+    buf = RowBuffer(builder)
     intern: dict[str, str] = {}
     for where, rec in _records(path, detect_format(path, format), REQUIRED):
         user, group, action, oid = (intern.setdefault(v, v) for v in
@@ -199,21 +200,39 @@ def read_events(path: Path, format: str | None = None) -> list[Event]:
             ts = parse_timestamp(ts_raw)
         except ValueError as err:
             raise ValueError(f"{path} {where}: column timestamp: {err}") from None
-        events.append(Event(user, group, action, oid, ts, _features(rec, REQUIRED, path, where)))
-    return events
+        buf.add(user, group, action, oid, ts, _features(rec, REQUIRED, path, where))
+        if len(intern) > 1 << 20:
+            intern.clear()
+    buf.flush()
 
 
-def read_catalog(path: Path, group: str = "item",
-                 format: str | None = None) -> list[tuple[str, str, dict[str, str]]]:
-    """(group, object_id, features) per catalog record; ``group`` unless the record has one."""
+def read_catalog(path: Path, builder: LogBuilder, group: str = "item",
+                 format: str | None = None, chunk: int = 65536) -> None:
+    """Catalog records into ``builder``: (group, object_id, features); ``group`` unless the
+    record has one."""
     path = Path(path)
-    rows = []
-    for where, rec in _records(path, detect_format(path, format), CATALOG_REQUIRED):
+    rows: dict[str, tuple[list[str], dict[str, list]]] = {}
+
+    def flush() -> None:
+        for g, (objs, feats) in rows.items():
+            builder.add_catalog(g, objs, feats)
+        rows.clear()
+
+    records = _records(path, detect_format(path, format), CATALOG_REQUIRED)
+    for n, (where, rec) in enumerate(records, 1):
         oid = _id(rec, path, where, "object_id")
         g = _text(rec.get("group"), path, where, "group")
         g = group if g is None or not g.strip() else g
-        rows.append((g, oid, _features(rec, ("object_id", "group"), path, where)))
-    return rows
+        objs, feats = rows.setdefault(g, ([], {}))
+        for f, v in _features(rec, ("object_id", "group"), path, where).items():
+            feats.setdefault(f, [None] * len(objs)).append(v)
+        objs.append(oid)
+        for col in feats.values():
+            if len(col) < len(objs):
+                col.append(None)
+        if n % chunk == 0:
+            flush()
+    flush()
 
 
 CatalogArg = str | Path | Sequence[str | Path] | Mapping[str, str | Path] | None
@@ -230,10 +249,10 @@ def read_behavior_log(path: Path, format: str | None = None, catalogs: CatalogAr
     catalogs' extensions. ``name`` defaults to the log file's stem.
     """
     path = Path(path)
-    events = read_events(path, format)
     if name is None:
         name = strip_gz(path).rsplit(".", 1)[0] or "log"
-    log = BehaviorLog(name, events, {}, target_group)
+    builder = LogBuilder(name, target_group)
+    read_events(path, builder, format)
     if catalogs is None:
         pairs: list[tuple[str, Path]] = []
     elif isinstance(catalogs, Mapping):
@@ -243,9 +262,5 @@ def read_behavior_log(path: Path, format: str | None = None, catalogs: CatalogAr
     else:
         pairs = [(catalog_group or target_group, Path(p)) for p in catalogs]
     for default_group, cpath in pairs:
-        by_group: dict[str, list[tuple[str, dict[str, str]]]] = {}
-        for g, oid, feats in read_catalog(cpath, default_group, catalog_format):
-            by_group.setdefault(g, []).append((oid, feats))
-        for g, rows in by_group.items():
-            log.extend_catalog(g, rows)
-    return log
+        read_catalog(cpath, builder, default_group, catalog_format)
+    return builder.build()
