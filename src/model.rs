@@ -11,9 +11,11 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use crate::backend::onnx_check::{self, Expect, InputType};
-use crate::backend::{self, Backend, Feed, Fetched, Graph, LoadOptions, PlanStats, Serving};
+use crate::backend::{
+    self, Backend, ExternalFile, Feed, Fetched, Graph, LoadOptions, PlanStats, Serving,
+};
 use crate::metrics::{Entry, Metrics, ModelInfo, ModelStats};
-use crate::package::{PackageDir, MAX_GRAPH_BYTES};
+use crate::package::{PackageDir, VerifyHashes, MAX_GRAPH_BYTES};
 use crate::preprocess::{Prepared, Preprocessor, Request};
 use crate::spec::{Spec, SplitSpec};
 use crate::{Error, Result};
@@ -161,6 +163,11 @@ impl Model {
         let pkg = PackageDir::open(dir)?;
         let spec = Spec::read_from(&pkg)?;
         let preprocessor = Preprocessor::load_with(&spec, &pkg, options.verify_hashes)?;
+        let external = map_external(&pkg, &spec, options.verify_hashes)?;
+        let external_sizes: Vec<(&str, u64)> = external
+            .iter()
+            .map(|e| (e.name.as_str(), e.data.len() as u64))
+            .collect();
         let history: Vec<String> = spec
             .inputs
             .iter()
@@ -180,6 +187,7 @@ impl Model {
         let graph_bytes = read_graph(
             &pkg,
             &spec,
+            &external_sizes,
             &spec.graph_file,
             &Expect {
                 inputs: i64_inputs(&spec.inputs),
@@ -192,7 +200,7 @@ impl Model {
             options,
             &dir.join(&spec.graph_file),
             &graph_bytes,
-            &[],
+            &external,
             &spec.inputs,
             std::slice::from_ref(&spec.output),
         )?;
@@ -202,6 +210,7 @@ impl Model {
                 let encoder_bytes = read_graph(
                     &pkg,
                     &spec,
+                    &external_sizes,
                     &sp.encoder_file,
                     &Expect {
                         inputs: i64_inputs(&history),
@@ -213,7 +222,7 @@ impl Model {
                     options,
                     &dir.join(&sp.encoder_file),
                     &encoder_bytes,
-                    &[],
+                    &external,
                     &history,
                     &sp.encoder_outputs,
                 )?;
@@ -232,6 +241,7 @@ impl Model {
                 let scorer_bytes = read_graph(
                     &pkg,
                     &spec,
+                    &external_sizes,
                     &sp.scorer_file,
                     &Expect {
                         inputs: scorer_inputs,
@@ -243,7 +253,7 @@ impl Model {
                     options,
                     &dir.join(&sp.scorer_file),
                     &scorer_bytes,
-                    &[],
+                    &external,
                     &sp.scorer_inputs,
                     std::slice::from_ref(&sp.scorer_output),
                 )?;
@@ -580,10 +590,39 @@ impl Model {
 
 /// Reads graph file `file` of the package (checked against the manifest) and checks it against
 /// the spec before any backend parses it.
-fn read_graph(pkg: &PackageDir, spec: &Spec, file: &str, expect: &Expect<'_>) -> Result<Bytes> {
+fn read_graph(
+    pkg: &PackageDir,
+    spec: &Spec,
+    external: &[(&str, u64)],
+    file: &str,
+    expect: &Expect<'_>,
+) -> Result<Bytes> {
     let bytes = Bytes::from(pkg.read(file, MAX_GRAPH_BYTES, Some(spec.digest(file)?))?);
-    onnx_check::check(file, bytes.clone(), expect, &[])?;
+    onnx_check::check(file, bytes.clone(), expect, external)?;
     Ok(bytes)
+}
+
+/// The spec's external data files (`tables.bin`), each mapped once, read-only, after the
+/// package checks (`PackageDir::map`): the graphs' checks and both backends read them from
+/// this mapping, so nothing reopens a path that may have changed since.
+fn map_external(pkg: &PackageDir, spec: &Spec, verify: VerifyHashes) -> Result<Vec<ExternalFile>> {
+    spec.external_data
+        .iter()
+        .map(|rel| {
+            let digest = spec.digest(rel)?;
+            // A zero-length file cannot be mapped; it holds no tensor either.
+            let data = if digest.bytes == 0 {
+                pkg.read(rel, 0, Some(digest))?;
+                Bytes::new()
+            } else {
+                Bytes::from_owner(pkg.map(rel, digest, verify == VerifyHashes::All)?)
+            };
+            Ok(ExternalFile {
+                name: rel.clone(),
+                data,
+            })
+        })
+        .collect()
 }
 
 /// Rows of table `i`'s embedding: ids + 1, plus hashed buckets (version 3).
