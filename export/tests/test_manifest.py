@@ -12,7 +12,7 @@ from atrank_export.manifest import file_manifest, referenced_files, write_manife
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 # What each committed fixture's spec names, written out by hand from the package format
-# (docs/package-format-v3.md), not from referenced_files().
+# (docs/package-format.md), not from referenced_files().
 GRAPHS = {"model.onnx", "encoder.onnx", "scorer.onnx", "tables.bin"}
 NAMED = {
     "tiny": GRAPHS | {"vocab/item_id.atv", "vocab/category.atv", "catalog/item.atv",

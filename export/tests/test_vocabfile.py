@@ -1,4 +1,4 @@
-"""atv files, the "Indices" rule and catalog columns (docs/package-format-v3.md)."""
+"""atv files, the "Indices" rule and catalog columns (docs/package-format.md)."""
 
 import struct
 

@@ -1,4 +1,4 @@
-"""Checkpoint -> model package, format 3 (docs/package-format-v3.md), validated against
+"""Checkpoint -> model package, format 3 (docs/package-format.md), validated against
 onnxruntime.
 
 Writes, for a trained :class:`~atrank_export.model.ATRank`:

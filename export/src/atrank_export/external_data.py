@@ -5,7 +5,7 @@ tables. :func:`externalize` moves every large initializer of every graph into ON
 tensor at an offset that is a multiple of ``alignment`` (65,536 by default, so the runtime can
 map it on Linux and Windows), and writes a tensor that is byte-identical in several graphs
 (same dtype, same dims, same bytes) once, referenced by each graph. See "External data" in
-docs/package-format-v3.md.
+docs/package-format.md.
 
 Why not ``onnx.save_model(..., save_as_external_data=True)``: onnx 1.23 writes each model's
 tensors at the end of that model's own data file, aligned only if the caller presets every

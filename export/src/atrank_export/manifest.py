@@ -8,7 +8,7 @@ as written in the spec, with its SHA-256 and size::
 
 The runtime checks each file's size and hash before it uses the file and refuses a package
 whose files do not match (INVALID_PACKAGE). spec.json itself and golden.json (test data,
-not read when scoring) are not listed. See docs/package-format-v3.md, 'Integrity'.
+not read when scoring) are not listed. See docs/package-format.md, 'Integrity'.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Amazon configuration is :func:`amazon_preset` (group ``item``, features ``id``, 
 Embedding tables (and the item bias) are ``nn.Embedding(sparse=True)``: a training step's
 gradient holds only the rows the batch touches, so with a sparse optimizer a step costs
 O(batch), not O(vocabulary). A table has ``size + 1 + hash_buckets`` rows: 0 = padding and
-unknown, 1..size the vocabulary, then the hashed buckets (docs/package-format-v3.md).
+unknown, 1..size the vocabulary, then the hashed buckets (docs/package-format.md).
 
 Deliberate differences from the authors' code:
 

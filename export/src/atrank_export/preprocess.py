@@ -1,5 +1,5 @@
 """Raw requests -> graph input tensors: the reference implementation of package format 3
-(docs/package-format-v3.md, "From raw behaviors to the graph's inputs").
+(docs/package-format.md, "From raw behaviors to the graph's inputs").
 
 :class:`Preprocessor` reads a written package (:meth:`Preprocessor.from_package`: the atv
 vocabularies, hashed buckets and catalog columns, through ``vocabfile``) or the trainer's

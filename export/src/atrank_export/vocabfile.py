@@ -1,4 +1,4 @@
-"""Vocabulary and catalog files of package format 3 (docs/package-format-v3.md).
+"""Vocabulary and catalog files of package format 3 (docs/package-format.md).
 
 * atv file (sorted string table): a header, ``n + 1`` u64 offsets and the keys concatenated,
   all little-endian. Keys are non-empty UTF-8, at most 4,096 bytes, strictly increasing in
