@@ -121,7 +121,17 @@ func newCall(extra int, s *callSize) *cCall {
 	if size == 0 {
 		size = 1
 	}
-	base := C.malloc(C.size_t(size)) // cgo's C.malloc aborts rather than return NULL
+	// Zeroed memory (calloc, not malloc), because put stores C pointers into it through Go
+	// pointer types ([]*C.char, the pointer fields of atrank_behavior and atrank_feature): the
+	// compiler cannot tell that such a slot is C memory, so while the GC is marking every store
+	// runs the write barrier, which reads the slot's old value and shades it as a Go pointer.
+	// malloc's leftovers (freed blocks hold stale Go heap addresses among other bytes) then make
+	// the GC mark a freed object ("found pointer to free object" at the next sweep) or throw
+	// "found bad pointer in Go heap". A zeroed slot's old value is nil.
+	base := C.calloc(1, C.size_t(size))
+	if base == nil {
+		panic("atrank: out of C memory for a call's arguments")
+	}
 	return &cCall{base: base, size: size, bytes: unsafe.Slice((*byte)(base), size)}
 }
 
