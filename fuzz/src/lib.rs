@@ -138,10 +138,17 @@ pub fn atv_keys(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
     let n = u64_at(8)?;
     let keys_at = n.checked_add(1)?.checked_mul(8)?.checked_add(32)?;
+    if keys_at > bytes.len() {
+        return None;
+    }
     let mut out = Vec::with_capacity(n.min(bytes.len()));
     for k in 0..n {
         let (a, b) = (u64_at(32 + 8 * k)?, u64_at(40 + 8 * k)?);
-        out.push(bytes.get(keys_at.checked_add(a)?..keys_at.checked_add(b)?)?.to_vec());
+        out.push(
+            bytes
+                .get(keys_at.checked_add(a)?..keys_at.checked_add(b)?)?
+                .to_vec(),
+        );
     }
     Some(out)
 }
@@ -223,7 +230,10 @@ pub fn max_values(spec: &Spec, dir: &Path) -> BTreeMap<String, usize> {
         let table = &spec.tables[t];
         let n = std::fs::read(dir.join(&table.vocab))
             .ok()
-            .and_then(|b| b.get(8..16).map(|h| u64::from_le_bytes(h.try_into().unwrap_or([0; 8]))))
+            .and_then(|b| {
+                b.get(8..16)
+                    .map(|h| u64::from_le_bytes(h.try_into().unwrap_or([0; 8])))
+            })
             .unwrap_or(0);
         usize::try_from(n.saturating_add(table.hash_buckets)).unwrap_or(usize::MAX)
     };
