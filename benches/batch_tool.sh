@@ -50,8 +50,14 @@ import pyarrow.parquet as pq
 from atrank_export.data import load_ml100k
 
 package, out, n_requests, n_candidates = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-items = (package / "vocab" / "item.txt").read_text().split("\n")
-items = [i for i in items if i]
+import json
+
+from atrank_export.vocabfile import Atv
+
+# The target group's ids: the keys of its id table's atv vocabulary (format 3).
+spec = json.loads((package / "spec.json").read_text())
+target = next(g for g in spec["groups"] if g["name"] == spec["target_group"])
+items = Atv.open(package / spec["tables"][target["features"][0]["table"]]["vocab"]).keys()
 data = load_ml100k()
 rng = np.random.default_rng(7)
 users = [u for u in data.users if len(data.sequences[u]) >= 2]

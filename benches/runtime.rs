@@ -58,10 +58,16 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from("build/ml100k/package"));
     let model = Model::load(&pkg, Backend::Ort).expect("load the package on ONNX Runtime");
     let spec = model.spec().clone();
-    let items: Vec<String> = std::fs::read_to_string(pkg.join(&spec.tables[0].vocab))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
+    // The target group's ids: the keys of its id table's atv vocabulary.
+    let id_table = &spec.tables[spec.target_group().features[0].table];
+    let vocab = atrank::vocab::Atv::open(
+        std::fs::read(pkg.join(&id_table.vocab)).unwrap(),
+        &id_table.vocab,
+        Some(id_table.size),
+    )
+    .unwrap();
+    let items: Vec<String> = (0..vocab.len())
+        .map(|k| vocab.key(k).unwrap().to_owned())
         .collect();
     let t0 = 900_000_000i64;
     let history: Vec<Behavior<'_>> = (0..50)
@@ -90,11 +96,20 @@ fn main() {
     let opts = LoadOptions::new(Backend::Ort);
     let graph_path = pkg.join(&spec.graph_file);
     let graph_bytes = bytes::Bytes::from(std::fs::read(&graph_path).unwrap());
+    // The graph's external data (tables.bin), as the runtime hands it over.
+    let external: Vec<atrank::backend::ExternalFile> = spec
+        .external_data
+        .iter()
+        .map(|name| atrank::backend::ExternalFile {
+            name: name.clone(),
+            data: bytes::Bytes::from(std::fs::read(pkg.join(name)).unwrap()),
+        })
+        .collect();
     let full = load_graph(
         &opts,
         &graph_path,
         &graph_bytes,
-        &[],
+        &external,
         &spec.inputs,
         std::slice::from_ref(&spec.output),
     )

@@ -1,9 +1,10 @@
 //! atrank: an embeddable ATRank ranker.
 //!
-//! A [`Model`] is loaded from a *model package* (an ONNX graph plus `spec.json`, vocabularies,
-//! a catalog and golden requests, written by the `export/` Python package; see
-//! `docs/package-format.md`). Callers hand in raw behaviors and candidate ids; the crate does the
-//! grouped-embedding preprocessing and runs the graph through ONNX Runtime (`backend-ort`) or
+//! A [`Model`] is loaded from a *model package* (ONNX graphs with their `tables.bin`,
+//! `spec.json`, memory-mapped vocabularies and catalogs, golden requests; written by the
+//! `export/` Python package; see `docs/package-format-v3.md`: format 3 is the only one read).
+//! Callers hand in raw behaviors and candidate ids; the crate does the grouped-embedding
+//! preprocessing and runs the graph through ONNX Runtime (`backend-ort`) or
 //! tract (`backend-tract`). The same functionality is exposed to C, C++ and Go through the C ABI
 //! in [`ffi`] (header `include/atrank.h`).
 //!

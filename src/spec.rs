@@ -1,12 +1,11 @@
-//! The model package's `spec.json`, versions 1, 2 (see `docs/package-format.md`) and 3
-//! (`docs/package-format-v3.md`).
+//! The model package's `spec.json`, format version 3 (`docs/package-format-v3.md`), the only
+//! version this runtime reads: any other `spec_version` is refused with an error that names it.
 //!
-//! Every version is read into one normalized [`Spec`]: embedding tables (vocabularies),
-//! behavior groups with their features and graph inputs, the target group whose objects are
-//! the candidates, actions, time buckets and limits. Version 1 is the single-group Amazon
-//! configuration (group `item` with features `id` and `category`); version 2 has any number of
-//! groups and shared feature tables, with text vocabularies and TSV catalogs; version 3 has
-//! memory-mapped atv vocabularies and catalogs, hashed buckets and external graph data.
+//! A spec is read into one normalized [`Spec`]: embedding tables (memory-mapped atv
+//! vocabularies with their sizes and hashed buckets), behavior groups with their features,
+//! graph inputs and catalogs (atv keys plus u32 columns), the target group whose objects are
+//! the candidates, actions, time buckets, limits, the graphs (with their external data,
+//! `tables.bin`) and the `files` manifest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,22 +17,22 @@ use crate::{Error, Result};
 /// The value of `format` every spec must carry.
 pub const FORMAT: &str = "atrank-model-package";
 /// The spec versions this runtime reads.
-pub const SPEC_VERSIONS: [u32; 3] = [1, 2, 3];
+pub const SPEC_VERSIONS: [u32; 1] = [3];
 /// Upper bound on any `max_history`, `max_candidates` or `max_behaviors` a spec may ask for,
 /// so a corrupt spec cannot make the runtime allocate without bound.
 pub const HARD_LIMIT: usize = 1 << 20;
-/// The most rows an embedding table of a version-3 package may have (`size + 1 +
-/// hash_buckets`), and the most rows of a catalog: every index fits a u32 catalog column.
+/// The most rows an embedding table may have (`size + 1 + hash_buckets`), and the most rows
+/// of a catalog: every index fits a u32 catalog column.
 const MAX_TABLE_ROWS: u64 = u32::MAX as u64;
-/// The one hash function version 3 knows (docs "Indices").
+/// The one hash function the format knows (docs "Indices").
 const HASH_FUNCTION: &str = "xxh3_64";
 /// Longest table, group or feature name.
 const MAX_NAME_BYTES: usize = 256;
 
-/// A parsed and validated package spec, the same shape for every spec version.
+/// A parsed and validated package spec.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// The `spec_version` the package was written with.
+    /// The `spec_version` the package was written with (always 3: the only one read).
     pub version: u32,
     /// `created_by`: what wrote the package (informational), if it says.
     pub created_by: Option<String>,
@@ -45,7 +44,7 @@ pub struct Spec {
     pub inputs: Vec<String>,
     /// The graph's output name (float32 `[B, N]` logits).
     pub output: String,
-    /// Embedding tables: name and vocabulary file (relative to the package).
+    /// Embedding tables: name, vocabulary file (relative to the package), size and buckets.
     pub tables: Vec<TableSpec>,
     /// Behavior groups, in graph order.
     pub groups: Vec<GroupSpec>,
@@ -61,12 +60,12 @@ pub struct Spec {
     pub limits: Limits,
     /// The split pair of graphs (user encoder, candidate scorer), if the package has them.
     pub split: Option<SplitSpec>,
-    /// The manifest: size and SHA-256 of every file the spec names (graphs, vocabularies,
-    /// catalogs), checked before a file is used.
+    /// The manifest: size and SHA-256 of every file the spec names (graphs, external data,
+    /// vocabularies, catalog keys and columns), checked before a file is used.
     pub files: BTreeMap<String, FileDigest>,
-    /// Version 3: the graphs' external data files (`graph.external_data`); empty before.
+    /// The graphs' external data files (`graph.external_data`, e.g. `tables.bin`).
     pub external_data: Vec<String>,
-    /// Version 3: `hash.seed` of the hashed buckets (`hash.function` is `xxh3_64`); 0 before.
+    /// `hash.seed` of the hashed buckets (`hash.function` is `xxh3_64`).
     pub hash_seed: u64,
 }
 
@@ -96,29 +95,17 @@ pub struct SplitSpec {
     pub scorer_output: String,
 }
 
-/// One embedding table and its vocabulary file.
+/// One embedding table: its atv vocabulary and the rows reserved for unseen keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     /// Table name (e.g. `item_id`, `category`).
     pub name: String,
-    /// Vocabulary file, relative to the package: key k has index k+1.
+    /// Vocabulary file (atv), relative to the package: key k has index k+1.
     pub vocab: String,
-    /// How the vocabulary file is written.
-    pub format: VocabFormat,
-}
-
-/// The kind of a vocabulary file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VocabFormat {
-    /// Versions 1 and 2: UTF-8 text, one id per line.
-    Lines,
-    /// Version 3: an atv file of `size` keys, and `hash_buckets` rows for unseen keys.
-    Atv {
-        /// Keys in the file.
-        size: u64,
-        /// Rows reserved for unseen keys (docs "Indices").
-        hash_buckets: u64,
-    },
+    /// Keys in the vocabulary file (`size`).
+    pub size: u64,
+    /// Rows reserved for unseen keys (`hash_buckets`, docs "Indices").
+    pub hash_buckets: u64,
 }
 
 /// One behavior group.
@@ -151,26 +138,15 @@ pub struct FeatureSpec {
     pub input: String,
 }
 
-/// A group's catalog.
+/// A group's catalog: an atv file of the objects' keys and one u32 column per catalog feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CatalogSpec {
-    /// Versions 1 and 2: one TSV file, relative to the package.
-    Tsv {
-        /// The file.
-        file: String,
-        /// Version 1: no header, `item<TAB>category`; version 2: a header row naming the
-        /// columns.
-        has_header: bool,
-    },
-    /// Version 3: an atv file of the objects' keys and one u32 column per catalog feature.
-    Atv {
-        /// The keys' atv file.
-        keys: String,
-        /// Objects (keys) in the catalog.
-        rows: u64,
-        /// (index of the feature in the group, column file), in feature order.
-        columns: Vec<(usize, String)>,
-    },
+pub struct CatalogSpec {
+    /// The keys' atv file.
+    pub keys: String,
+    /// Objects (keys) in the catalog.
+    pub rows: u64,
+    /// (index of the feature in the group, column file), in feature order.
+    pub columns: Vec<(usize, String)>,
 }
 
 /// Time bucketing: `d = floor(req/unit) - floor(t/unit) + offset`; bucket = #{b <= d}.
@@ -196,68 +172,22 @@ pub struct Limits {
 #[derive(Deserialize)]
 struct Header {
     format: String,
-    spec_version: u32,
+    /// Any JSON value, so that a wrong one (`"3"`, `2.5`) is named in the error.
+    spec_version: serde_json::Value,
     #[serde(default)]
     files: Option<BTreeMap<String, FileDigest>>,
 }
 
 #[derive(Deserialize)]
-struct V1 {
+struct Raw {
     #[serde(default)]
     name: String,
     #[serde(default)]
     created_by: Option<String>,
-    graph: V1Graph,
-    groups: Vec<V1Group>,
-    actions: Vec<String>,
-    time_buckets: TimeBuckets,
-    catalog: V1Catalog,
-    limits: Limits,
-}
-
-#[derive(Deserialize)]
-struct V1Graph {
-    file: String,
-    inputs: V1Inputs,
-    output: String,
-}
-
-#[derive(Deserialize)]
-struct V1Inputs {
-    history: BTreeMap<String, String>,
-    history_length: String,
-    candidate: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct V1Group {
-    name: String,
-    max_history: usize,
-    features: Vec<V1Feature>,
-}
-
-#[derive(Deserialize)]
-struct V1Feature {
-    name: String,
-    vocab: String,
-}
-
-#[derive(Deserialize)]
-struct V1Catalog {
-    file: String,
-    key: String,
-    features: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct V2 {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    created_by: Option<String>,
-    graph: V2Graph,
-    tables: BTreeMap<String, String>,
-    groups: Vec<V2Group>,
+    graph: RawGraph,
+    hash: RawHash,
+    tables: BTreeMap<String, RawTable>,
+    groups: Vec<RawGroup>,
     target_group: String,
     candidate_inputs: BTreeMap<String, String>,
     actions: Vec<String>,
@@ -266,98 +196,70 @@ struct V2 {
 }
 
 #[derive(Deserialize)]
-struct V2Graph {
+struct RawGraph {
     file: String,
     inputs: Vec<String>,
     output: String,
     #[serde(default)]
-    encoder: Option<V2Encoder>,
+    encoder: Option<RawEncoder>,
     #[serde(default)]
-    scorer: Option<V2Scorer>,
-    /// Version 3 only.
+    scorer: Option<RawScorer>,
     #[serde(default)]
     external_data: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct V2Encoder {
+struct RawEncoder {
     file: String,
     outputs: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct V2Scorer {
+struct RawScorer {
     file: String,
     inputs: Vec<String>,
     output: String,
 }
 
 #[derive(Deserialize)]
-struct V2Group {
-    name: String,
-    max_history: usize,
-    features: Vec<V2Feature>,
-    inputs: V2GroupInputs,
-    #[serde(default)]
-    catalog: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct V2Feature {
-    name: String,
-    table: String,
-    input: String,
-}
-
-#[derive(Deserialize)]
-struct V2GroupInputs {
-    action: String,
-    time_bucket: String,
-    length: String,
-}
-
-#[derive(Deserialize)]
-struct V3 {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    created_by: Option<String>,
-    graph: V2Graph,
-    hash: V3Hash,
-    tables: BTreeMap<String, V3Table>,
-    groups: Vec<V3Group>,
-    target_group: String,
-    candidate_inputs: BTreeMap<String, String>,
-    actions: Vec<String>,
-    time_buckets: TimeBuckets,
-    limits: Limits,
-}
-
-#[derive(Deserialize)]
-struct V3Hash {
+struct RawHash {
     function: String,
     seed: u64,
 }
 
 #[derive(Deserialize)]
-struct V3Table {
+struct RawTable {
     vocab: String,
     size: u64,
     hash_buckets: u64,
 }
 
 #[derive(Deserialize)]
-struct V3Group {
+struct RawGroup {
     name: String,
     max_history: usize,
-    features: Vec<V2Feature>,
-    inputs: V2GroupInputs,
+    features: Vec<RawFeature>,
+    inputs: RawGroupInputs,
     #[serde(default)]
-    catalog: Option<V3Catalog>,
+    catalog: Option<RawCatalog>,
 }
 
 #[derive(Deserialize)]
-struct V3Catalog {
+struct RawFeature {
+    name: String,
+    table: String,
+    input: String,
+}
+
+#[derive(Deserialize)]
+struct RawGroupInputs {
+    action: String,
+    time_bucket: String,
+    length: String,
+}
+
+#[derive(Deserialize)]
+struct RawCatalog {
     keys: String,
     rows: u64,
     columns: BTreeMap<String, String>,
@@ -378,16 +280,14 @@ impl Spec {
                 header.format
             ));
         }
-        let mut spec = match header.spec_version {
-            1 => Spec::from_v1(serde_json::from_str(text).map_err(json)?)?,
-            2 => Spec::from_v2(serde_json::from_str(text).map_err(json)?)?,
-            3 => Spec::from_v3(serde_json::from_str(text).map_err(json)?)?,
-            v => {
-                return bad(format!(
-                "spec_version {v} is not supported (this runtime reads versions {SPEC_VERSIONS:?})"
-            ))
-            }
-        };
+        if header.spec_version.as_u64() != Some(3) {
+            return bad(format!(
+                "spec_version {} is not supported: this runtime reads spec_version 3 only \
+                 (re-export the package with the current exporter)",
+                header.spec_version
+            ));
+        }
+        let mut spec = Spec::from_raw(serde_json::from_str(text).map_err(json)?)?;
         let Some(files) = header.files else {
             return bad(
                 "no \"files\" manifest (size and sha256 of every file the spec names); \
@@ -412,7 +312,8 @@ impl Spec {
         Spec::from_json(&text)
     }
 
-    /// Every file the spec names (graphs, vocabularies, catalogs), each once.
+    /// Every file the spec names (graphs, external data, vocabularies, catalog keys and
+    /// columns), each once.
     pub fn referenced_files(&self) -> Vec<&str> {
         let mut out: Vec<&str> = vec![self.graph_file.as_str()];
         if let Some(sp) = &self.split {
@@ -421,13 +322,8 @@ impl Spec {
         out.extend(self.external_data.iter().map(String::as_str));
         out.extend(self.tables.iter().map(|t| t.vocab.as_str()));
         for c in self.groups.iter().filter_map(|g| g.catalog.as_ref()) {
-            match c {
-                CatalogSpec::Tsv { file, .. } => out.push(file),
-                CatalogSpec::Atv { keys, columns, .. } => {
-                    out.push(keys);
-                    out.extend(columns.iter().map(|(_, f)| f.as_str()));
-                }
-            }
+            out.push(&c.keys);
+            out.extend(c.columns.iter().map(|(_, f)| f.as_str()));
         }
         out.sort_unstable();
         out.dedup();
@@ -451,108 +347,35 @@ impl Spec {
         self.groups.iter().position(|g| g.name == name)
     }
 
-    fn from_v1(raw: V1) -> Result<Spec> {
-        let [group] = &raw.groups[..] else {
-            return bad("version 1 needs exactly one group");
-        };
-        if group.name != "item" {
-            return bad("version 1's group must be named \"item\"");
+    fn from_raw(raw: Raw) -> Result<Spec> {
+        if raw.hash.function != HASH_FUNCTION {
+            return bad(format!(
+                "hash.function {:?} is not supported (only {HASH_FUNCTION:?})",
+                raw.hash.function
+            ));
         }
-        if raw.catalog.key != "item" || raw.catalog.features != ["category"] {
-            return bad("version 1's catalog must map \"item\" to [\"category\"]");
+        if raw.graph.external_data.len() > 64 {
+            return bad("graph.external_data names more than 64 files");
         }
-        let vocab = |name: &str| -> Result<String> {
-            match group.features.iter().find(|f| f.name == name) {
-                Some(f) => Ok(f.vocab.clone()),
-                None => bad(format!("groups[0] has no {name:?} feature")),
+        let mut tables = Vec::with_capacity(raw.tables.len());
+        for (name, t) in &raw.tables {
+            let rows = t
+                .size
+                .checked_add(1)
+                .and_then(|n| n.checked_add(t.hash_buckets));
+            if rows.is_none_or(|n| n > MAX_TABLE_ROWS) {
+                return bad(format!(
+                    "tables.{name}: size {} + 1 + hash_buckets {} is more than {MAX_TABLE_ROWS} rows",
+                    t.size, t.hash_buckets
+                ));
             }
-        };
-        let hist = |k: &str| -> Result<String> {
-            match raw.graph.inputs.history.get(k) {
-                Some(v) => Ok(v.clone()),
-                None => bad(format!("graph.inputs.history has no {k:?}")),
-            }
-        };
-        let cand = |k: &str| -> Result<String> {
-            match raw.graph.inputs.candidate.get(k) {
-                Some(v) => Ok(v.clone()),
-                None => bad(format!("graph.inputs.candidate has no {k:?}")),
-            }
-        };
-        let tables = vec![
-            TableSpec {
-                name: "item".into(),
-                vocab: vocab("item")?,
-                format: VocabFormat::Lines,
-            },
-            TableSpec {
-                name: "category".into(),
-                vocab: vocab("category")?,
-                format: VocabFormat::Lines,
-            },
-        ];
-        let g = GroupSpec {
-            name: "item".into(),
-            max_history: group.max_history,
-            features: vec![
-                FeatureSpec {
-                    name: "id".into(),
-                    table: 0,
-                    input: hist("item")?,
-                },
-                FeatureSpec {
-                    name: "category".into(),
-                    table: 1,
-                    input: hist("category")?,
-                },
-            ],
-            action_input: hist("action")?,
-            time_input: hist("time_bucket")?,
-            length_input: raw.graph.inputs.history_length.clone(),
-            catalog: Some(CatalogSpec::Tsv {
-                file: raw.catalog.file.clone(),
-                has_header: false,
-            }),
-        };
-        let candidate_inputs = vec![(0, cand("item")?), (1, cand("category")?)];
-        let mut inputs: Vec<String> = g.features.iter().map(|f| f.input.clone()).collect();
-        inputs.extend([
-            g.action_input.clone(),
-            g.time_input.clone(),
-            g.length_input.clone(),
-        ]);
-        inputs.extend(candidate_inputs.iter().map(|(_, n)| n.clone()));
-        Ok(Spec {
-            version: 1,
-            created_by: raw.created_by,
-            name: raw.name,
-            graph_file: raw.graph.file,
-            inputs,
-            output: raw.graph.output,
-            tables,
-            groups: vec![g],
-            target: 0,
-            candidate_inputs,
-            actions: raw.actions,
-            time_buckets: raw.time_buckets,
-            limits: raw.limits,
-            split: None,
-            files: BTreeMap::new(),
-            external_data: Vec::new(),
-            hash_seed: 0,
-        })
-    }
-
-    fn from_v2(raw: V2) -> Result<Spec> {
-        let tables: Vec<TableSpec> = raw
-            .tables
-            .iter()
-            .map(|(name, vocab)| TableSpec {
+            tables.push(TableSpec {
                 name: name.clone(),
-                vocab: vocab.clone(),
-                format: VocabFormat::Lines,
-            })
-            .collect();
+                vocab: t.vocab.clone(),
+                size: t.size,
+                hash_buckets: t.hash_buckets,
+            });
+        }
         let table_index = |name: &str, at: &str| -> Result<usize> {
             match tables.iter().position(|t| t.name == name) {
                 Some(i) => Ok(i),
@@ -560,29 +383,60 @@ impl Spec {
             }
         };
         let mut groups = Vec::with_capacity(raw.groups.len());
-        for (gi, g) in raw.groups.iter().enumerate() {
+        for (gi, g) in raw.groups.into_iter().enumerate() {
             let mut features = Vec::with_capacity(g.features.len());
-            for (fi, f) in g.features.iter().enumerate() {
+            for (fi, f) in g.features.into_iter().enumerate() {
                 features.push(FeatureSpec {
-                    name: f.name.clone(),
                     table: table_index(&f.table, &format!("groups[{gi}].features[{fi}]"))?,
-                    input: f.input.clone(),
+                    name: f.name,
+                    input: f.input,
                 });
             }
             if features.first().map(|f| f.name.as_str()) != Some("id") {
                 return bad(format!("groups[{gi}] must list the \"id\" feature first"));
             }
+            let catalog = match g.catalog {
+                None => None,
+                Some(c) => {
+                    if c.rows > MAX_TABLE_ROWS {
+                        return bad(format!(
+                            "groups[{gi}].catalog.rows {} is more than {MAX_TABLE_ROWS}",
+                            c.rows
+                        ));
+                    }
+                    let mut columns = Vec::with_capacity(c.columns.len());
+                    for (feature, file) in c.columns {
+                        match features.iter().position(|f| f.name == feature) {
+                            Some(0) => {
+                                return bad(format!(
+                                    "groups[{gi}].catalog.columns: \"id\" is the catalog's key, not a column"
+                                ))
+                            }
+                            Some(f) => columns.push((f, file)),
+                            None => {
+                                return bad(format!(
+                                    "groups[{gi}].catalog.columns names {feature:?}, not a feature of group {:?}",
+                                    g.name
+                                ))
+                            }
+                        }
+                    }
+                    columns.sort();
+                    Some(CatalogSpec {
+                        keys: c.keys,
+                        rows: c.rows,
+                        columns,
+                    })
+                }
+            };
             groups.push(GroupSpec {
-                name: g.name.clone(),
+                name: g.name,
                 max_history: g.max_history,
                 features,
-                action_input: g.inputs.action.clone(),
-                time_input: g.inputs.time_bucket.clone(),
-                length_input: g.inputs.length.clone(),
-                catalog: g.catalog.clone().map(|file| CatalogSpec::Tsv {
-                    file,
-                    has_header: true,
-                }),
+                action_input: g.inputs.action,
+                time_input: g.inputs.time_bucket,
+                length_input: g.inputs.length,
+                catalog,
             });
         }
         let Some(target) = groups.iter().position(|g| g.name == raw.target_group) else {
@@ -624,7 +478,7 @@ impl Spec {
         };
         Ok(Spec {
             split,
-            version: 2,
+            version: 3,
             created_by: raw.created_by,
             name: raw.name,
             graph_file: raw.graph.file,
@@ -638,109 +492,9 @@ impl Spec {
             time_buckets: raw.time_buckets,
             limits: raw.limits,
             files: BTreeMap::new(),
-            external_data: Vec::new(),
-            hash_seed: 0,
+            external_data: raw.graph.external_data,
+            hash_seed: raw.hash.seed,
         })
-    }
-
-    fn from_v3(raw: V3) -> Result<Spec> {
-        if raw.hash.function != HASH_FUNCTION {
-            return bad(format!(
-                "hash.function {:?} is not supported (only {HASH_FUNCTION:?})",
-                raw.hash.function
-            ));
-        }
-        if raw.graph.external_data.len() > 64 {
-            return bad("graph.external_data names more than 64 files");
-        }
-        let external_data = raw.graph.external_data.clone();
-        // The v2 reading does the groups, features, candidates and graphs; then the v3 parts.
-        let mut catalogs = Vec::with_capacity(raw.groups.len());
-        let v2 = V2 {
-            name: raw.name,
-            created_by: raw.created_by,
-            graph: raw.graph,
-            tables: raw
-                .tables
-                .iter()
-                .map(|(name, t)| (name.clone(), t.vocab.clone()))
-                .collect(),
-            groups: raw
-                .groups
-                .into_iter()
-                .map(|g| {
-                    catalogs.push(g.catalog);
-                    V2Group {
-                        name: g.name,
-                        max_history: g.max_history,
-                        features: g.features,
-                        inputs: g.inputs,
-                        catalog: None,
-                    }
-                })
-                .collect(),
-            target_group: raw.target_group,
-            candidate_inputs: raw.candidate_inputs,
-            actions: raw.actions,
-            time_buckets: raw.time_buckets,
-            limits: raw.limits,
-        };
-        let mut spec = Spec::from_v2(v2)?;
-        spec.version = 3;
-        spec.external_data = external_data;
-        spec.hash_seed = raw.hash.seed;
-        for t in &mut spec.tables {
-            let Some(r) = raw.tables.get(&t.name) else {
-                return bad(format!("table {:?} vanished", t.name));
-            };
-            let rows = r
-                .size
-                .checked_add(1)
-                .and_then(|n| n.checked_add(r.hash_buckets));
-            if rows.is_none_or(|n| n > MAX_TABLE_ROWS) {
-                return bad(format!(
-                    "tables.{}: size {} + 1 + hash_buckets {} is more than {MAX_TABLE_ROWS} rows",
-                    t.name, r.size, r.hash_buckets
-                ));
-            }
-            t.format = VocabFormat::Atv {
-                size: r.size,
-                hash_buckets: r.hash_buckets,
-            };
-        }
-        for (gi, (group, catalog)) in spec.groups.iter_mut().zip(catalogs).enumerate() {
-            let Some(c) = catalog else { continue };
-            if c.rows > MAX_TABLE_ROWS {
-                return bad(format!(
-                    "groups[{gi}].catalog.rows {} is more than {MAX_TABLE_ROWS}",
-                    c.rows
-                ));
-            }
-            let mut columns = Vec::with_capacity(c.columns.len());
-            for (feature, file) in c.columns {
-                match group.features.iter().position(|f| f.name == feature) {
-                    Some(0) => {
-                        return bad(format!(
-                            "groups[{gi}].catalog.columns: \"id\" is the catalog's key, not a column"
-                        ))
-                    }
-                    Some(f) => columns.push((f, file)),
-                    None => {
-                        return bad(format!(
-                            "groups[{gi}].catalog.columns names {feature:?}, not a feature of group {:?}",
-                            group.name
-                        ))
-                    }
-                }
-            }
-            columns.sort();
-            group.catalog = Some(CatalogSpec::Atv {
-                keys: c.keys,
-                rows: c.rows,
-                columns,
-            });
-        }
-        Ok(spec)
     }
 
     /// Every tensor the preprocessing produces must be a graph input, and the reverse.
@@ -784,6 +538,12 @@ impl Spec {
             return bad(format!(
                 "graph inputs {graph:?} do not match the inputs the groups name {produced:?}"
             ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.actions {
+            if !seen.insert(a.as_str()) {
+                return bad(format!("actions lists {a:?} twice"));
+            }
         }
         let tb = &self.time_buckets;
         if tb.unit_seconds <= 0 {
@@ -835,15 +595,11 @@ impl Spec {
             for f in &g.features {
                 check_name("feature", &f.name)?;
             }
-            match &g.catalog {
-                Some(CatalogSpec::Tsv { file, .. }) => check_relative("catalog", file)?,
-                Some(CatalogSpec::Atv { keys, columns, .. }) => {
-                    check_relative("catalog.keys", keys)?;
-                    for (_, file) in columns {
-                        check_relative("catalog column", file)?;
-                    }
+            if let Some(c) = &g.catalog {
+                check_relative("catalog.keys", &c.keys)?;
+                for (_, file) in &c.columns {
+                    check_relative("catalog column", file)?;
                 }
-                None => {}
             }
         }
         for (i, file) in self.external_data.iter().enumerate() {
@@ -878,7 +634,7 @@ impl Spec {
         self.validate_sizes()
     }
 
-    /// Version 3: what the manifest's sizes say about the atv files and columns, checked
+    /// What the manifest's sizes say about the atv files and columns, checked
     /// before any file is opened (the files are checked again when mapped).
     fn validate_sizes(&self) -> Result<()> {
         let bytes = |file: &str| self.files.get(file).map_or(0, |d| d.bytes);
@@ -894,12 +650,10 @@ impl Spec {
             Ok(())
         };
         for t in &self.tables {
-            if let VocabFormat::Atv { size, .. } = t.format {
-                atv_fits(&t.vocab, size, &format!("tables.{}.vocab", t.name))?;
-            }
+            atv_fits(&t.vocab, t.size, &format!("tables.{}.vocab", t.name))?;
         }
         for g in &self.groups {
-            let Some(CatalogSpec::Atv {
+            let Some(CatalogSpec {
                 keys,
                 rows,
                 columns,
@@ -910,13 +664,11 @@ impl Spec {
             atv_fits(keys, *rows, &format!("group {:?}: catalog.keys", g.name))?;
             // The same file as a table's vocabulary must hold as many keys as the table.
             if let Some(t) = self.tables.iter().find(|t| &t.vocab == keys) {
-                if let VocabFormat::Atv { size, .. } = t.format {
-                    if size != *rows {
-                        return bad(format!(
-                            "group {:?}: catalog.keys {keys:?} is table {:?}'s vocabulary of {size} keys, but catalog.rows is {rows}",
-                            g.name, t.name
-                        ));
-                    }
+                if t.size != *rows {
+                    return bad(format!(
+                        "group {:?}: catalog.keys {keys:?} is table {:?}'s vocabulary of {} keys, but catalog.rows is {rows}",
+                        g.name, t.name, t.size
+                    ));
                 }
             }
             for (_, file) in columns {

@@ -127,12 +127,15 @@ impl Api {
     }
 }
 
+/// A behavior's C strings: id, category, action, group.
+type BehaviorStrings = (CString, Option<CString>, Option<CString>, Option<CString>);
+
 fn run_backend(api: &Api, backend: u32, label: &str) {
-    // The C ABI's atrank_behavior has no group field yet: format-1 packages only.
-    for pkg in common::packages()
-        .into_iter()
-        .filter(|p| common::spec_version(p) == 1)
-    {
+    // Every package: the behaviors' groups and features go through atrank_behavior's `group`
+    // and `features` (format 3 has any number of groups).
+    let packages = common::packages();
+    assert!(packages.len() >= 2, "the two fixtures at least");
+    for pkg in packages {
         let dir = CString::new(pkg.to_str().unwrap()).unwrap();
         let mut model: *const CModel = ptr::null();
         // SAFETY: valid C string and out-pointer.
@@ -141,28 +144,51 @@ fn run_backend(api: &Api, backend: u32, label: &str) {
         assert_eq!(code, 0, "{label}: load {}: {msg}", pkg.display());
         assert!(!model.is_null());
         common::check_golden(&pkg, label, |req| {
-            let strings: Vec<(CString, Option<CString>, Option<CString>)> = req
+            let cstr = |s: &str| CString::new(s).unwrap();
+            let strings: Vec<BehaviorStrings> = req
                 .behaviors
                 .iter()
                 .map(|b| {
                     (
-                        CString::new(b.id.as_str()).unwrap(),
-                        b.category.as_deref().map(|c| CString::new(c).unwrap()),
-                        b.action.as_deref().map(|a| CString::new(a).unwrap()),
+                        cstr(&b.id),
+                        b.category.as_deref().map(cstr),
+                        b.action.as_deref().map(cstr),
+                        b.group.as_deref().map(cstr),
                     )
+                })
+                .collect();
+            let feature_strings: Vec<Vec<(CString, CString)>> = req
+                .behaviors
+                .iter()
+                .map(|b| b.features.iter().map(|(k, v)| (cstr(k), cstr(v))).collect())
+                .collect();
+            let features: Vec<Vec<CFeature>> = feature_strings
+                .iter()
+                .map(|fs| {
+                    fs.iter()
+                        .map(|(k, v)| CFeature {
+                            name: k.as_ptr(),
+                            value: v.as_ptr(),
+                        })
+                        .collect()
                 })
                 .collect();
             let behaviors: Vec<CBehavior> = strings
                 .iter()
                 .zip(&req.behaviors)
-                .map(|((i, c, a), b)| CBehavior {
+                .zip(&features)
+                .map(|(((i, c, a, g), b), f)| CBehavior {
                     item: i.as_ptr(),
                     category: c.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
                     action: a.as_ref().map_or(ptr::null(), |a| a.as_ptr()),
                     timestamp: b.timestamp,
-                    group: ptr::null(),
-                    features: ptr::null(),
-                    features_len: 0,
+                    group: g.as_ref().map_or(ptr::null(), |g| g.as_ptr()),
+                    features: if f.is_empty() {
+                        ptr::null()
+                    } else {
+                        f.as_ptr()
+                    },
+                    features_len: f.len(),
                 })
                 .collect();
             let cands: Vec<CString> = req

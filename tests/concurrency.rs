@@ -136,7 +136,7 @@ fn hot_swap_under_load_drops_no_request_and_a_failed_load_keeps_the_old_model() 
 
 #[test]
 fn a_snapshot_pairs_each_model_with_its_own_generation_during_reloads() {
-    // Reloads alternate between the format-1 fixture (odd generations) and the format-2 one
+    // Reloads alternate between the one-group fixture (odd generations) and the multigroup one
     // (even generations); readers check that every snapshot's model matches its generation.
     let pkgs = packages();
     let (one, two) = (&pkgs[0], &pkgs[1]);

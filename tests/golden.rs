@@ -40,8 +40,8 @@ fn a_batch_of_users_scores_as_each_user_alone() {
     for pkg in &packages()[..2] {
         let model = Model::load(pkg, Backend::Tract).unwrap();
         let golden = common::read_golden(pkg);
-        // Different history lengths and candidate counts, padded together (the format-1
-        // golden file's last request has 4 candidates, the others 11).
+        // Different history lengths and candidate counts, padded together (the golden files'
+        // requests differ in both).
         let mut reqs: Vec<&GoldenRequest> = golden.requests.iter().take(5).collect();
         reqs.extend(golden.requests.last());
         let features: Vec<_> = reqs.iter().map(|r| feature_pairs(&r.behaviors)).collect();
@@ -137,14 +137,31 @@ fn load_errors_name_the_problem() {
     let spec = std::fs::read_to_string(packages()[0].join("spec.json")).unwrap();
     std::fs::write(
         dir.join("spec.json"),
-        spec.replace("\"spec_version\": 1", "\"spec_version\": 99"),
+        spec.replace("\"spec_version\": 3", "\"spec_version\": 99"),
     )
     .unwrap();
     let e = Model::load(&dir, Backend::Tract).unwrap_err();
     assert_eq!(e.code(), atrank::ErrorCode::InvalidPackage);
     assert!(
-        e.to_string().contains("spec_version 99 is not supported"),
+        e.to_string()
+            .contains("spec_version 99 is not supported: this runtime reads spec_version 3"),
         "{e}"
     );
+    // The former versions too (a v3 spec relabelled: refused before anything else is read).
+    for v in [1, 2] {
+        std::fs::write(
+            dir.join("spec.json"),
+            spec.replace("\"spec_version\": 3", &format!("\"spec_version\": {v}")),
+        )
+        .unwrap();
+        let e = Model::load(&dir, Backend::Tract).unwrap_err();
+        assert_eq!(e.code(), atrank::ErrorCode::InvalidPackage);
+        assert!(
+            e.to_string().contains(&format!(
+                "spec_version {v} is not supported: this runtime reads spec_version 3"
+            )),
+            "{e}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -230,15 +230,9 @@ proptest! {
 fn corrupt_graph_files_are_errors_not_panics() {
     let pkg = &common::packages()[0];
     let onnx = std::fs::read(pkg.join("model.onnx")).unwrap();
-    let dir = std::env::temp_dir().join(format!("atrank-corrupt-{}", std::process::id()));
-    for entry in ["spec.json", "catalog.tsv"] {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(pkg.join(entry), dir.join(entry)).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("vocab")).unwrap();
-    for v in ["item.txt", "category.txt"] {
-        std::fs::copy(pkg.join("vocab").join(v), dir.join("vocab").join(v)).unwrap();
-    }
+    // The whole package (vocabularies, catalog, tables.bin, the split graphs), model.onnx
+    // replaced below.
+    let dir = common::copy_package(pkg, "corrupt");
     let mut rng = 0x2545F4914F6CDD1Du64;
     let mut next = || {
         rng ^= rng << 13;
@@ -286,5 +280,4 @@ fn corrupt_graph_files_are_errors_not_panics() {
             }
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -210,7 +210,7 @@ fn with_shapes<R>(
 
 #[test]
 fn split_graphs_use_plans_too() {
-    let pkg = &packages()[1]; // the format-2 fixture has the encoder/scorer pair
+    let pkg = &packages()[1]; // the multigroup fixture, with the encoder/scorer pair
     let file = read_golden(pkg);
     let tol = any_request_tolerance(&file);
     let golden = file.requests;

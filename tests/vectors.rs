@@ -1,8 +1,8 @@
 //! The shared preprocessing vectors (tests/fixtures/preprocess-vectors.json, written by the
 //! exporter's reference preprocessing): the runtime's independent implementation must turn
 //! every raw request into exactly the same tensors. The exporter's tests read the same file.
-//! Each vector names its package; the package is read whatever its spec version (1 and 2: text
-//! vocabularies and TSV catalogs; 3: memory-mapped atv files with hashed buckets).
+//! Each vector names its package, a format-3 package (memory-mapped atv vocabularies and
+//! catalogs, hashed buckets).
 
 mod common;
 
@@ -43,7 +43,7 @@ fn runtime_preprocessing_matches_the_shared_vectors() {
         let pre = cache.entry(v.package.clone()).or_insert_with(|| {
             let dir = common::repo().join(&v.package);
             let spec = Spec::read(&dir).unwrap_or_else(|e| panic!("{}: {e}", v.package));
-            assert!(atrank::spec::SPEC_VERSIONS.contains(&spec.version));
+            assert_eq!(spec.version, 3);
             versions.insert(spec.version);
             Preprocessor::load(&spec, &dir).unwrap_or_else(|e| panic!("{}: {e}", v.package))
         });

@@ -1,8 +1,11 @@
 //! The tract backend (`atrank::backend::load_graph`) on fuzzed ONNX bytes: input byte 0
 //! picks which fixture graph's names and feeds to use (tiny's model.onnx; tiny-multigroup's
 //! model.onnx, encoder.onnx or scorer.onnx), the rest is the graph file. The seeds are the
-//! fixture graphs themselves, so mutations start from real models. A graph that loads is run
-//! once on the fixture's prepared tensors for a small request (full and encoder graphs).
+//! fixture graphs themselves, so mutations start from real models. Each slot comes with its
+//! fixture's external data (`tables.bin`, format 3), which the runtime's checks and tract
+//! read as the runtime hands them over; a mutated external reference (location, offset,
+//! length) must be refused, never followed. A graph that loads is run once on the fixture's
+//! prepared tensors for a small request (full and encoder graphs).
 //!
 //! Checked: nothing panics (libFuzzer aborts on a panic) and errors are not `Panic`.
 //! Inputs are capped by `-max_len` (scripts/fuzz.sh) a little above the largest fixture graph.
@@ -11,7 +14,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use atrank::backend::{load_graph, onnx_check, Feed};
+use atrank::backend::{load_graph, onnx_check, ExternalFile, Feed};
 use atrank::preprocess::{Prepared, Preprocessor};
 use atrank::{Backend, Behavior, ErrorCode, LoadOptions, Request};
 use atrank_fuzz::{scratch_dir, Fixture};
@@ -23,6 +26,19 @@ struct Slot {
     inputs: Vec<String>,
     outputs: Vec<String>,
     prepared: Option<Prepared>,
+    /// The fixture's external data files (`tables.bin`).
+    external: Vec<ExternalFile>,
+}
+
+fn external(f: &Fixture) -> Vec<ExternalFile> {
+    f.spec
+        .external_data
+        .iter()
+        .map(|name| ExternalFile {
+            name: name.clone(),
+            data: bytes::Bytes::from(f.files[name].clone()),
+        })
+        .collect()
 }
 
 struct State {
@@ -71,21 +87,25 @@ fn state() -> &'static State {
                 inputs: tiny.spec.inputs.clone(),
                 outputs: vec![tiny.spec.output.clone()],
                 prepared: Some(prepared(&tiny, |_| true)),
+                external: external(&tiny),
             },
             Slot {
                 inputs: mg.spec.inputs.clone(),
                 outputs: vec![mg.spec.output.clone()],
                 prepared: Some(prepared(&mg, |_| true)),
+                external: external(&mg),
             },
             Slot {
                 inputs: history,
                 outputs: split.encoder_outputs.clone(),
                 prepared: Some(prepared(&mg, |n| !is_candidate(&mg.spec, n))),
+                external: external(&mg),
             },
             Slot {
                 inputs: split.scorer_inputs.clone(),
                 outputs: vec![split.scorer_output.clone()],
                 prepared: None,
+                external: external(&mg),
             },
         ];
         State {
@@ -121,13 +141,25 @@ fuzz_target!(|data: &[u8]| {
         outputs: slot.outputs.iter().map(String::as_str).collect(),
         rows: Vec::new(),
     };
-    if let Err(e) = onnx_check::check("model.onnx", bytes.clone(), &expect, &[]) {
+    let sizes: Vec<(&str, u64)> = slot
+        .external
+        .iter()
+        .map(|f| (f.name.as_str(), f.data.len() as u64))
+        .collect();
+    if let Err(e) = onnx_check::check("model.onnx", bytes.clone(), &expect, &sizes) {
         assert_eq!(e.code(), ErrorCode::InvalidPackage, "onnx_check: {e}");
     }
     let mut options = LoadOptions::new(Backend::Tract);
     // Also build a shape-specialised plan on the run below (its own code path) when asked.
     options.tract_plans = usize::from(which / 4 % 2);
-    let loaded = load_graph(&options, &s.path, &bytes, &[], &slot.inputs, &slot.outputs);
+    let loaded = load_graph(
+        &options,
+        &s.path,
+        &bytes,
+        &slot.external,
+        &slot.inputs,
+        &slot.outputs,
+    );
     let graph = match loaded {
         Ok(l) => l.graph,
         Err(e) => {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
 use atrank::{Backend, Behavior, ErrorCode, LoadOptions, Model, Request};
-use atrank_fuzz::{scratch_dir, Fixture, FIXTURES};
+use atrank_fuzz::{atv_any_order, atv_keys, scratch_dir, Fixture, FIXTURES};
 use serde_json::Value;
 
 struct Base {
@@ -163,20 +163,33 @@ enum Edit {
     SetField { at: u16, value: Json },
     /// Removes the spec field at pointer `at`.
     RemoveField { at: u16 },
-    /// Replaces a text file (spec, vocabulary, catalog) with these bytes.
+    /// Replaces a data file (spec.json, an atv vocabulary or catalog's keys, a u32 column,
+    /// tables.bin) with these bytes.
     Replace { file: u8, bytes: Vec<u8> },
-    /// Removes `remove` bytes at `at` of a text file and inserts `insert` there.
+    /// Removes `remove` bytes at `at` of a data file and inserts `insert` there.
     Splice {
         file: u8,
         at: u32,
         remove: u16,
         insert: Vec<u8>,
     },
-    /// Appends lines to a text file (a vocabulary larger than the graph's table, duplicate ids).
-    AppendLines { file: u8, lines: Vec<String> },
-    /// Repeats line `line` of a text file.
-    DuplicateLine { file: u8, line: u16 },
-    /// Truncates a text file to `len` bytes.
+    /// Adds keys to an atv file, kept a well-formed atv file: sorted (a vocabulary larger than
+    /// the graph's table, or than the spec's `size`) or in the order given (keys out of order,
+    /// repeated keys).
+    AppendKeys {
+        file: u8,
+        keys: Vec<String>,
+        sorted: bool,
+    },
+    /// Repeats key `key` of an atv file right after itself (a duplicate id).
+    DuplicateKey { file: u8, key: u16 },
+    /// Writes a little-endian u32 at byte `at` (mod the file's length) of a data file: a catalog
+    /// column's value, an atv header field or offset, a table's bytes in tables.bin.
+    SetU32 { file: u8, at: u32, value: u32 },
+    /// Writes a little-endian u64 at byte `at` (mod the file's length) of a data file (an atv
+    /// file's `n`, `key_bytes`, `reserved` or offsets).
+    SetU64 { file: u8, at: u32, value: u64 },
+    /// Truncates a data file to `len` bytes.
     Truncate { file: u8, len: u32 },
     /// Deletes a file of the package (a graph file when `graph`).
     Delete { file: u8, graph: bool },
@@ -213,7 +226,7 @@ fn splice(bytes: &mut Vec<u8>, at: u32, remove: u16, insert: &[u8]) {
 }
 
 fn apply(base: &Base, files: &mut BTreeMap<String, Vec<u8>>, edit: &Edit) {
-    let text = base.fixture.text_files();
+    let text = base.fixture.data_files();
     let graphs = base.fixture.graph_files();
     match edit {
         Edit::SetField { at, .. } | Edit::RemoveField { at } if files.contains_key("spec.json") => {
@@ -270,21 +283,42 @@ fn apply(base: &Base, files: &mut BTreeMap<String, Vec<u8>>, edit: &Edit) {
                 splice(b, *at, *remove, insert);
             }
         }
-        Edit::AppendLines { file, lines } => {
+        Edit::AppendKeys { file, keys, sorted } => {
             if let Some(b) = files.get_mut(pick(&text, *file)) {
-                for l in lines {
-                    b.extend_from_slice(l.as_bytes());
-                    b.push(b'\n');
+                if let Some(mut all) = atv_keys(b) {
+                    all.extend(keys.iter().map(|k| k.as_bytes().to_vec()));
+                    if *sorted {
+                        all.sort();
+                        all.dedup();
+                    }
+                    *b = atv_any_order(&all);
                 }
             }
         }
-        Edit::DuplicateLine { file, line } => {
+        Edit::DuplicateKey { file, key } => {
             if let Some(b) = files.get_mut(pick(&text, *file)) {
-                let lines: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
-                if let Some(l) = lines.get(*line as usize % lines.len()) {
-                    let mut copy = l.to_vec();
-                    copy.push(b'\n');
-                    b.extend_from_slice(&copy);
+                if let Some(mut all) = atv_keys(b) {
+                    if !all.is_empty() {
+                        let k = *key as usize % all.len();
+                        all.insert(k, all[k].clone());
+                        *b = atv_any_order(&all);
+                    }
+                }
+            }
+        }
+        Edit::SetU32 { file, at, value } => {
+            if let Some(b) = files.get_mut(pick(&text, *file)) {
+                if b.len() >= 4 {
+                    let at = *at as usize % (b.len() - 3);
+                    b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        Edit::SetU64 { file, at, value } => {
+            if let Some(b) = files.get_mut(pick(&text, *file)) {
+                if b.len() >= 8 {
+                    let at = *at as usize % (b.len() - 7);
+                    b[at..at + 8].copy_from_slice(&value.to_le_bytes());
                 }
             }
         }

@@ -1,11 +1,15 @@
 //! The fast half of `package_load`: the same edited packages (see package_edits.rs), read by
 //! `Spec::read` and `Preprocessor::load` only (no graph, so thousands of packages a second
-//! instead of one), then one small request prepared plain and bucketed.
+//! instead of one), then one small request prepared plain and bucketed. The edits reach every
+//! data file of format 3: spec.json, the `.atv` vocabularies and catalog keys, the `.u32`
+//! catalog columns and `tables.bin` (read here only through the manifest's size and hash).
 //!
 //! Checked: nothing panics (libFuzzer aborts on a panic), errors are not `Panic`, and a
 //! prepared batch fits the package it was loaded from: every tensor holds shape-product values,
-//! each within 0..= its input's largest value in the loaded package (vocabulary sizes, number
-//! of actions and time buckets, `max_history` for lengths; `atrank_fuzz::max_values`).
+//! each within 0..= its input's largest value in the loaded package (keys plus hashed buckets
+//! of each table, number of actions and time buckets, `max_history` for lengths;
+//! `atrank_fuzz::max_values`). A damaged vocabulary or catalog value met by a request is an
+//! `InvalidPackage` error, never an out-of-range index.
 #![no_main]
 // package_edits.rs also serves package_load, which uses more of its imports and fields.
 #![allow(unused_imports, dead_code)]

@@ -1,7 +1,9 @@
 //! `Model::load_with` (tract) on model packages made from a fixture (`tiny` or
 //! `tiny-multigroup`, chosen by the input) with the fuzz input's edits applied: spec.json
-//! fields set to other values (JSON-aware), byte edits of spec.json, vocabularies and catalogs,
-//! and (a separate, rarer edit) splices into the graph files. When the package loads, one
+//! fields set to other values (JSON-aware), byte and structured edits of spec.json, the atv
+//! vocabularies and catalog keys, the u32 catalog columns and tables.bin (keys added, out of
+//! order or repeated; header fields, offsets, column values and table bytes overwritten;
+//! truncation), and (a separate, rarer edit) splices into the graph files. When the package loads, one
 //! simple request is scored through `score`, `score_batch` and `score_cached`.
 //!
 //! Checked: nothing panics (libFuzzer aborts on a panic), loading and scoring return

@@ -2,7 +2,7 @@
 //! fixture packages' real vocabularies and catalogs (loaded once per process).
 //!
 //! Checked on every input, against an independent model of the documented rules
-//! (docs/package-format.md, `Preprocessor` docs):
+//! (docs/package-format-v3.md, `Preprocessor` docs):
 //! - it errors exactly when a request breaks a documented rule (no candidates, too many
 //!   candidates or behaviors, an unknown group, a feature its group does not have), and then
 //!   with `InvalidArgument`;
@@ -15,10 +15,10 @@
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use atrank::preprocess::{Behavior, Prepared, Preprocessor, Request, Vocab};
+use atrank::preprocess::{Behavior, Prepared, Preprocessor, Request};
 use atrank::spec::Spec;
 use atrank::ErrorCode;
-use atrank_fuzz::{Fixture, FIXTURES};
+use atrank_fuzz::{Fixture, Vocab, FIXTURES};
 use libfuzzer_sys::fuzz_target;
 
 struct Package {
@@ -40,8 +40,8 @@ fn packages() -> &'static [Package; 2] {
                 .tables
                 .iter()
                 .map(|t| {
-                    let text = std::fs::read_to_string(f.dir.join(&t.vocab)).expect("fixture vocab");
-                    Vocab::parse(&text, &t.vocab).expect("fixture vocab")
+                    let bytes = f.files.get(&t.vocab).expect("fixture vocab");
+                    Vocab::read(bytes, t.hash_buckets, f.spec.hash_seed).expect("fixture vocab")
                 })
                 .collect();
             let pool = f.pool();
@@ -287,7 +287,7 @@ fn check(p: &Package, requests: &[Request<'_>], out: &Prepared, bucket: bool) {
         let mut names: Vec<(&str, usize)> = group
             .features
             .iter()
-            .map(|f| (f.input.as_str(), p.vocabs[f.table].len()))
+            .map(|f| (f.input.as_str(), p.vocabs[f.table].max_index()))
             .collect();
         names.push((group.action_input.as_str(), spec.actions.len()));
         names.push((
@@ -340,7 +340,7 @@ fn check(p: &Package, requests: &[Request<'_>], out: &Prepared, bucket: bool) {
             for c in 0..n {
                 let v = t.data[u * n + c];
                 assert!(
-                    (0..=vocab.len() as i64).contains(&v),
+                    (0..=vocab.max_index() as i64).contains(&v),
                     "{input}[{u},{c}] = {v}"
                 );
                 if c >= real {

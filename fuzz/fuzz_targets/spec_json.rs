@@ -50,18 +50,33 @@ fuzz_target!(|data: &[u8]| {
     graph.sort_unstable();
     assert_eq!(produced, graph);
     // Package files stay inside the package.
+    assert_eq!(spec.version, 3);
     let mut files = vec![spec.graph_file.as_str()];
+    files.extend(spec.external_data.iter().map(String::as_str));
     files.extend(spec.tables.iter().map(|t| t.vocab.as_str()));
-    files.extend(
-        spec.groups
-            .iter()
-            .filter_map(|g| g.catalog.as_ref())
-            .map(|c| c.file.as_str()),
-    );
+    for c in spec.groups.iter().filter_map(|g| g.catalog.as_ref()) {
+        files.push(c.keys.as_str());
+        files.extend(c.columns.iter().map(|(_, f)| f.as_str()));
+        assert!(c.rows <= u64::from(u32::MAX));
+    }
+    // Every embedding table's rows (keys + 1 + hashed buckets) fit a u32 catalog column.
+    for t in &spec.tables {
+        assert!(t
+            .size
+            .checked_add(1)
+            .and_then(|n| n.checked_add(t.hash_buckets))
+            .is_some_and(|n| n <= u64::from(u32::MAX)));
+    }
     if let Some(sp) = &spec.split {
         files.extend([sp.encoder_file.as_str(), sp.scorer_file.as_str()]);
         assert_eq!(sp.encoder_outputs.len(), 2);
     }
+    // The manifest lists exactly the files the spec names.
+    let mut named = files.clone();
+    named.sort_unstable();
+    named.dedup();
+    assert!(named.iter().all(|f| spec.files.contains_key(*f)));
+    assert_eq!(named.len(), spec.files.len());
     for f in files {
         let p = std::path::Path::new(f);
         assert!(!f.is_empty() && p.is_relative(), "{f:?}");

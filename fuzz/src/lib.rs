@@ -1,8 +1,8 @@
 //! Helpers shared by the fuzz targets: the fixture packages, a scratch directory per process,
-//! pools of real ids and names (so that fuzz inputs reach past "unknown id"), and the filter
-//! for the known bug "a vocabulary larger than the graph's embedding table".
+//! pools of real ids and names (so that fuzz inputs reach past "unknown id"), an independent
+//! reader of atv files and model of the index rule, and the largest value of every input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use atrank::spec::Spec;
@@ -12,8 +12,8 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
-/// The two fixture packages: `tiny` (spec_version 1, one group) and `tiny-multigroup`
-/// (spec_version 2, three groups, split encoder/scorer graphs).
+/// The two fixture packages (spec_version 3): `tiny` (one group) and `tiny-multigroup` (three
+/// groups); both with split encoder/scorer graphs and their tables in `tables.bin`.
 pub const FIXTURES: [&str; 2] = ["tiny", "tiny-multigroup"];
 
 /// One fixture package held in memory: every file, by path relative to the package.
@@ -47,8 +47,9 @@ impl Fixture {
         }
     }
 
-    /// The package's text files (spec, vocabularies, catalogs), sorted.
-    pub fn text_files(&self) -> Vec<&str> {
+    /// The package's data files (spec.json, atv vocabularies and catalog keys, u32 catalog
+    /// columns, tables.bin): everything but the graphs, sorted.
+    pub fn data_files(&self) -> Vec<&str> {
         self.files
             .keys()
             .map(String::as_str)
@@ -71,8 +72,9 @@ impl Fixture {
     pub fn pool(&self) -> Vec<String> {
         let mut pool = Vec::new();
         for (path, bytes) in &self.files {
-            if path.starts_with("vocab/") {
-                pool.extend(String::from_utf8_lossy(bytes).lines().map(str::to_owned));
+            if path.ends_with(".atv") {
+                let keys = atv_keys(bytes).expect("fixture atv file");
+                pool.extend(keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()));
             }
         }
         pool.extend(self.spec.actions.iter().cloned());
@@ -123,15 +125,117 @@ pub fn scratch_dir(target: &str) -> PathBuf {
     dir
 }
 
+/// The keys of an atv file, read from the layout in docs/package-format-v3.md ("The atv
+/// file") independently of the runtime's reader; `None` when the file is not a well-formed atv
+/// file (every offset bounds-checked).
+pub fn atv_keys(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let u64_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at.checked_add(8)?)?;
+        usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok()
+    };
+    if bytes.get(..8)? != b"ATRVOC01" {
+        return None;
+    }
+    let n = u64_at(8)?;
+    let keys_at = n.checked_add(1)?.checked_mul(8)?.checked_add(32)?;
+    if keys_at > bytes.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n.min(bytes.len()));
+    for k in 0..n {
+        let (a, b) = (u64_at(32 + 8 * k)?, u64_at(40 + 8 * k)?);
+        out.push(
+            bytes
+                .get(keys_at.checked_add(a)?..keys_at.checked_add(b)?)?
+                .to_vec(),
+        );
+    }
+    Some(out)
+}
+
+/// An atv file of `keys` in the order given (the runtime's writer refuses keys out of order
+/// or repeated; a damaged package may hold them so).
+pub fn atv_any_order(keys: &[Vec<u8>]) -> Vec<u8> {
+    let total: usize = keys.iter().map(Vec::len).sum();
+    let mut out = b"ATRVOC01".to_vec();
+    for v in [keys.len(), total, 0] {
+        out.extend_from_slice(&(v as u64).to_le_bytes());
+    }
+    let mut at = 0u64;
+    out.extend_from_slice(&at.to_le_bytes());
+    for k in keys {
+        at += k.len() as u64;
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    for k in keys {
+        out.extend_from_slice(k);
+    }
+    out
+}
+
+/// An independent model of one table's index rule (docs "Indices"): key k -> k + 1; an unseen
+/// string -> `n + 1 + xxh3_64(s, seed) mod hash_buckets` when there are buckets, else 0.
+#[derive(Debug, Clone)]
+pub struct Vocab {
+    index: HashMap<Vec<u8>, i64>,
+    n: usize,
+    hash_buckets: u64,
+    seed: u64,
+}
+
+impl Vocab {
+    /// Reads a well-formed atv file (`None` otherwise).
+    pub fn read(bytes: &[u8], hash_buckets: u64, seed: u64) -> Option<Vocab> {
+        let keys = atv_keys(bytes)?;
+        let n = keys.len();
+        let index = keys
+            .into_iter()
+            .enumerate()
+            .map(|(k, key)| (key, k as i64 + 1))
+            .collect();
+        Some(Vocab {
+            index,
+            n,
+            hash_buckets,
+            seed,
+        })
+    }
+
+    /// The index of `s`.
+    pub fn get(&self, s: &str) -> i64 {
+        match self.index.get(s.as_bytes()) {
+            Some(&i) => i,
+            None if self.hash_buckets > 0 => {
+                // The hash function itself is the xxhash crate's, which the runtime re-exports.
+                let h = atrank::vocab::xxh3_64(s.as_bytes(), self.seed);
+                (self.n as u64 + 1 + h % self.hash_buckets) as i64
+            }
+            None => 0,
+        }
+    }
+
+    /// The largest index the table can produce: keys + hashed buckets.
+    pub fn max_index(&self) -> usize {
+        self.n + self.hash_buckets as usize
+    }
+}
+
 /// For each graph input the spec's preprocessing feeds, the largest value it can hold: the
-/// vocabulary size for id and feature inputs (line k has index k+1, 0 = unknown), the number of
-/// actions, the number of time buckets, `max_history` for lengths. Vocabularies are read from
-/// `dir` as atrank reads them (one id per line); an unreadable one counts as 0.
+/// table's keys plus hashed buckets for id and feature inputs (key k has index k+1, 0 =
+/// unknown), the number of actions, the number of time buckets, `max_history` for lengths.
+/// The keys are counted from each atv file's header in `dir` (the `n` the runtime checks at
+/// open); an unreadable one counts as 0.
 pub fn max_values(spec: &Spec, dir: &Path) -> BTreeMap<String, usize> {
     let vocab = |t: usize| -> usize {
-        std::fs::read_to_string(dir.join(&spec.tables[t].vocab))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
+        let table = &spec.tables[t];
+        let n = std::fs::read(dir.join(&table.vocab))
+            .ok()
+            .and_then(|b| {
+                b.get(8..16)
+                    .map(|h| u64::from_le_bytes(h.try_into().unwrap_or([0; 8])))
+            })
+            .unwrap_or(0);
+        usize::try_from(n.saturating_add(table.hash_buckets)).unwrap_or(usize::MAX)
     };
     let mut out = BTreeMap::new();
     for g in &spec.groups {

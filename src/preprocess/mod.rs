@@ -1,20 +1,19 @@
-//! Raw behaviors to graph inputs, exactly as `docs/package-format.md` states (and as the
-//! exporter's `preprocess.py` does). Pure safe Rust; tested without any backend.
+//! Raw behaviors to graph inputs, exactly as `docs/package-format-v3.md` ("From raw behaviors
+//! to the graph's inputs") states, and as the exporter's `preprocess.py` does. Pure safe Rust;
+//! tested without any backend.
 //!
-//! Version 3 packages (`docs/package-format-v3.md`) keep their vocabularies and catalogs in
-//! memory-mapped files ([`crate::vocab`]): nothing is parsed at load and no heap grows with
-//! their size; hashed buckets map unseen ids. Versions 1 and 2 parse text vocabularies and TSV
-//! catalogs into hash maps.
+//! Vocabularies and catalogs stay in memory-mapped files ([`crate::vocab`]): nothing is parsed
+//! at load and no heap grows with their size; hashed buckets map unseen ids.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-// Vocabulary and catalog look-ups run per behavior and per candidate: a fast hasher. The keys
-// are the package's own ids (inserted at load); callers' ids are only looked up.
-use foldhash::{HashMap, HashMapExt};
+// Action look-ups run per behavior: a fast hasher. The keys are the spec's actions (inserted at
+// load); callers' actions are only looked up.
+use foldhash::HashMap;
 
-use crate::package::{PackageDir, VerifyHashes, MAX_TABLE_BYTES};
-use crate::spec::{CatalogSpec, Spec, TimeBuckets, VocabFormat};
+use crate::package::{PackageDir, VerifyHashes};
+use crate::spec::{CatalogSpec, Spec, TimeBuckets};
 use crate::vocab::{Atv, Catalog, Column, Table};
 use crate::{Error, Result};
 
@@ -79,46 +78,25 @@ pub struct Request<'a> {
     pub request_time: i64,
 }
 
-/// A vocabulary: raw id -> index (k+1 for line k; 0 = unknown).
+/// The action vocabulary: `actions[k]` -> k + 1, anything else 0.
 #[derive(Debug, Clone, Default)]
-pub struct Vocab {
+struct Actions {
     index: HashMap<String, i64>,
 }
 
-impl Vocab {
-    /// Builds a vocabulary from its ids in order.
-    pub fn from_ids<I: IntoIterator<Item = String>>(ids: I) -> Result<Vocab> {
-        let mut index = HashMap::new();
-        for (k, id) in ids.into_iter().enumerate() {
-            let value = i64::try_from(k + 1).map_err(|_| Error::package("vocabulary too large"))?;
-            if index.insert(id.clone(), value).is_some() {
-                return Err(Error::package(format!(
-                    "duplicate id {id:?} in a vocabulary"
-                )));
-            }
-        }
-        Ok(Vocab { index })
+impl Actions {
+    /// The spec's actions (distinct: `Spec` validation refuses a repeated one).
+    fn new(actions: &[String]) -> Actions {
+        let index = actions
+            .iter()
+            .enumerate()
+            .map(|(k, a)| (a.clone(), k as i64 + 1))
+            .collect();
+        Actions { index }
     }
 
-    /// Parses a vocabulary file's text: one id per line; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Vocab> {
-        Vocab::from_ids(text.lines().map(str::to_owned))
-            .map_err(|e| Error::package(format!("{file}: {e}")))
-    }
-
-    /// The index of `id`, 0 when unknown.
-    pub fn get(&self, id: &str) -> i64 {
-        self.index.get(id).copied().unwrap_or(0)
-    }
-
-    /// Number of known ids.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Whether the vocabulary is empty.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+    fn get(&self, action: &str) -> i64 {
+        self.index.get(action).copied().unwrap_or(0)
     }
 }
 
@@ -164,113 +142,23 @@ impl Prepared {
     }
 }
 
-/// A group's catalog: each object's feature indices, found by the object's id index (one
-/// vocabulary look-up serves the id and its features) or, for catalog objects missing from the
-/// id vocabulary, by the raw id.
-#[derive(Debug, Clone, Default)]
-struct GroupTables {
-    /// Feature indices, `width` per catalog row (position k = feature k; position 0 unused).
-    rows: Vec<i64>,
-    width: usize,
-    /// Id index -> catalog row, `u32::MAX` when the object has no catalog row.
-    by_index: Vec<u32>,
-    /// Raw id -> catalog row, for catalog objects that the id vocabulary does not know.
-    by_id: HashMap<String, u32>,
-}
-
-impl GroupTables {
-    fn build(
-        catalog: HashMap<String, Vec<i64>>,
-        width: usize,
-        ids: &TableIndex,
-    ) -> Result<GroupTables> {
-        let mut t = GroupTables {
-            width,
-            by_index: vec![u32::MAX; ids.len() + 1],
-            ..GroupTables::default()
-        };
-        for (id, row) in catalog {
-            let at = u32::try_from(t.rows.len() / width.max(1))
-                .map_err(|_| Error::package("catalog too large"))?;
-            t.rows.extend_from_slice(&row);
-            match usize::try_from(ids.index(&id)?).ok().filter(|&i| i > 0) {
-                Some(i) => t.by_index[i] = at,
-                None => {
-                    t.by_id.insert(id, at);
-                }
-            }
-        }
-        Ok(t)
-    }
-
-    /// The catalog row of the object with id index `index` (0 = unknown) and raw `id`.
-    fn row(&self, index: i64, id: &str) -> Option<&[i64]> {
-        let at = if index > 0 {
-            *self.by_index.get(usize::try_from(index).ok()?)?
-        } else {
-            *self.by_id.get(id)?
-        };
-        if at == u32::MAX {
-            return None;
-        }
-        let start = at as usize * self.width;
-        self.rows.get(start..start + self.width)
-    }
-}
-
-/// One embedding table's vocabulary: parsed text (versions 1, 2) or a mapped atv file with
-/// hashed buckets (version 3).
+/// A group's catalog: mapped keys and columns.
 #[derive(Debug, Clone)]
-enum TableIndex {
-    Lines(Vocab),
-    Atv(Table),
-}
-
-impl TableIndex {
-    /// The index of `s` (docs "Indices"); a damaged atv file is an error.
-    fn index(&self, s: &str) -> Result<i64> {
-        match self {
-            TableIndex::Lines(v) => Ok(v.get(s)),
-            TableIndex::Atv(t) => t.index(s),
-        }
-    }
-
-    /// Keys in the vocabulary.
-    fn len(&self) -> usize {
-        match self {
-            TableIndex::Lines(v) => v.len(),
-            TableIndex::Atv(t) => t.atv.len(),
-        }
-    }
-
-    /// Rows of the embedding: keys + 1 (unknown/padding) + hashed buckets.
-    fn rows(&self) -> u64 {
-        match self {
-            TableIndex::Lines(v) => v.len() as u64 + 1,
-            TableIndex::Atv(t) => t.rows(),
-        }
-    }
-}
-
-/// A group's catalog: parsed TSV (versions 1, 2) or mapped keys and columns (version 3).
-#[derive(Debug, Clone)]
-enum GroupCatalog {
-    Tsv(GroupTables),
-    Atv {
-        catalog: Catalog,
-        /// The catalog's keys are the id table's vocabulary (the same file): the catalog row
-        /// of an id is its index - 1, no second look-up.
-        keys_are_ids: bool,
-    },
+struct GroupCatalog {
+    catalog: Catalog,
+    /// The catalog's keys are the id table's vocabulary (the same file): the catalog row of an
+    /// id is its index - 1, no second look-up.
+    keys_are_ids: bool,
 }
 
 /// Everything needed to turn raw requests into [`Prepared`] inputs, loaded once per model.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     spec: Spec,
-    tables: Vec<TableIndex>,
-    groups: Vec<GroupCatalog>,
-    actions: Vocab,
+    tables: Vec<Table>,
+    /// Per group of the spec, its catalog if it has one.
+    groups: Vec<Option<GroupCatalog>>,
+    actions: Actions,
 }
 
 impl Preprocessor {
@@ -307,59 +195,42 @@ impl Preprocessor {
         };
         let mut tables = Vec::with_capacity(spec.tables.len());
         for t in &spec.tables {
-            tables.push(match t.format {
-                VocabFormat::Lines => {
-                    let text =
-                        pkg.read_text(&t.vocab, MAX_TABLE_BYTES, Some(spec.digest(&t.vocab)?))?;
-                    TableIndex::Lines(Vocab::parse(&text, &t.vocab)?)
-                }
-                VocabFormat::Atv { size, hash_buckets } => TableIndex::Atv(Table {
-                    atv: open_atv(&t.vocab, size)?,
-                    hash_buckets,
-                    seed: spec.hash_seed,
-                }),
+            tables.push(Table {
+                atv: open_atv(&t.vocab, t.size)?,
+                hash_buckets: t.hash_buckets,
+                seed: spec.hash_seed,
             });
         }
         let mut groups = Vec::with_capacity(spec.groups.len());
         for g in &spec.groups {
             let id_table = g.features[0].table;
-            groups.push(match &g.catalog {
-                Some(CatalogSpec::Tsv { file, has_header }) => {
-                    let text = pkg.read_text(file, MAX_TABLE_BYTES, Some(spec.digest(file)?))?;
-                    let catalog = parse_catalog(&text, *has_header, g, &tables)
-                        .map_err(|e| Error::package(format!("{file}: {e}")))?;
-                    GroupCatalog::Tsv(GroupTables::build(
-                        catalog,
-                        g.features.len(),
-                        &tables[id_table],
-                    )?)
-                }
-                Some(CatalogSpec::Atv {
-                    keys,
-                    rows,
-                    columns,
-                }) => {
-                    let key_atv = open_atv(keys, *rows)?;
-                    let rows_usize = key_atv.len();
-                    let mut cols = Vec::with_capacity(columns.len());
-                    for (f, file) in columns {
-                        let digest = spec.digest(file)?;
-                        let map = pkg.map(file, digest, verify.hashes(digest.bytes))?;
-                        let table_rows = tables[g.features[*f].table].rows();
-                        cols.push((*f, Column::open(map, file, rows_usize, table_rows)?));
-                    }
-                    GroupCatalog::Atv {
-                        keys_are_ids: spec.tables[id_table].vocab == *keys,
-                        catalog: Catalog {
-                            keys: key_atv,
-                            columns: cols,
-                        },
-                    }
-                }
-                None => GroupCatalog::Tsv(GroupTables::default()),
-            });
+            let Some(CatalogSpec {
+                keys,
+                rows,
+                columns,
+            }) = &g.catalog
+            else {
+                groups.push(None);
+                continue;
+            };
+            let key_atv = open_atv(keys, *rows)?;
+            let rows_usize = key_atv.len();
+            let mut cols = Vec::with_capacity(columns.len());
+            for (f, file) in columns {
+                let digest = spec.digest(file)?;
+                let map = pkg.map(file, digest, verify.hashes(digest.bytes))?;
+                let table_rows = tables[g.features[*f].table].rows();
+                cols.push((*f, Column::open(map, file, rows_usize, table_rows)?));
+            }
+            groups.push(Some(GroupCatalog {
+                keys_are_ids: spec.tables[id_table].vocab == *keys,
+                catalog: Catalog {
+                    keys: key_atv,
+                    columns: cols,
+                },
+            }));
         }
-        let actions = Vocab::from_ids(spec.actions.iter().cloned())?;
+        let actions = Actions::new(&spec.actions);
         Ok(Preprocessor {
             spec: spec.clone(),
             tables,
@@ -383,14 +254,14 @@ impl Preprocessor {
 
     /// The number of ids in table `i` of the spec (`spec.tables[i]`), 0 if there is none.
     pub fn table_len(&self, i: usize) -> usize {
-        self.tables.get(i).map_or(0, TableIndex::len)
+        self.tables.get(i).map_or(0, |t| t.atv.len())
     }
 
     /// The rows the embedding of table `i` needs: ids + 1 (unknown and padding) + hashed
     /// buckets; 0 if there is no table `i`. The largest index the preprocessing can produce
     /// for the table is one less.
     pub fn table_rows(&self, i: usize) -> u64 {
-        self.tables.get(i).map_or(0, TableIndex::rows)
+        self.tables.get(i).map_or(0, Table::rows)
     }
 
     /// Checks one request of a batch as [`Preprocessor::prepare`] would (limits, groups,
@@ -467,7 +338,7 @@ impl Preprocessor {
 
     /// Writes the feature indices of object `id` of group `g` into `out` (one per feature):
     /// the id's index, then each feature from `caller` if it has it, else from the catalog.
-    /// A damaged version-3 vocabulary or catalog met on the way is an `InvalidPackage` error.
+    /// A damaged vocabulary or catalog met on the way is an `InvalidPackage` error.
     fn object_features(
         &self,
         g: usize,
@@ -479,51 +350,41 @@ impl Preprocessor {
         let id_table = &self.tables[group.features[0].table];
         let index = id_table.index(id)?;
         out[0] = index;
-        match &self.groups[g] {
-            GroupCatalog::Tsv(t) => {
-                let mut row: Option<Option<&[i64]>> = None;
-                for (f, feature) in group.features.iter().enumerate().skip(1) {
-                    out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
-                        Some(v) => self.tables[feature.table].index(v)?,
-                        None => {
-                            let r = *row.get_or_insert_with(|| t.row(index, id));
-                            r.and_then(|r| r.get(f)).copied().unwrap_or(0)
-                        }
+        let mut row: Option<Option<usize>> = None;
+        for (f, feature) in group.features.iter().enumerate().skip(1) {
+            out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
+                Some(v) => self.tables[feature.table].index(v)?,
+                None => {
+                    let Some(GroupCatalog {
+                        catalog,
+                        keys_are_ids,
+                    }) = &self.groups[g]
+                    else {
+                        // No catalog: a feature the caller does not give is missing (0).
+                        out[f] = 0;
+                        continue;
                     };
-                }
-            }
-            GroupCatalog::Atv {
-                catalog,
-                keys_are_ids,
-            } => {
-                let mut row: Option<Option<usize>> = None;
-                for (f, feature) in group.features.iter().enumerate().skip(1) {
-                    out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
-                        Some(v) => self.tables[feature.table].index(v)?,
+                    let r = match row {
+                        Some(r) => r,
                         None => {
-                            let r = match row {
-                                Some(r) => r,
-                                None => {
-                                    let r = if *keys_are_ids {
-                                        // Ids 1..=n are keys; 0 and hashed buckets are not.
-                                        usize::try_from(index)
-                                            .ok()
-                                            .filter(|&i| i >= 1 && i <= id_table.len())
-                                            .map(|i| i - 1)
-                                    } else {
-                                        catalog.row(id)?
-                                    };
-                                    *row.insert(r)
-                                }
+                            let r = if *keys_are_ids {
+                                // Ids 1..=n are keys; 0 and hashed buckets are not.
+                                usize::try_from(index)
+                                    .ok()
+                                    .filter(|&i| i >= 1 && i <= id_table.atv.len())
+                                    .map(|i| i - 1)
+                            } else {
+                                catalog.row(id)?
                             };
-                            match r {
-                                Some(r) => catalog.value(r, f)?,
-                                None => 0,
-                            }
+                            *row.insert(r)
                         }
                     };
+                    match r {
+                        Some(r) => catalog.value(r, f)?,
+                        None => 0,
+                    }
                 }
-            }
+            };
         }
         Ok(())
     }
@@ -657,60 +518,6 @@ pub(crate) fn prefix(e: Error, p: &str) -> Error {
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("{p}{m}")),
         other => other,
     }
-}
-
-/// Reads a catalog: version 1 has no header (`item<TAB>category`), version 2 a header row of
-/// column names (`id<TAB>feature...`). Empty cells mean "no value" (index 0).
-fn parse_catalog(
-    text: &str,
-    has_header: bool,
-    group: &crate::spec::GroupSpec,
-    tables: &[TableIndex],
-) -> Result<HashMap<String, Vec<i64>>> {
-    let mut lines = text.lines().enumerate();
-    // Column k -> feature index.
-    let columns: Vec<Option<usize>> = if has_header {
-        let Some((_, header)) = lines.next() else {
-            return Ok(HashMap::new());
-        };
-        let cols: Vec<&str> = header.split('\t').collect();
-        if cols.first() != Some(&"id") {
-            return Err(Error::package("line 1: the header must start with \"id\""));
-        }
-        cols.iter()
-            .map(|c| group.features.iter().position(|f| f.name == *c))
-            .collect()
-    } else {
-        vec![
-            Some(0),
-            group.features.iter().position(|f| f.name == "category"),
-        ]
-    };
-    let mut catalog = HashMap::new();
-    for (lineno, line) in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = line.split('\t').collect();
-        if cells.len() != columns.len() {
-            return Err(Error::package(format!(
-                "line {}: {} columns, expected {}",
-                lineno + 1,
-                cells.len(),
-                columns.len()
-            )));
-        }
-        let mut row = vec![0i64; group.features.len()];
-        for (cell, col) in cells.iter().zip(&columns).skip(1) {
-            if let Some(f) = col {
-                if !cell.is_empty() {
-                    row[*f] = tables[group.features[*f].table].index(cell)?;
-                }
-            }
-        }
-        catalog.insert(cells[0].to_owned(), row);
-    }
-    Ok(catalog)
 }
 
 #[cfg(test)]

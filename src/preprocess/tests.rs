@@ -1,5 +1,10 @@
+//! The preprocessing rules on a package built in memory: vocabularies and catalog keys from
+//! [`crate::vocab::atv_bytes`] (byte-identical to the exporter's writer), expected indices
+//! worked out by hand from docs/package-format-v3.md.
+
 use super::*;
 use crate::spec::{Spec, TimeBuckets};
+use crate::vocab::atv_bytes;
 
 fn buckets() -> TimeBuckets {
     TimeBuckets {
@@ -9,52 +14,86 @@ fn buckets() -> TimeBuckets {
     }
 }
 
+/// Item vocabulary a, b, c, d (indices 1..=4); categories x, y (1, 2); a catalog of its own
+/// keys a, b, c, q, z with categories x, y, x, none, y ("z" is not an item id, "q" has none).
+const ITEMS: [&str; 4] = ["a", "b", "c", "d"];
+const CATEGORIES: [&str; 2] = ["x", "y"];
+const CATALOG_KEYS: [&str; 5] = ["a", "b", "c", "q", "z"];
+const CATALOG_CATEGORY: [u32; 5] = [1, 2, 1, 0, 2];
+
 fn spec(max_history: usize) -> Spec {
-    // The manifest is required; these tests read no file, so its digests are placeholders.
-    let entry = format!(r#"{{"sha256": "{}", "bytes": 0}}"#, "0".repeat(64));
-    let files = format!(
-        r#"{{"model.onnx": {entry}, "vocab/item.txt": {entry}, "vocab/category.txt": {entry},
-            "catalog.tsv": {entry}}}"#
-    );
+    // The manifest is required; these tests read no file, so its digests are placeholders
+    // (sizes large enough for what the spec says).
+    let entry = |bytes: usize| format!(r#"{{"sha256": "{}", "bytes": {bytes}}}"#, "0".repeat(64));
     let json = format!(
-        r#"{{"format": "atrank-model-package", "spec_version": 1,
+        r#"{{"format": "atrank-model-package", "spec_version": 3,
         "graph": {{"file": "model.onnx", "opset": 20, "output": "logits",
-          "inputs": {{"history": {{"item": "hist_item", "category": "hist_category",
-                                  "action": "hist_action", "time_bucket": "hist_time"}},
-                     "history_length": "hist_len",
-                     "candidate": {{"item": "cand_item", "category": "cand_category"}}}}}},
+          "inputs": ["item_id", "item_category", "item_action", "item_time", "item_len",
+                     "cand_id", "cand_category"]}},
+        "hash": {{"function": "xxh3_64", "seed": 0}},
+        "tables": {{"item_id": {{"vocab": "vocab/item_id.atv", "size": 4, "hash_buckets": 0}},
+                   "category": {{"vocab": "vocab/category.atv", "size": 2, "hash_buckets": 0}}}},
         "groups": [{{"name": "item", "max_history": {max_history},
-                    "features": [{{"name": "item", "vocab": "vocab/item.txt"}},
-                                 {{"name": "category", "vocab": "vocab/category.txt"}}]}}],
+                    "features": [{{"name": "id", "table": "item_id", "input": "item_id"}},
+                                 {{"name": "category", "table": "category",
+                                   "input": "item_category"}}],
+                    "inputs": {{"action": "item_action", "time_bucket": "item_time",
+                               "length": "item_len"}},
+                    "catalog": {{"keys": "catalog/item.atv", "rows": 5,
+                                "columns": {{"category": "catalog/item.category.u32"}}}}}}],
+        "target_group": "item",
+        "candidate_inputs": {{"id": "cand_id", "category": "cand_category"}},
         "actions": ["like", "other"],
         "time_buckets": {{"unit_seconds": 86400, "offset": 1,
                          "boundaries": [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]}},
-        "catalog": {{"file": "catalog.tsv", "key": "item", "features": ["category"]}},
         "limits": {{"max_candidates": 3, "max_behaviors": 5}},
-        "files": {files}}}"#
+        "files": {{"model.onnx": {model}, "vocab/item_id.atv": {items},
+                  "vocab/category.atv": {categories}, "catalog/item.atv": {keys},
+                  "catalog/item.category.u32": {column}}}}}"#,
+        model = entry(1),
+        items = entry(1000),
+        categories = entry(1000),
+        keys = entry(1000),
+        column = entry(20),
     );
     Spec::from_json(&json).unwrap()
 }
 
+fn table(name: &str, keys: &[&str]) -> Table {
+    Table {
+        atv: Atv::open(atv_bytes(keys).unwrap(), name, Some(keys.len() as u64)).unwrap(),
+        hash_buckets: 0,
+        seed: 0,
+    }
+}
+
 fn preprocessor(max_history: usize) -> Preprocessor {
     let spec = spec(max_history);
+    // Tables in the spec's (name) order: category, item_id.
     let tables = vec![
-        TableIndex::Lines(Vocab::from_ids(["a", "b", "c", "d"].map(String::from)).unwrap()),
-        TableIndex::Lines(Vocab::from_ids(["x", "y"].map(String::from)).unwrap()),
+        table("vocab/category.atv", &CATEGORIES),
+        table("vocab/item_id.atv", &ITEMS),
     ];
-    let catalog = parse_catalog(
-        "a\tx\nb\ty\nc\tx\nz\ty\nq\tnot-a-category\n",
-        false,
-        &spec.groups[0],
-        &tables,
-    )
-    .unwrap();
-    let groups = GroupTables::build(catalog, 2, &tables[0]).unwrap();
+    assert_eq!(spec.tables[0].name, "category");
+    let column: Vec<u8> = CATALOG_CATEGORY
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let catalog = Catalog {
+        keys: table("catalog/item.atv", &CATALOG_KEYS).atv,
+        columns: vec![(
+            1,
+            Column::open(column, "catalog/item.category.u32", 5, tables[0].rows()).unwrap(),
+        )],
+    };
     Preprocessor {
+        actions: Actions::new(&spec.actions),
         spec,
         tables,
-        groups: vec![GroupCatalog::Tsv(groups)],
-        actions: Vocab::from_ids(["like", "other"].map(String::from)).unwrap(),
+        groups: vec![Some(GroupCatalog {
+            catalog,
+            keys_are_ids: false,
+        })],
     }
 }
 
@@ -63,7 +102,7 @@ fn col<'p>(p: &'p Prepared, name: &str) -> &'p [i64] {
 }
 
 fn len_of(p: &Prepared) -> usize {
-    p.get("hist_item").unwrap().shape[1]
+    p.get("item_id").unwrap().shape[1]
 }
 
 const DAY: i64 = 86_400;
@@ -92,15 +131,16 @@ fn time_buckets_follow_the_original_gap_rule() {
 }
 
 #[test]
-fn vocab_maps_line_k_to_k_plus_1_and_unknown_to_0() {
-    let v = Vocab::from_ids(["10", "7"].map(String::from)).unwrap();
-    assert_eq!(v.get("10"), 1);
-    assert_eq!(v.get("7"), 2);
-    assert_eq!(v.get("8"), 0);
-    assert_eq!(v.get(""), 0);
-    assert!(
-        Vocab::from_ids(["1", "1"].map(String::from)).is_err(),
-        "duplicates are rejected"
+fn key_k_maps_to_k_plus_1_unknown_to_0_and_actions_likewise() {
+    let t = table("vocab/v.atv", &["10", "7"]);
+    assert_eq!(t.index("10").unwrap(), 1);
+    assert_eq!(t.index("7").unwrap(), 2);
+    assert_eq!(t.index("8").unwrap(), 0);
+    assert_eq!(t.index("").unwrap(), 0);
+    let actions = Actions::new(&["like".to_owned(), "other".to_owned()]);
+    assert_eq!(
+        (actions.get("like"), actions.get("other"), actions.get("x")),
+        (1, 2, 0)
     );
 }
 
@@ -121,20 +161,20 @@ fn prepare_sorts_truncates_and_looks_up_categories() {
     let out = p.prepare(&[req]).unwrap();
     assert_eq!((out.users, len_of(&out), out.candidates), (1, 2, 3));
     // Oldest ("a", 9 days) is dropped; order is oldest first: c, then zz.
-    assert_eq!(col(&out, "hist_item"), vec![3, 0]);
+    assert_eq!(col(&out, "item_id"), vec![3, 0]);
     assert_eq!(
-        col(&out, "hist_category"),
+        col(&out, "item_category"),
         vec![1, 0],
         "c from catalog (x=1); unknown item -> 0"
     );
-    assert_eq!(col(&out, "hist_action"), vec![1, 0], "unknown action -> 0");
+    assert_eq!(col(&out, "item_action"), vec![1, 0], "unknown action -> 0");
     assert_eq!(
-        col(&out, "hist_time"),
+        col(&out, "item_time"),
         vec![1, 1],
         "d = 3 and d = 2 both pass only the boundary 2"
     );
-    assert_eq!(col(&out, "hist_len"), vec![2]);
-    assert_eq!(col(&out, "cand_item"), vec![2, 0, 0]);
+    assert_eq!(col(&out, "item_len"), vec![2]);
+    assert_eq!(col(&out, "cand_id"), vec![2, 0, 0]);
     // "z" is not in the item vocabulary but the catalog knows its category.
     assert_eq!(col(&out, "cand_category"), vec![2, 0, 2]);
 }
@@ -151,7 +191,7 @@ fn equal_timestamps_keep_caller_order() {
             request_time: 5,
         }])
         .unwrap();
-    assert_eq!(col(&out, "hist_item"), vec![4, 1, 3]);
+    assert_eq!(col(&out, "item_id"), vec![4, 1, 3]);
 }
 
 #[test]
@@ -165,8 +205,8 @@ fn empty_history_is_one_padded_position_with_length_0() {
         }])
         .unwrap();
     assert_eq!(len_of(&out), 1);
-    assert_eq!(col(&out, "hist_len"), vec![0]);
-    assert_eq!(col(&out, "hist_item"), vec![0]);
+    assert_eq!(col(&out, "item_len"), vec![0]);
+    assert_eq!(col(&out, "item_id"), vec![0]);
 }
 
 #[test]
@@ -188,8 +228,8 @@ fn batches_pad_to_the_longest_history() {
     ];
     let out = p.prepare(&reqs).unwrap();
     assert_eq!(len_of(&out), 2);
-    assert_eq!(col(&out, "hist_item"), vec![1, 0, 1, 2]);
-    assert_eq!(col(&out, "hist_len"), vec![1, 2]);
+    assert_eq!(col(&out, "item_id"), vec![1, 0, 1, 2]);
+    assert_eq!(col(&out, "item_len"), vec![1, 2]);
 }
 
 #[test]
@@ -243,19 +283,45 @@ fn limits_are_enforced_with_messages_that_say_what() {
     // Different candidate counts are padded with the unknown object (index 0).
     let out = p.prepare(&reqs).unwrap();
     assert_eq!(out.candidates, 2);
-    assert_eq!(col(&out, "cand_item"), [1, 0, 1, 2]);
+    assert_eq!(col(&out, "cand_id"), [1, 0, 1, 2]);
 }
 
 #[test]
-fn catalog_rejects_lines_without_a_tab() {
-    let categories = Vocab::from_ids(["x".to_string()]).unwrap();
-    let spec = spec(4);
-    let tables = vec![
-        TableIndex::Lines(Vocab::default()),
-        TableIndex::Lines(categories),
+fn a_catalog_column_of_the_wrong_length_is_refused() {
+    for len in [0, 19, 21] {
+        let e = Column::open(vec![0u8; len], "catalog/item.category.u32", 5, 3).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidPackage);
+        assert!(
+            e.to_string().contains(&format!(
+                "catalog/item.category.u32: {len} bytes, expected 4 x 5 rows"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_group_without_a_catalog_gets_missing_features() {
+    let mut p = preprocessor(4);
+    p.groups[0] = None;
+    let own = [("category", "y")];
+    let behaviors = [
+        Behavior::item("a", None, None, 1),
+        Behavior {
+            features: &own,
+            ..Behavior::item("c", None, None, 2)
+        },
     ];
-    let e = parse_catalog("a\tx\nbroken line\n", false, &spec.groups[0], &tables).unwrap_err();
-    assert!(e.to_string().contains("line 2"), "{e}");
+    let out = p
+        .prepare(&[Request {
+            behaviors: &behaviors,
+            candidates: &["a", "z"],
+            request_time: 3,
+        }])
+        .unwrap();
+    assert_eq!(col(&out, "item_id"), [1, 3]);
+    assert_eq!(col(&out, "item_category"), [0, 2]);
+    assert_eq!(col(&out, "cand_category"), [0, 0]);
 }
 
 #[test]
@@ -281,7 +347,7 @@ fn a_feature_the_group_does_not_have_is_refused_and_a_known_one_overrides_the_ca
         "{msg}"
     );
     // The id feature is not a caller feature either: it is `id`.
-    let id = [("item", "b")];
+    let id = [("id", "b")];
     let behaviors = [Behavior {
         features: &id,
         ..Behavior::item("a", None, None, 100)
@@ -304,5 +370,5 @@ fn a_feature_the_group_does_not_have_is_refused_and_a_known_one_overrides_the_ca
         request_time: 200,
     };
     let prepared = p.prepare(&[req]).unwrap();
-    assert_eq!(col(&prepared, "hist_category"), &[2]);
+    assert_eq!(col(&prepared, "item_category"), &[2]);
 }

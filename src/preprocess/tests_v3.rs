@@ -119,16 +119,11 @@ fn spec_reads_the_v3_parts() {
     assert_eq!(spec.version, 3);
     assert_eq!(spec.hash_seed, SEED);
     assert_eq!(spec.external_data, ["tables.bin"]);
-    assert_eq!(
-        spec.tables[spec.groups[0].features[0].table].format,
-        VocabFormat::Atv {
-            size: 3,
-            hash_buckets: 4
-        }
-    );
+    let id_table = &spec.tables[spec.groups[0].features[0].table];
+    assert_eq!((id_table.size, id_table.hash_buckets), (3, 4));
     assert_eq!(
         spec.groups[0].catalog,
-        Some(CatalogSpec::Atv {
+        Some(CatalogSpec {
             keys: "vocab/item_id.atv".into(),
             rows: 3,
             columns: vec![(1, "catalog/item.category.u32".into())],
@@ -243,9 +238,16 @@ fn spec_refuses_bad_v3_parts() {
         |s| s["tables"][""] = s["tables"]["category"].clone(),
         "table name \"\" must be 1..=256 bytes",
     );
+    // Every other version, the former ones included, is refused by name.
+    for v in [json!(1), json!(2), json!(4), json!("3"), json!(3.5)] {
+        refused(
+            |s| s["spec_version"] = v.clone(),
+            &format!("spec_version {v} is not supported: this runtime reads spec_version 3 only"),
+        );
+    }
     refused(
-        |s| s["spec_version"] = json!(4),
-        "spec_version 4 is not supported",
+        |s| s["actions"] = json!(["like", "other", "like"]),
+        "actions lists \"like\" twice",
     );
 }
 

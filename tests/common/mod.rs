@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// golden.json (docs/package-format.md). Tolerances are the exporter's derived first-order
+/// golden.json (docs/package-format-v3.md, "golden.json"). Tolerances are the exporter's derived first-order
 /// bounds 2 D U M on two float32 evaluations of a logit (docs/tolerances.md).
 #[derive(Debug, Deserialize)]
 pub struct Golden {
@@ -40,8 +40,8 @@ pub struct GoldenRequest {
     pub tolerance: Option<f64>,
 }
 
-/// A golden behavior: version 1 (`item`, `category`) or version 2 (`group`, `id`,
-/// `features`).
+/// A golden behavior (`group`, `id`, `features`; `item` and `category` are still read as
+/// aliases).
 #[derive(Debug, Deserialize)]
 pub struct GoldenBehavior {
     #[serde(default)]
@@ -70,8 +70,9 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The committed fixtures (format 1 and format 2), plus the package named by `ATRANK_PACKAGE`
-/// (e.g. the freshly trained MovieLens package the test command exports).
+/// The committed format-3 fixtures (`tiny`: one group; `tiny-multigroup`), plus the package
+/// named by `ATRANK_PACKAGE` (e.g. the freshly trained MovieLens package the test command
+/// exports).
 pub fn packages() -> Vec<PathBuf> {
     let mut out = vec![
         repo().join("tests/fixtures/tiny"),
@@ -236,4 +237,100 @@ pub fn score_golden(model: &atrank::Model, req: &GoldenRequest) -> Vec<f32> {
         model.score(r)
     })
     .unwrap_or_else(|e| panic!("{}: {e}", req.name))
+}
+
+/// A copy of a package in a fresh temporary directory, removed on drop.
+pub struct TempPackage(pub PathBuf);
+
+impl Drop for TempPackage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl AsRef<Path> for TempPackage {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempPackage {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Copies the package `src` (files copied, not linked) to a fresh directory named after `tag`.
+pub fn copy_package(src: &Path, tag: &str) -> TempPackage {
+    let dst = std::env::temp_dir().join(format!("atrank-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    copy_dir(src, &dst);
+    TempPackage(dst)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+pub fn read_spec(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("spec.json")).unwrap()).unwrap()
+}
+
+pub fn write_spec(dir: &Path, spec: &serde_json::Value) {
+    std::fs::write(
+        dir.join("spec.json"),
+        serde_json::to_string_pretty(spec).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Replaces package file `rel` and records its new size and SHA-256 in the manifest.
+pub fn replace_file(dir: &Path, rel: &str, bytes: &[u8]) {
+    std::fs::write(dir.join(rel), bytes).unwrap();
+    let mut spec = read_spec(dir);
+    spec["files"][rel] =
+        serde_json::json!({"sha256": atrank::package::sha256_hex(bytes), "bytes": bytes.len()});
+    write_spec(dir, &spec);
+}
+
+/// A copy of package `src` without the split graphs: `graph.encoder` and `graph.scorer`
+/// removed from the spec and its manifest, their files deleted (what a v3 exporter writes
+/// for a model it does not split; `tables.bin` keeps the shared tables).
+pub fn package_without_split(src: &Path, tag: &str) -> TempPackage {
+    let dir = copy_package(src, tag);
+    let mut spec = read_spec(&dir);
+    for part in ["encoder", "scorer"] {
+        let file = spec["graph"][part]["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no graph.{part}", src.display()))
+            .to_owned();
+        spec["graph"].as_object_mut().unwrap().remove(part);
+        spec["files"].as_object_mut().unwrap().remove(&file);
+        std::fs::remove_file(dir.join(&file)).unwrap();
+    }
+    write_spec(&dir, &spec);
+    dir
+}
+
+/// Whether the package's spec names the split graphs (`graph.encoder`, `graph.scorer`).
+pub fn has_split(package: &Path) -> bool {
+    read_spec(package)["graph"].get("encoder").is_some()
+}
+
+/// `n`, the number of keys, read from an atv file's header (docs/package-format-v3.md, "The
+/// atv file": magic `ATRVOC01`, then `n` as u64 little-endian), independently of the runtime.
+pub fn atv_len(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..8], b"ATRVOC01", "{}", path.display());
+    u64::from_le_bytes(bytes[8..16].try_into().unwrap())
 }
