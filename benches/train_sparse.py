@@ -1,6 +1,10 @@
 """Training throughput with a large item table vs a small one (same width, same data).
 
-    python export/benches/train_sparse.py [--big 1000000] [--small 2000] [--steps 60]
+    .venv/bin/python benches/train_sparse.py [--big 1000000] [--small 2000] [--steps 30] \\
+        [--batch 128]
+
+(run from the repository root; torch threads: ``ATRANK_NUM_THREADS``, default min(2, CPUs),
+as ``train.train``.)
 
 Both runs train the same synthetic users (``synthetic_items``: 2,000 items actually used);
 the big run adds catalog rows up to ``--big`` items, so its item table (and item bias) has
@@ -20,7 +24,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
-
 from atrank_export.behaviors import LogBuilder
 from atrank_export.model import ATRank
 from atrank_export.split import build_split
