@@ -281,3 +281,42 @@ fn corrupt_graph_files_are_errors_not_panics() {
         }
     }
 }
+
+/// A graph the fuzzer found (graph_load, 2026-11-30): one `Unsqueeze` axis beyond its input's
+/// rank makes tract-hir 0.23.9 panic during shape inference (`AddDims::output_shape`, a
+/// `SmallVec::insert` past the end). tract is given it directly, without the runtime's own
+/// graph checks, so the test sees tract's reaction: loading must fail with an error that
+/// names the file and says tract panicked, and nothing unwinds out of the runtime.
+#[cfg(feature = "backend-tract")]
+#[test]
+fn a_graph_that_panics_tract_is_a_load_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hostile/tract_unsqueeze_panic.onnx");
+    let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let err = match atrank::backend::load_graph(
+        &atrank::LoadOptions::new(Backend::Tract),
+        &path,
+        &bytes,
+        &[],
+        &names(&[
+            "hist_item",
+            "hist_category",
+            "hist_action",
+            "hist_time",
+            "hist_len",
+            "cand_item",
+            "cand_category",
+        ]),
+        &names(&["logits"]),
+    ) {
+        Ok(_) => panic!("tract loaded a graph with an Unsqueeze axis beyond the rank"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert_eq!(err.code(), atrank::ErrorCode::Backend, "{msg}");
+    assert!(
+        msg.contains("tract_unsqueeze_panic.onnx") && msg.contains("panicked"),
+        "{msg}"
+    );
+}

@@ -66,6 +66,7 @@ fn prepared(f: &Fixture, keep: impl Fn(&str) -> bool) -> Prepared {
 fn state() -> &'static State {
     static S: OnceLock<State> = OnceLock::new();
     S.get_or_init(|| {
+        atrank_fuzz::let_tract_panics_reach_the_runtime_guard();
         let tiny = Fixture::read("tiny");
         let mg = Fixture::read("tiny-multigroup");
         let split = mg

@@ -28,6 +28,7 @@ struct State {
 fn state() -> &'static State {
     static S: OnceLock<State> = OnceLock::new();
     S.get_or_init(|| {
+        atrank_fuzz::let_tract_panics_reach_the_runtime_guard();
         let bases = FIXTURES.map(|name| {
             let fixture = Fixture::read(name);
             let spec: Value =

@@ -252,3 +252,34 @@ pub fn max_values(spec: &Spec, dir: &Path) -> BTreeMap<String, usize> {
     }
     out
 }
+
+/// Lets panics raised inside tract's call tree unwind to the runtime's guard instead of
+/// aborting at once; every other panic still reaches the hook installed before (libFuzzer's,
+/// which aborts: a crash). tract's ONNX import and optimiser panic on some malformed graphs
+/// (an `Unsqueeze` axis beyond the rank, found by graph_load, panics in `smallvec` called from
+/// tract-hir); the runtime catches those around tract's load, plan building and run and
+/// returns an error, which is what the targets then check. "In tract's call tree" is read off
+/// the stack (a frame of a `tract_*` crate), not the panic's location, which may be a
+/// dependency of tract. A tract panic the runtime does not catch still unwinds into
+/// libfuzzer-sys, which aborts: it stays a crash. Call once, from a target's initialisation.
+pub fn let_tract_panics_reach_the_runtime_guard() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let stack = std::backtrace::Backtrace::force_capture().to_string();
+            let in_tract = [
+                "tract_hir::",
+                "tract_onnx::",
+                "tract_core::",
+                "tract_data::",
+                "tract_linalg::",
+            ]
+            .iter()
+            .any(|c| stack.contains(c));
+            if !in_tract {
+                previous(info);
+            }
+        }));
+    });
+}

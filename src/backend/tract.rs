@@ -53,7 +53,32 @@ impl TractGraph {
     /// Loads and optimises the graph `bytes` (read from `path`, which names it in messages); checks it has exactly the named `inputs` and
     /// every one of `outputs`. `max_plans` bounds the per-shape plans kept (0: only the
     /// symbolic plan).
+    ///
+    /// tract's ONNX import and optimiser panic on some malformed graphs that pass the runtime's
+    /// own checks (fuzzing found one: an `Unsqueeze` axis beyond the rank panics in tract-hir's
+    /// `AddDims` during shape inference, tests/robustness.rs). A package must never take the
+    /// host down, so such a panic is caught here and becomes a load error naming the file.
     pub fn load(
+        path: &Path,
+        bytes: &[u8],
+        external: &[ExternalFile],
+        inputs: &[String],
+        outputs: &[String],
+        max_plans: usize,
+    ) -> Result<TractGraph> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::load_unguarded(path, bytes, external, inputs, outputs, max_plans)
+        }))
+        .unwrap_or_else(|p| {
+            Err(Error::Backend(format!(
+                "tract cannot load {}: it panicked: {}",
+                path.display(),
+                crate::error::panic_message(&*p)
+            )))
+        })
+    }
+
+    fn load_unguarded(
         path: &Path,
         bytes: &[u8],
         external: &[ExternalFile],
@@ -155,7 +180,17 @@ impl TractGraph {
                 }
             }
         }
-        typed.set_symbols(&subs)?.into_optimized()?.into_runnable()
+        // A panic in tract's optimiser (see `load`) fails this shape's plan; the symbolic plan
+        // serves it instead.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            typed.set_symbols(&subs)?.into_optimized()?.into_runnable()
+        }))
+        .unwrap_or_else(|p| {
+            Err(TractError::msg(format!(
+                "tract panicked building a plan: {}",
+                crate::error::panic_message(&*p)
+            )))
+        })
     }
 
     /// The plan to run inputs of `shapes` with: the shape's own plan (built on its first
