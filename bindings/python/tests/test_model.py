@@ -135,6 +135,24 @@ def test_bad_options():
     assert info.value.code == atrank.Code.INVALID_ARGUMENT
     with pytest.raises(atrank.InvalidArgumentError, match="sessions"):
         atrank.Model(TINY, sessions=65)
+    with pytest.raises(atrank.InvalidArgumentError, match="verify_hashes"):
+        atrank.Model(TINY, verify_hashes="some")
+
+
+@pytest.mark.parametrize("verify", ["small", "all"])
+def test_verify_hashes(tmp_path, verify):
+    """Both settings load; one flipped byte in a small file (always hashed) is refused under
+    both, naming the file."""
+    with atrank.Model(TINY, verify_hashes=verify) as model:
+        assert model.info().spec_version == 3
+    shutil.copytree(TINY, tmp_path, dirs_exist_ok=True)
+    tables = tmp_path / "tables.bin"
+    data = bytearray(tables.read_bytes())
+    data[-1] ^= 0x40
+    tables.write_bytes(bytes(data))
+    with pytest.raises(atrank.InvalidPackageError, match=r"tables\.bin: SHA-256") as info:
+        atrank.Model(tmp_path, verify_hashes=verify)
+    assert info.value.code == atrank.Code.INVALID_PACKAGE
 
 
 def test_ort_library_missing_in_fresh_process():
