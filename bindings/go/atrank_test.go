@@ -615,7 +615,7 @@ func TestCleanup(t *testing.T) {
 	}
 }
 
-// Reloads alternate between the format-1 fixture (odd generations) and the format-2 fixture
+// Reloads alternate between the single-group fixture (odd generations) and the multigroup fixture
 // (even ones, the only one that knows group "query"); every Snapshot taken meanwhile must pair
 // a model with its own generation.
 func TestHandleSnapshotPairsModelAndGeneration(t *testing.T) {

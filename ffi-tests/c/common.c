@@ -175,7 +175,7 @@ static int parse_request(const cJSON *req, size_t index, golden_request *out) {
     const cJSON *b;
     cJSON_ArrayForEach(b, behaviors) {
         const cJSON *item = cJSON_GetObjectItemCaseSensitive(b, "item");
-        if (item == NULL) item = cJSON_GetObjectItemCaseSensitive(b, "id"); /* format-2 goldens */
+        if (item == NULL) item = cJSON_GetObjectItemCaseSensitive(b, "id"); /* goldens of format 2 and 3 */
         const cJSON *group = cJSON_GetObjectItemCaseSensitive(b, "group");
         const cJSON *features = cJSON_GetObjectItemCaseSensitive(b, "features");
         const cJSON *category = cJSON_GetObjectItemCaseSensitive(b, "category");

@@ -53,7 +53,7 @@ protected:
     }
 };
 
-// Groups and features from C++: the format-2 fixture's golden requests, one by one and as one
+// Groups and features from C++: the multigroup fixture's golden requests, one by one and as one
 // batch, match the trainer; the batch equals single scoring.
 TEST_P(Backends, MultiGroupGoldenSingleAndBatch) {
     const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);

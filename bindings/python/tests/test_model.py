@@ -359,9 +359,9 @@ def test_close_waits_for_calls_in_flight():
 
 
 def test_handle_reload_snapshot_and_threads(backend):
-    """Threads score through a Handle while it is reloaded (alternately the format-1 and the
-    format-2 fixture, some reloads failing): no call fails, every failed reload leaves a model
-    serving, and every snapshot pairs a model with its own generation (only the format-2
+    """Threads score through a Handle while it is reloaded (alternately the single-group and the
+    multigroup fixture, some reloads failing): no call fails, every failed reload leaves a model
+    serving, and every snapshot pairs a model with its own generation (only the multigroup
     model, on even generations, knows the group "query")."""
     with atrank.Model(TINY, backend) as first, atrank.Handle(first) as handle:
         assert handle.generation == 1
