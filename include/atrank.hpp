@@ -137,6 +137,9 @@ struct Options {
     std::optional<std::string> ort_library;
     /// User encodings cached by score_cached (0: off; default 1024).
     std::optional<std::size_t> cache_capacity;
+    /// Which package files have their SHA-256 checked at load: ATRANK_VERIFY_HASHES_SMALL (the
+    /// default: every file of at most 64 MiB) or ATRANK_VERIFY_HASHES_ALL. Sizes are always checked.
+    std::optional<atrank_verify_hashes> verify_hashes;
 };
 
 namespace detail {
@@ -159,6 +162,7 @@ inline std::unique_ptr<atrank_model_builder, BuilderFree> builder(const std::str
             b.get(), c_str(*options.ort_library, [] { return std::string("ort_library"); })));
     }
     if (options.cache_capacity) check(atrank_model_builder_set_cache_capacity(b.get(), *options.cache_capacity));
+    if (options.verify_hashes) check(atrank_model_builder_set_verify_hashes(b.get(), *options.verify_hashes));
     return b;
 }
 

@@ -52,7 +52,7 @@ mkdir -p "$DATA"
 "$PY" - "$DATA" "$ATRANK_PACKAGE" <<'PYEOF'
 import json, sys, zipfile
 from pathlib import Path
-from atrank_export.data import fetch_recbole_wheel, ML_PREFIX
+from atrank_export.readers.movielens import fetch_recbole_wheel, ML_PREFIX
 
 data, package = Path(sys.argv[1]), Path(sys.argv[2])
 with zipfile.ZipFile(fetch_recbole_wheel()) as wheel:
@@ -68,6 +68,13 @@ def field(v):
     return s
 
 golden = json.loads((package / "golden.json").read_text())
+spec = json.loads((package / "spec.json").read_text())
+# The example scores single-group packages: item = the behavior's id, category = its caller
+# feature (else the catalog's). Format 3 goldens name each behavior's group and features.
+target = spec["target_group"]
+features = {f["name"] for g in spec["groups"] if g["name"] == target for f in g["features"]} - {"id"}
+if len(spec["groups"]) != 1 or not features <= {"category"}:
+    raise SystemExit(f"the example needs one group with at most a category feature: {spec['groups']}")
 # tolerances (docs/tolerances.md): bound_any_request for the example's own (non-golden)
 # requests; each golden request's derived 2 D U M (else the top-level one) for the golden ones
 if "bound_any_request" not in golden:
@@ -78,9 +85,11 @@ for req in golden["requests"]:
     lines.append(f"request\t{field(req['name'])}\t{int(req['request_time'])}")
     lines.append(f"request_tolerance\t{req.get('tolerance', golden['tolerance'])!r}")
     for b in req["behaviors"]:
-        if b.get("group") is not None or b.get("features"):
-            raise SystemExit("golden behaviors with groups/features are not for this example")
-        lines.append("behavior\t" + "\t".join(field(b.get(k)) for k in ("item", "category", "action"))
+        if b.get("group", target) != target or set(b.get("features") or {}) - {"category"}:
+            raise SystemExit(f"golden behavior {b} is not for this example (group {target}, category)")
+        item = b["id"] if "id" in b else b.get("item")
+        category = (b.get("features") or {}).get("category", b.get("category"))
+        lines.append("behavior\t" + "\t".join(field(v) for v in (item, category, b.get("action")))
                      + f"\t{int(b['timestamp'])}")
     for cand, score in zip(req["candidates"], req["scores"], strict=True):
         lines.append(f"candidate\t{field(cand)}\t{float(score)!r}")

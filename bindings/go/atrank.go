@@ -203,6 +203,29 @@ func (p GPUPolicy) String() string {
 	return fmt.Sprintf("gpu_policy(%d)", uint32(p))
 }
 
+// VerifyHashes says which package files have their SHA-256 checked at load
+// (ATRANK_VERIFY_HASHES_*); sizes are always checked.
+type VerifyHashes uint32
+
+// The hash-check settings. VerifySmall is the library's default.
+const (
+	// VerifySmall checks the SHA-256 of every file of at most 64 MiB; larger files are mapped
+	// and bounds-checked on every read.
+	VerifySmall VerifyHashes = C.ATRANK_VERIFY_HASHES_SMALL
+	// VerifyAll checks the SHA-256 of every file, whatever its size.
+	VerifyAll VerifyHashes = C.ATRANK_VERIFY_HASHES_ALL
+)
+
+func (v VerifyHashes) String() string {
+	switch v {
+	case VerifySmall:
+		return "small"
+	case VerifyAll:
+		return "all"
+	}
+	return fmt.Sprintf("verify_hashes(%d)", uint32(v))
+}
+
 // Serving is what actually runs a loaded model's graph (ATRANK_SERVING_*).
 type Serving uint32
 

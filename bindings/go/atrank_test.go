@@ -169,6 +169,8 @@ func TestLoadErrors(t *testing.T) {
 	}
 	_, err = Load(tinyDir, WithBackend(BackendTract), WithCacheCapacity(-1))
 	expectCode(t, "negative cache", err, InvalidArgument, "cache")
+	_, err = Load(tinyDir, WithBackend(BackendTract), WithVerifyHashes(VerifyHashes(2)))
+	expectCode(t, "verify_hashes 2", err, InvalidArgument, "verify 2")
 	_, err = Load(tinyDir, WithBackend(BackendTract), WithORTLibrary("a\x00b"))
 	expectCode(t, "NUL in ORT path", err, InvalidArgument, "ONNX Runtime library")
 
@@ -185,6 +187,31 @@ func TestLoadErrors(t *testing.T) {
 	}
 	_, err = ParseBackend("cuda")
 	expectCode(t, "ParseBackend(cuda)", err, InvalidArgument, "cuda")
+}
+
+// TestVerifyHashes: both settings load; one flipped byte in a small file (always hashed) is
+// refused under both, naming the file.
+func TestVerifyHashes(t *testing.T) {
+	for _, v := range []VerifyHashes{VerifySmall, VerifyAll} {
+		load(t, tinyDir, BackendTract, WithVerifyHashes(v))
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(tinyDir)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "vocab", "item_id.atv")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0x40 // a key byte
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []VerifyHashes{VerifySmall, VerifyAll} {
+		_, err := Load(dir, WithBackend(BackendTract), WithVerifyHashes(v))
+		expectCode(t, "flipped byte, verify "+v.String(), err, InvalidPackage, "vocab/item_id.atv: SHA-256")
+	}
 }
 
 // TestGPUPolicyORT: with the CPU ONNX Runtime (or no usable CUDA) strict fails naming CUDA
@@ -588,7 +615,7 @@ func TestCleanup(t *testing.T) {
 	}
 }
 
-// Reloads alternate between the format-1 fixture (odd generations) and the format-2 fixture
+// Reloads alternate between the single-group fixture (odd generations) and the multigroup fixture
 // (even ones, the only one that knows group "query"); every Snapshot taken meanwhile must pair
 // a model with its own generation.
 func TestHandleSnapshotPairsModelAndGeneration(t *testing.T) {

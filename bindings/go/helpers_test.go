@@ -20,7 +20,7 @@ var repoRoot = filepath.Join("..", "..")
 
 type goldenBehavior struct {
 	Item      string            `json:"item"` // format 1
-	ID        string            `json:"id"`   // format 2
+	ID        string            `json:"id"`   // formats 2 and 3
 	Category  *string           `json:"category"`
 	Action    *string           `json:"action"`
 	Timestamp int64             `json:"timestamp"`
@@ -83,7 +83,7 @@ func (g *golden) anyRequestTolerance(t testing.TB) float64 {
 type testPackage struct {
 	name, dir string
 	golden    golden
-	multi     bool // format 2: groups and features
+	multi     bool // format 2 or 3: groups and features
 	split     bool // encoder/scorer graphs (the cache is used)
 	maxCands  int
 }

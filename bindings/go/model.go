@@ -23,6 +23,7 @@ type options struct {
 	ortLibrary   *string
 	sessions     *int
 	cache        *int
+	verify       *VerifyHashes
 }
 
 // WithBackend selects the inference engine.
@@ -46,6 +47,10 @@ func WithSessions(n int) Option { return func(o *options) { o.sessions = &n } }
 // WithCacheCapacity sets how many user encodings the model caches (0: off) for packages with
 // split encoder/scorer graphs; see Model.ScoreCached.
 func WithCacheCapacity(entries int) Option { return func(o *options) { o.cache = &entries } }
+
+// WithVerifyHashes sets which package files have their SHA-256 checked at load (default
+// VerifySmall: every file of at most 64 MiB; VerifyAll: every file). Sizes are always checked.
+func WithVerifyHashes(v VerifyHashes) Option { return func(o *options) { o.verify = &v } }
 
 // newBuilder makes an atrank_model_builder for dir with opts applied; the caller consumes it
 // (build or reload) or frees it.
@@ -108,6 +113,11 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 		}
 		if o.cache != nil {
 			if err := takeError(C.atrank_model_builder_set_cache_capacity(b, C.size_t(*o.cache))); err != nil {
+				return err
+			}
+		}
+		if o.verify != nil {
+			if err := takeError(C.atrank_model_builder_set_verify_hashes(b, C.atrank_verify_hashes(*o.verify))); err != nil {
 				return err
 			}
 		}

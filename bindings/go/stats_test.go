@@ -1,8 +1,8 @@
 package atrank
 
 import (
-	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"path/filepath"
@@ -122,36 +122,42 @@ func TestLatencyBounds(t *testing.T) {
 	}
 }
 
-func lineCount(t *testing.T, path string) int {
+// atvKeys is the key count n of a format-3 atv file (docs/package-format-v3.md), read from its
+// header after checking the magic and that the file is exactly 32 + 8 (n + 1) + key_bytes bytes.
+func atvKeys(t *testing.T, path string) int {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	n := 0
-	for sc := bufio.NewScanner(f); sc.Scan(); {
-		n++
+	if len(data) < 40 || string(data[:8]) != "ATRVOC01" {
+		t.Fatalf("%s is not an atv file", path)
 	}
-	return n
+	n, keyBytes := binary.LittleEndian.Uint64(data[8:]), binary.LittleEndian.Uint64(data[16:])
+	if n > uint64(len(data)-32)/8-1 || 32+8*(n+1)+keyBytes != uint64(len(data)) {
+		t.Fatalf("%s: header (n %d, key_bytes %d) does not match the file's %d bytes", path, n, keyBytes, len(data))
+	}
+	return int(n)
 }
 
-// TestInfo compares Model.Info with the package as read here: spec.json, the vocabulary
-// files' lines and the graph file's SHA-256.
+// TestInfo compares Model.Info with the package as read here: spec.json, the vocabulary atv
+// files' headers and the graph file's SHA-256.
 func TestInfo(t *testing.T) {
-	type feature struct{ Name, Vocab string }
+	type table struct {
+		Vocab string `json:"vocab"`
+		Size  int    `json:"size"`
+	}
 	type infoSpec struct {
-		Name        string            `json:"name"`
-		SpecVersion uint32            `json:"spec_version"`
-		CreatedBy   string            `json:"created_by"`
-		Tables      map[string]string `json:"tables"`
+		Name        string           `json:"name"`
+		SpecVersion uint32           `json:"spec_version"`
+		CreatedBy   string           `json:"created_by"`
+		Tables      map[string]table `json:"tables"`
 		Graph       struct {
 			File string `json:"file"`
 		} `json:"graph"`
 		Groups []struct {
-			Name       string    `json:"name"`
-			MaxHistory int       `json:"max_history"`
-			Features   []feature `json:"features"`
+			Name       string `json:"name"`
+			MaxHistory int    `json:"max_history"`
 		} `json:"groups"`
 		Limits struct {
 			MaxCandidates int `json:"max_candidates"`
@@ -184,24 +190,18 @@ func TestInfo(t *testing.T) {
 					t.Errorf("group %d: %+v, spec %s/%d", i, info.MaxHistory[i], g.Name, g.MaxHistory)
 				}
 			}
-			vocab := spec.Tables
-			if vocab == nil { // format 1: the single group's features
-				vocab = map[string]string{}
-				for _, f := range spec.Groups[0].Features {
-					vocab[f.Name] = f.Vocab
-				}
-			}
-			if len(info.VocabSizes) != len(vocab) {
-				t.Errorf("%d tables, spec has %d", len(info.VocabSizes), len(vocab))
+			if len(info.VocabSizes) != len(spec.Tables) {
+				t.Errorf("%d tables, spec has %d", len(info.VocabSizes), len(spec.Tables))
 			}
 			for _, ts := range info.VocabSizes {
-				file, ok := vocab[ts.Name]
+				tab, ok := spec.Tables[ts.Name]
 				if !ok {
 					t.Errorf("table %q is not in spec.json", ts.Name)
 					continue
 				}
-				if want := lineCount(t, filepath.Join(p.dir, file)); ts.Size != want {
-					t.Errorf("table %s: %d ids, %s has %d lines", ts.Name, ts.Size, file, want)
+				want := atvKeys(t, filepath.Join(p.dir, tab.Vocab))
+				if ts.Size != want || tab.Size != want {
+					t.Errorf("table %s: %d ids, spec size %d, %s holds %d keys", ts.Name, ts.Size, tab.Size, tab.Vocab, want)
 				}
 			}
 		})

@@ -120,13 +120,37 @@ static int parse_request(const cJSON *json, request *r) {
     const cJSON *b;
     cJSON_ArrayForEach(b, behaviors) {
         atrank_behavior *out = &r->behaviors[i++];
-        out->item = opt_string(cJSON_GetObjectItemCaseSensitive(b, "item"));
+        /* Format 2 and 3 goldens: "id", "group" and "features"; older ones: "item", "category". */
+        out->item = opt_string(cJSON_GetObjectItemCaseSensitive(b, "id"));
+        if (out->item == NULL) out->item = opt_string(cJSON_GetObjectItemCaseSensitive(b, "item"));
+        out->group = opt_string(cJSON_GetObjectItemCaseSensitive(b, "group")); /* null: the target group */
         out->category = opt_string(cJSON_GetObjectItemCaseSensitive(b, "category")); /* null: catalog's */
         out->action = opt_string(cJSON_GetObjectItemCaseSensitive(b, "action"));
         if (out->item == NULL || get_int64(cJSON_GetObjectItemCaseSensitive(b, "timestamp"), &out->timestamp) != 0) {
-            fprintf(stderr, "golden request %s: behaviors[%zu] needs a string item and an integer timestamp\n",
+            fprintf(stderr, "golden request %s: behaviors[%zu] needs a string id and an integer timestamp\n",
                     r->name, i - 1);
             return -1;
+        }
+        const cJSON *features = cJSON_GetObjectItemCaseSensitive(b, "features");
+        int nf = cJSON_IsObject(features) ? cJSON_GetArraySize(features) : 0;
+        if (nf > 0) {
+            atrank_feature *f = calloc((size_t)nf, sizeof *f);
+            if (f == NULL) {
+                fprintf(stderr, "out of memory\n");
+                return -1;
+            }
+            out->features = f;
+            const cJSON *v;
+            cJSON_ArrayForEach(v, features) {
+                if (!cJSON_IsString(v)) {
+                    fprintf(stderr, "golden request %s: behaviors[%zu].features.%s is not a string\n", r->name,
+                            i - 1, v->string);
+                    return -1;
+                }
+                f[out->features_len].name = v->string;
+                f[out->features_len].value = v->valuestring;
+                out->features_len++;
+            }
         }
     }
     i = 0;
@@ -151,6 +175,8 @@ static int parse_request(const cJSON *json, request *r) {
 
 static void golden_free(golden *g) {
     for (size_t i = 0; i < g->len; i++) {
+        for (size_t j = 0; g->requests[i].behaviors != NULL && j < g->requests[i].behaviors_len; j++)
+            free((void *)g->requests[i].behaviors[j].features);
         free(g->requests[i].behaviors);
         free((void *)g->requests[i].candidates);
         free(g->requests[i].expected);

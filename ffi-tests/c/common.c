@@ -175,7 +175,7 @@ static int parse_request(const cJSON *req, size_t index, golden_request *out) {
     const cJSON *b;
     cJSON_ArrayForEach(b, behaviors) {
         const cJSON *item = cJSON_GetObjectItemCaseSensitive(b, "item");
-        if (item == NULL) item = cJSON_GetObjectItemCaseSensitive(b, "id"); /* format-2 goldens */
+        if (item == NULL) item = cJSON_GetObjectItemCaseSensitive(b, "id"); /* goldens of format 2 and 3 */
         const cJSON *group = cJSON_GetObjectItemCaseSensitive(b, "group");
         const cJSON *features = cJSON_GetObjectItemCaseSensitive(b, "features");
         const cJSON *category = cJSON_GetObjectItemCaseSensitive(b, "category");
@@ -498,4 +498,136 @@ void test_remove_tree(const char *dir) {
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
         fprintf(stderr, "warning: cannot walk %s: %s\n", dir, strerror(errno));
     }
+}
+
+/* ---------- SHA-256 (FIPS 180-4) ---------- */
+
+static const uint32_t sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t ror32(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
+
+static void sha256_block(uint32_t h[8], const unsigned char *p) {
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
+        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
+}
+
+void test_sha256_hex(const void *bytes, size_t len, char hex[65]) {
+    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    const unsigned char *p = bytes;
+    size_t full = len / 64 * 64;
+    for (size_t i = 0; i < full; i += 64) sha256_block(h, p + i);
+    unsigned char tail[128] = {0};
+    size_t rest = len - full;
+    if (rest > 0) memcpy(tail, p + full, rest);
+    tail[rest] = 0x80;
+    size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) tail[tail_len - 1 - i] = (unsigned char)(bits >> (8 * i));
+    for (size_t i = 0; i < tail_len; i += 64) sha256_block(h, tail + i);
+    for (int i = 0; i < 8; i++) snprintf(hex + 8 * i, 9, "%08x", (unsigned)h[i]);
+}
+
+int test_reseal(const char *dir, const char *rel) {
+    char *path = test_join_path(dir, rel), *spec_path = test_join_path(dir, "spec.json");
+    size_t len = 0;
+    char *bytes = path != NULL ? test_read_file(path, &len) : NULL;
+    cJSON *spec = spec_path != NULL ? test_read_json(spec_path) : NULL;
+    cJSON *entry = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "files"), rel);
+    int rc = -1;
+    if (bytes == NULL || spec == NULL || !cJSON_IsObject(entry)) {
+        test_fail("reseal %s in %s: cannot read the file, the spec or its manifest entry", rel, dir);
+    } else {
+        char hex[65];
+        test_sha256_hex(bytes, len, hex);
+        cJSON_ReplaceItemInObjectCaseSensitive(entry, "sha256", cJSON_CreateString(hex));
+        cJSON_ReplaceItemInObjectCaseSensitive(entry, "bytes", cJSON_CreateNumber((double)len));
+        char *text = cJSON_Print(spec);
+        rc = text != NULL ? test_write_file(dir, "spec.json", text, strlen(text)) : -1;
+        cJSON_free(text);
+    }
+    cJSON_Delete(spec);
+    free(bytes);
+    free(path);
+    free(spec_path);
+    return rc;
+}
+
+static uint64_t le64(const char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | (unsigned char)p[i];
+    return v;
+}
+
+/* Checks the header of an atv file's bytes; 0 and n and key_bytes on success. */
+static int atv_header(const char *bytes, size_t len, uint64_t *n, uint64_t *key_bytes) {
+    if (len < 40 || memcmp(bytes, "ATRVOC01", 8) != 0) return -1;
+    *n = le64(bytes + 8);
+    *key_bytes = le64(bytes + 16);
+    if (*n > (len - 32) / 8 - 1) return -1;
+    uint64_t want = 32 + 8 * (*n + 1);
+    if (*key_bytes > len || want + *key_bytes != len) return -1;
+    return 0;
+}
+
+char *test_atv_key(const char *bytes, size_t len, uint64_t k) {
+    uint64_t n = 0, key_bytes = 0;
+    if (atv_header(bytes, len, &n, &key_bytes) != 0 || k >= n) {
+        test_fail("not an atv file of more than %llu keys", (unsigned long long)k);
+        return NULL;
+    }
+    uint64_t lo = le64(bytes + 32 + 8 * k), hi = le64(bytes + 32 + 8 * (k + 1));
+    if (lo > hi || hi > key_bytes) {
+        test_fail("atv key %llu: offsets %llu..%llu out of range", (unsigned long long)k, (unsigned long long)lo,
+                  (unsigned long long)hi);
+        return NULL;
+    }
+    char *key = malloc((size_t)(hi - lo) + 1);
+    if (key == NULL) {
+        test_fail("out of memory");
+        return NULL;
+    }
+    memcpy(key, bytes + 32 + 8 * (n + 1) + lo, (size_t)(hi - lo));
+    key[hi - lo] = '\0';
+    return key;
+}
+
+uint64_t test_atv_count(const char *path) {
+    size_t len = 0;
+    char *bytes = test_read_file(path, &len);
+    uint64_t n = 0, key_bytes = 0;
+    int ok = bytes != NULL && atv_header(bytes, len, &n, &key_bytes) == 0;
+    free(bytes);
+    if (!ok) {
+        test_fail("%s is not an atv file (magic ATRVOC01, size 32 + 8 (n + 1) + key_bytes)", path);
+        return (uint64_t)-1;
+    }
+    return n;
 }

@@ -105,4 +105,24 @@ int test_write_file(const char *dir, const char *name, const void *bytes, size_t
 /* Removes a directory tree made by test_copy_package (symlinks are removed, not followed). */
 void test_remove_tree(const char *dir);
 
+/* SHA-256 of `len` bytes as 64 lower-case hex digits plus NUL (FIPS 180-4, implemented here,
+ * independently of the library under test). */
+void test_sha256_hex(const void *bytes, size_t len, char hex[65]);
+
+/* Rewrites <dir>/spec.json so that its manifest entry files[rel] holds the size and SHA-256 of
+ * <dir>/<rel> as the file is now: a damaged file that the manifest vouches for, so a test
+ * reaches the checks behind the size and hash checks. 0 on success; -1 with a failure
+ * reported. */
+int test_reseal(const char *dir, const char *rel);
+
+/* The key of index k of a format-3 atv file's bytes (see docs/package-format-v3.md), copied
+ * into a new NUL-terminated heap buffer (caller frees); NULL with a failure reported when the
+ * bytes are not an atv file or k is out of range. */
+char *test_atv_key(const char *bytes, size_t len, uint64_t k);
+
+/* The key count n of the atv file at `path` (its header), after checking the magic and that
+ * the file's size is 32 + 8 (n + 1) + key_bytes; (uint64_t)-1 with a failure reported
+ * otherwise. */
+uint64_t test_atv_count(const char *path);
+
 #endif /* ATRANK_TEST_COMMON_H */

@@ -3,7 +3,7 @@
  *
  * - Every golden request of a package, scored as one batch, matches the trainer's scores (the
  *   independent reference in golden.json) and equals atrank_model_score on each request alone;
- *   run on the format-1 package ($ATRANK_PACKAGE or argv[1]) and on the format-2 fixture
+ *   run on the package ($ATRANK_PACKAGE or argv[1]) and on the multigroup fixture
  *   (groups and caller features), on tract and, when ATRANK_ORT_LIB is set, on ORT.
  * - Bad input: NULL model / requests / scores_out, requests_len 0 and above
  *   ATRANK_MAX_BATCH_REQUESTS, a scores_out_len that disagrees with the candidate total, and an

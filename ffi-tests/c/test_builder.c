@@ -6,12 +6,14 @@
  *   build consuming the builder on success and on error.
  * - GPU policy on a machine without a usable CUDA provider: strict fails with
  *   ATRANK_ERROR_BACKEND_UNAVAILABLE, permissive serves on the CPU (ATRANK_SERVING_ORT_CPU).
- * - The format-2 fixture's golden requests (groups, features) scored from C on tract (and ORT
+ * - verify_hashes: both values load; a flipped byte in a small file is refused under both.
+ * - The multigroup fixture's golden requests (groups, features) scored from C on tract (and ORT
  *   when ATRANK_ORT_LIB is set) match the trainer within the golden tolerance.
  *
  * Run from the repository root (CTest does): reads tests/fixtures/tiny-multigroup.
  */
 #include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +68,14 @@ static void test_builder_errors(void) {
     expect("set_intra_threads(100000)", atrank_model_builder_set_intra_threads(b, 100000), ATRANK_ERROR_INVALID_ARGUMENT,
            "1..=1024");
     expect("set_ort_library(NULL)", atrank_model_builder_set_ort_library(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "path");
+    expect("set_verify_hashes(NULL builder)", atrank_model_builder_set_verify_hashes(NULL, ATRANK_VERIFY_HASHES_ALL),
+           ATRANK_ERROR_NULL_ARGUMENT, "builder");
+    expect("set_verify_hashes(2)", atrank_model_builder_set_verify_hashes(b, 2), ATRANK_ERROR_INVALID_ARGUMENT,
+           "verify 2 is not an atrank_verify_hashes");
+    expect("set_verify_hashes(UINT32_MAX)", atrank_model_builder_set_verify_hashes(b, UINT32_MAX),
+           ATRANK_ERROR_INVALID_ARGUMENT, "verify 4294967295");
+    expect("set_verify_hashes(SMALL = 0)", atrank_model_builder_set_verify_hashes(b, 0), ATRANK_OK, NULL);
+    expect("set_verify_hashes(ALL = 1)", atrank_model_builder_set_verify_hashes(b, 1), ATRANK_OK, NULL);
     expect("build(NULL out)", atrank_model_builder_build(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "model_out");
     /* build consumed b even though it failed: no free here. A missing package also consumes. */
     expect("builder_new", atrank_model_builder_new("/nonexistent/atrank", &b), ATRANK_OK, NULL);
@@ -108,7 +118,59 @@ static void test_gpu_policy(void) {
     }
 }
 
-/* Scores every golden request of the format-2 fixture with groups and features set. */
+/* atrank_model_builder_set_verify_hashes: both values load the package; a file of at most
+ * 64 MiB is hashed whatever the setting, so one flipped byte in tables.bin or in a vocabulary is
+ * refused under both. (A file over 64 MiB, hashed only under ALL, is not built here.) */
+static void test_verify_hashes(void) {
+    const atrank_verify_hashes settings[2] = {ATRANK_VERIFY_HASHES_SMALL, ATRANK_VERIFY_HASHES_ALL};
+    const char *files[2] = {"tables.bin", "vocab/item_id.atv"};
+    for (int s = 0; s < 2; s++) {
+        char what[160];
+        atrank_model_builder *b = NULL;
+        const atrank_model *m = NULL;
+        expect("builder_new", atrank_model_builder_new(SINGLE, &b), ATRANK_OK, NULL);
+        if (b == NULL) return;
+        expect("set_backend", atrank_model_builder_set_backend(b, ATRANK_BACKEND_TRACT), ATRANK_OK, NULL);
+        expect("set_verify_hashes", atrank_model_builder_set_verify_hashes(b, settings[s]), ATRANK_OK, NULL);
+        snprintf(what, sizeof what, "build the tiny package with verify_hashes %u", (unsigned)settings[s]);
+        expect(what, atrank_model_builder_build(b, &m), ATRANK_OK, NULL);
+        if (m == NULL) test_fail("%s: no model", what);
+        atrank_model_free(m);
+        for (int f = 0; f < 2; f++) {
+            char *src = test_join_path(SINGLE, files[f]);
+            size_t len = 0;
+            char *bytes = src != NULL ? test_read_file(src, &len) : NULL;
+            free(src);
+            char *dir = test_copy_package(SINGLE);
+            if (bytes == NULL || len < 64 || dir == NULL) {
+                test_fail("cannot copy the tiny package and read its %s", files[f]);
+            } else {
+                bytes[len - 1] ^= 0x40; /* the last byte: a key byte or tensor data, not a header */
+                if (test_write_file(dir, files[f], bytes, len) == 0) {
+                    m = NULL;
+                    expect("builder_new", atrank_model_builder_new(dir, &b), ATRANK_OK, NULL);
+                    expect("set_verify_hashes", atrank_model_builder_set_verify_hashes(b, settings[s]), ATRANK_OK,
+                           NULL);
+                    expect("set_backend", atrank_model_builder_set_backend(b, ATRANK_BACKEND_TRACT), ATRANK_OK, NULL);
+                    snprintf(what, sizeof what, "one flipped byte in %s, verify_hashes %u", files[f],
+                             (unsigned)settings[s]);
+                    atrank_error *err = atrank_model_builder_build(b, &m);
+                    const char *msg = err != NULL ? atrank_error_message(err) : NULL;
+                    if (msg != NULL && strstr(msg, files[f]) == NULL)
+                        test_fail("%s: message does not name %s: %s", what, files[f], msg);
+                    expect(what, err, ATRANK_ERROR_INVALID_PACKAGE, "SHA-256");
+                    if (m != NULL) test_fail("%s: model_out written", what);
+                    else printf("ok   %s: refused\n", what);
+                }
+            }
+            if (dir != NULL) test_remove_tree(dir);
+            free(dir);
+            free(bytes);
+        }
+    }
+}
+
+/* Scores every golden request of the multigroup fixture with groups and features set. */
 static void test_multigroup_golden(atrank_backend backend) {
     const atrank_model *m = build(MULTI, backend, ATRANK_GPU_OFF);
     if (m == NULL) return;
@@ -284,6 +346,7 @@ int main(void) {
     test_handle();
     test_cached();
     test_builder_errors();
+    test_verify_hashes();
     test_gpu_policy();
     test_multigroup_golden(ATRANK_BACKEND_TRACT);
     const char *lib = getenv("ATRANK_ORT_LIB");

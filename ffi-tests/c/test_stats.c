@@ -1,7 +1,7 @@
 /*
  * atrank_model_stats, atrank_latency_bounds and atrank_model_info: the counters agree with the
  * calls this test makes, and the info agrees with the package as read independently here
- * (spec.json through cJSON, vocabulary files' lines, `sha256sum` of the graph file).
+ * (spec.json through cJSON, the vocabulary atv files' headers, `sha256sum` of the graph file).
  *
  * - N successful scores: score.calls == N, the latency histogram counts N, no failure.
  * - Failing calls count under their code (too many candidates: INVALID_ARGUMENT, wrong
@@ -78,6 +78,18 @@ static void *work(void *arg) {
         }
     }
     return NULL;
+}
+
+/* 1 if <dir>/spec.json names split encoder/scorer graphs (graph.encoder), else 0. */
+static int spec_has_split(const char *dir) {
+    char *path = test_join_path(dir, "spec.json");
+    cJSON *spec = path != NULL ? test_read_json(path) : NULL;
+    free(path);
+    if (spec == NULL) test_fail("cannot read %s/spec.json", dir);
+    const cJSON *graph = cJSON_GetObjectItemCaseSensitive(spec, "graph");
+    int split = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(graph, "encoder"));
+    cJSON_Delete(spec);
+    return split;
 }
 
 /* Counters after real calls, on one package and backend. */
@@ -198,7 +210,8 @@ static void test_counts(const char *dir, atrank_backend backend) {
         expect_u64("score_cached.calls", s.score_cached.calls, 2);
         expect_u64("score.calls (+ handle_score twice)", s.score.calls, n + 5);
         expect_u64("failures[NULL_ARGUMENT] (handle_score)", s.score.failures[ATRANK_ERROR_NULL_ARGUMENT], 1);
-        int split = strcmp(dir, MULTI) == 0;
+        /* Split encoder/scorer graphs (graph.encoder in spec.json: every format-3 package). */
+        int split = spec_has_split(dir);
         expect_u64("cache_misses", s.cache_misses, split ? 1 : 0);
         expect_u64("cache_hits", s.cache_hits, split ? 1 : 0);
         expect_u64("cache_entries", s.cache_entries, split ? 1 : 0);
@@ -255,37 +268,10 @@ done:
     golden_free(&g);
 }
 
-/* Lines of a file (a last line without '\n' counts), or (size_t)-1. */
-static size_t count_lines(const char *path) {
-    size_t len = 0;
-    char *text = test_read_file(path, &len);
-    if (text == NULL) return (size_t)-1;
-    size_t lines = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] == '\n') lines++;
-    }
-    if (len > 0 && text[len - 1] != '\n') lines++;
-    free(text);
-    return lines;
-}
-
-/* The vocabulary file of table `name`, per spec.json (version 1: a feature's vocab; 2: tables). */
+/* The vocabulary file of table `name`, per spec.json (format 3: tables.<name>.vocab). */
 static const char *vocab_path(const cJSON *spec, const char *name) {
-    const cJSON *tables = cJSON_GetObjectItemCaseSensitive(spec, "tables");
-    if (tables != NULL) {
-        return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tables, name));
-    }
-    const cJSON *group;
-    cJSON_ArrayForEach(group, cJSON_GetObjectItemCaseSensitive(spec, "groups")) {
-        const cJSON *f;
-        cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(group, "features")) {
-            const char *fname = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
-            if (fname != NULL && strcmp(fname, name) == 0) {
-                return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "vocab"));
-            }
-        }
-    }
-    return NULL;
+    const cJSON *table = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "tables"), name);
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(table, "vocab"));
 }
 
 static void expect_str(const char *what, const char *got, const char *want) {
@@ -352,29 +338,27 @@ static void test_info(const char *dir, atrank_backend backend) {
         expect_str("graph_sha256", atrank_info_graph_sha256(info), hex);
     }
 
-    /* Every table of the spec, with its vocabulary's line count. */
+    /* Every table of the spec, with its vocabulary's key count: n in the atv file's header
+     * (read here), which must also be the spec's `size`. */
     size_t tables = atrank_info_table_count(info);
     const cJSON *spec_tables = cJSON_GetObjectItemCaseSensitive(spec, "tables");
-    size_t want_tables = 0;
-    if (spec_tables != NULL) {
-        want_tables = (size_t)cJSON_GetArraySize(spec_tables);
-    } else {
-        const cJSON *group = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(spec, "groups"), 0);
-        want_tables = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(group, "features"));
-    }
-    expect_u64("table count", tables, want_tables);
+    expect_u64("table count", tables, (uint64_t)cJSON_GetArraySize(spec_tables));
     for (size_t i = 0; i < tables; i++) {
         const char *t = atrank_info_table_name(info, i);
         const char *rel = t != NULL ? vocab_path(spec, t) : NULL;
         if (rel == NULL) {
-            test_fail("table %zu (\"%s\") is not in spec.json", i, t ? t : "(NULL)");
+            test_fail("table %zu (\"%s\") is not in spec.json's tables", i, t ? t : "(NULL)");
             continue;
         }
         char *path = test_join_path(dir, rel);
-        char what[256];
-        snprintf(what, sizeof what, "vocab size of table %s (%s lines)", t, rel);
-        expect_u64(what, atrank_info_table_vocab_size(info, i), count_lines(path));
+        uint64_t keys = path != NULL ? test_atv_count(path) : (uint64_t)-1;
         free(path);
+        char what[256];
+        snprintf(what, sizeof what, "vocab size of table %s (%s header)", t, rel);
+        expect_u64(what, atrank_info_table_vocab_size(info, i), keys);
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec_tables, t), "size");
+        snprintf(what, sizeof what, "spec size of table %s vs its atv header", t);
+        expect_u64(what, (uint64_t)cJSON_GetNumberValue(size), keys);
     }
     if (atrank_info_table_name(info, tables) != NULL) test_fail("table_name past the end is not NULL");
     expect_u64("table_vocab_size past the end", atrank_info_table_vocab_size(info, tables), 0);

@@ -90,7 +90,7 @@ GoldenRequest parse_request(const cJSON *req, std::size_t index) {
         const std::string bw = where + ".behaviors[" + std::to_string(i++) + "]";
         atrank::Behavior behavior;
         const cJSON *id = field(b, "item");
-        behavior.item = string(id != nullptr ? id : field(b, "id"), bw + ".item");  // format 2 says "id"
+        behavior.item = string(id != nullptr ? id : field(b, "id"), bw + ".item");  // formats 2 and 3 say "id"
         behavior.group = optional_string(field(b, "group"), bw + ".group");
         const cJSON *features = field(b, "features");
         const cJSON *f = nullptr;

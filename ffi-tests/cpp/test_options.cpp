@@ -4,6 +4,10 @@
 // Model::score on the same request.
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,7 +53,7 @@ protected:
     }
 };
 
-// Groups and features from C++: the format-2 fixture's golden requests, one by one and as one
+// Groups and features from C++: the multigroup fixture's golden requests, one by one and as one
 // batch, match the trainer; the batch equals single scoring.
 TEST_P(Backends, MultiGroupGoldenSingleAndBatch) {
     const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);
@@ -110,6 +114,51 @@ TEST(Options, ServingAndOutOfRangeOptions) {
     bad.gpu_policy = ATRANK_GPU_STRICT;  // tract has no GPU path
     EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_BACKEND_UNAVAILABLE));
     EXPECT_TRUE(throws_code([&] { atrank::Model::load("/nonexistent/atrank", tract()); }, ATRANK_ERROR_IO));
+}
+
+// verify_hashes: both values load; any other is refused by the setter; one flipped byte in a
+// small file (always hashed) is refused with the file's name under both.
+TEST(Options, VerifyHashes) {
+    for (const atrank_verify_hashes v : {ATRANK_VERIFY_HASHES_SMALL, ATRANK_VERIFY_HASHES_ALL}) {
+        atrank::Options o = tract();
+        o.verify_hashes = v;
+        EXPECT_EQ(atrank::Model::load(kSingle, o).serving(), static_cast<atrank_serving>(ATRANK_SERVING_TRACT));
+    }
+    atrank::Options bad = tract();
+    bad.verify_hashes = 2;
+    EXPECT_TRUE(throws_code([&] { atrank::Model::load(kSingle, bad); }, ATRANK_ERROR_INVALID_ARGUMENT));
+
+    namespace fs = std::filesystem;
+    const char *tmp = std::getenv("TMPDIR");
+    std::string made = (fs::path(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") / "atrank-cpp-verify-XXXXXX").string();
+    ASSERT_NE(mkdtemp(made.data()), nullptr);
+    const fs::path dir = made;
+    fs::copy(kSingle, dir, fs::copy_options::recursive);
+    const fs::path tables = dir / "tables.bin";
+    std::string bytes;
+    {
+        std::ifstream in(tables, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    ASSERT_FALSE(bytes.empty());
+    bytes.back() = static_cast<char>(bytes.back() ^ 0x40);
+    {
+        std::ofstream out(tables, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    for (const atrank_verify_hashes v : {ATRANK_VERIFY_HASHES_SMALL, ATRANK_VERIFY_HASHES_ALL}) {
+        atrank::Options o = tract();
+        o.verify_hashes = v;
+        try {
+            atrank::Model::load(dir.string(), o);
+            ADD_FAILURE() << "a flipped byte in tables.bin loaded (verify_hashes " << v << ")";
+        } catch (const atrank::Error &e) {
+            EXPECT_EQ(e.code(), static_cast<atrank_code>(ATRANK_ERROR_INVALID_PACKAGE)) << e.what();
+            EXPECT_NE(std::string(e.what()).find("tables.bin"), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("SHA-256"), std::string::npos) << e.what();
+        }
+    }
+    fs::remove_all(dir);
 }
 
 TEST(Options, PermissiveGpuServesOnTheCpuHere) {

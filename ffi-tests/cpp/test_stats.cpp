@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -77,10 +78,21 @@ std::string read_text(const std::string &path) {
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-std::size_t lines(const std::string &path) {
-    const std::string text = read_text(path);
-    std::size_t n = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
-    return (!text.empty() && text.back() != '\n') ? n + 1 : n;
+uint64_t le64(const std::string &bytes, std::size_t at) {
+    uint64_t v = 0;
+    for (std::size_t i = 8; i-- > 0;) v = v << 8 | static_cast<unsigned char>(bytes[at + i]);
+    return v;
+}
+
+// The key count n of a format-3 atv file, from its header, after checking the magic and that
+// the file is exactly 32 + 8 (n + 1) + key_bytes bytes (docs/package-format-v3.md); throws if not.
+uint64_t atv_keys(const std::string &path) {
+    const std::string bytes = read_text(path);
+    if (bytes.size() < 40 || bytes.compare(0, 8, "ATRVOC01") != 0) throw std::runtime_error(path + ": not an atv file");
+    const uint64_t n = le64(bytes, 8), key_bytes = le64(bytes, 16);
+    if (n > (bytes.size() - 32) / 8 - 1 || 32 + 8 * (n + 1) + key_bytes != bytes.size())
+        throw std::runtime_error(path + ": header does not match the file's size");
+    return n;
 }
 
 TEST(Info, MatchesTheSpec) {
@@ -106,24 +118,18 @@ TEST(Info, MatchesTheSpec) {
             EXPECT_EQ(info.max_history[i].first, str(g, "name"));
             EXPECT_EQ(info.max_history[i].second, static_cast<std::size_t>(cJSON_GetNumberValue(cJSON_GetObjectItem(g, "max_history"))));
         }
-        // Vocabulary sizes: the spec's vocabulary files' line counts (format 2: "tables"; format
-        // 1: the single group's features).
+        // Vocabulary sizes: each table's atv file's key count (its header, read here), which is
+        // also the spec's tables.<name>.size (format 3).
         const cJSON *tables = cJSON_GetObjectItem(spec, "tables");
         ASSERT_FALSE(info.vocab_sizes.empty());
+        EXPECT_EQ(info.vocab_sizes.size(), static_cast<std::size_t>(cJSON_GetArraySize(tables)));
         for (const auto &[table, size] : info.vocab_sizes) {
-            const char *file = nullptr;
-            if (tables != nullptr) {
-                file = cJSON_GetStringValue(cJSON_GetObjectItem(tables, table.c_str()));
-            } else {
-                const cJSON *f = nullptr;
-                cJSON_ArrayForEach(f, cJSON_GetObjectItem(cJSON_GetArrayItem(groups, 0), "features")) {
-                    if (table == str(f, "name")) {
-                        file = cJSON_GetStringValue(cJSON_GetObjectItem(f, "vocab"));
-                    }
-                }
-            }
-            ASSERT_NE(file, nullptr) << "table " << table << " not in spec.json";
-            EXPECT_EQ(size, lines(dir + "/" + file)) << table;
+            const cJSON *t = cJSON_GetObjectItem(tables, table.c_str());
+            const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(t, "vocab"));
+            ASSERT_NE(file, nullptr) << "table " << table << " not in spec.json's tables";
+            const uint64_t keys = atv_keys(dir + "/" + file);
+            EXPECT_EQ(size, keys) << table;
+            EXPECT_EQ(static_cast<uint64_t>(cJSON_GetNumberValue(cJSON_GetObjectItem(t, "size"))), keys) << table;
         }
         cJSON_Delete(spec);
     }

@@ -5,7 +5,7 @@
  *   consumer PACKAGE_DIR
  *
  * Checks the library's version against the installed header, loads PACKAGE_DIR on tract,
- * scores one request (empty history, the first two items of PACKAGE_DIR/vocab/item.txt) and
+ * scores one request (empty history, the first two item ids of PACKAGE_DIR/vocab/item_id.atv) and
  * checks that the two scores are finite. Exit 0 on success, 1 on any failure.
  */
 #include <atrank.h>
@@ -21,27 +21,43 @@ static int fail_error(const char *what, atrank_error *err) {
   return 1;
 }
 
-/* Reads the first two non-empty lines of PACKAGE_DIR/vocab/item.txt into a and b. */
+static unsigned long long le64(const unsigned char *p) {
+  unsigned long long v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+/* Reads the first two keys of PACKAGE_DIR/vocab/item_id.atv (the item id vocabulary of a
+ * format-3 package: magic "ATRVOC01", n, key_bytes, reserved, offsets[n + 1], then the keys;
+ * little-endian, docs/package-format-v3.md) into a and b. */
 static int read_two_items(const char *package_dir, char *a, char *b, size_t cap) {
   char path[4096];
-  if (snprintf(path, sizeof path, "%s/vocab/item.txt", package_dir) >= (int)sizeof path) return 1;
-  FILE *f = fopen(path, "r");
+  if (snprintf(path, sizeof path, "%s/vocab/item_id.atv", package_dir) >= (int)sizeof path) return 1;
+  FILE *f = fopen(path, "rb");
   if (!f) {
     fprintf(stderr, "consumer: cannot open %s\n", path);
     return 1;
   }
+  unsigned char head[56]; /* header (32) + offsets[0..2] (24) */
+  size_t got = fread(head, 1, sizeof head, f);
+  if (got != sizeof head || memcmp(head, "ATRVOC01", 8) != 0 || le64(head + 8) < 2) {
+    fclose(f);
+    fprintf(stderr, "consumer: %s is not an atv file of at least two keys\n", path);
+    return 1;
+  }
+  unsigned long long n = le64(head + 8), o1 = le64(head + 40), o2 = le64(head + 48);
   char *out[2] = {a, b};
-  int n = 0;
-  char line[1024];
-  while (n < 2 && fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\r\n")] = '\0';
-    if (line[0] == '\0') continue;
-    if (strlen(line) >= cap) break;
-    strcpy(out[n++], line);
+  unsigned long long lo[2] = {le64(head + 32), o1}, hi[2] = {o1, o2};
+  int ok = 1;
+  for (int k = 0; k < 2 && ok; k++) {
+    size_t len = (size_t)(hi[k] - lo[k]);
+    ok = lo[k] < hi[k] && len < cap && fseek(f, (long)(32 + 8 * (n + 1) + lo[k]), SEEK_SET) == 0 &&
+         fread(out[k], 1, len, f) == len;
+    if (ok) out[k][len] = '\0';
   }
   fclose(f);
-  if (n < 2) {
-    fprintf(stderr, "consumer: %s holds fewer than two items\n", path);
+  if (!ok) {
+    fprintf(stderr, "consumer: cannot read the first two keys of %s\n", path);
     return 1;
   }
   return 0;

@@ -80,6 +80,7 @@ def test_constants_match_header():
     assert _define("ATRANK_ABI_VERSION") == _native.ABI_VERSION
     assert _define("ATRANK_VERSION_MAJOR") == _native.VERSION_MAJOR
     for name in ("BACKEND_ORT", "BACKEND_TRACT", "GPU_OFF", "GPU_STRICT", "GPU_PERMISSIVE",
+                 "VERIFY_HASHES_SMALL", "VERIFY_HASHES_ALL",
                  "SERVING_ORT_CPU", "SERVING_ORT_CUDA", "SERVING_TRACT"):
         assert _define(f"ATRANK_{name}") == getattr(_native, name), name
     assert _define("ATRANK_STATS_CODES") == _native.STATS_CODES

@@ -135,6 +135,24 @@ def test_bad_options():
     assert info.value.code == atrank.Code.INVALID_ARGUMENT
     with pytest.raises(atrank.InvalidArgumentError, match="sessions"):
         atrank.Model(TINY, sessions=65)
+    with pytest.raises(atrank.InvalidArgumentError, match="verify_hashes"):
+        atrank.Model(TINY, verify_hashes="some")
+
+
+@pytest.mark.parametrize("verify", ["small", "all"])
+def test_verify_hashes(tmp_path, verify):
+    """Both settings load; one flipped byte in a small file (always hashed) is refused under
+    both, naming the file."""
+    with atrank.Model(TINY, verify_hashes=verify) as model:
+        assert model.info().spec_version == 3
+    shutil.copytree(TINY, tmp_path, dirs_exist_ok=True)
+    tables = tmp_path / "tables.bin"
+    data = bytearray(tables.read_bytes())
+    data[-1] ^= 0x40
+    tables.write_bytes(bytes(data))
+    with pytest.raises(atrank.InvalidPackageError, match=r"tables\.bin: SHA-256") as info:
+        atrank.Model(tmp_path, verify_hashes=verify)
+    assert info.value.code == atrank.Code.INVALID_PACKAGE
 
 
 def test_ort_library_missing_in_fresh_process():
@@ -341,9 +359,9 @@ def test_close_waits_for_calls_in_flight():
 
 
 def test_handle_reload_snapshot_and_threads(backend):
-    """Threads score through a Handle while it is reloaded (alternately the format-1 and the
-    format-2 fixture, some reloads failing): no call fails, every failed reload leaves a model
-    serving, and every snapshot pairs a model with its own generation (only the format-2
+    """Threads score through a Handle while it is reloaded (alternately the single-group and the
+    multigroup fixture, some reloads failing): no call fails, every failed reload leaves a model
+    serving, and every snapshot pairs a model with its own generation (only the multigroup
     model, on even generations, knows the group "query")."""
     with atrank.Model(TINY, backend) as first, atrank.Handle(first) as handle:
         assert handle.generation == 1

@@ -33,6 +33,9 @@ BACKEND_TRACT = 1
 GPU_OFF = 0
 GPU_STRICT = 1
 GPU_PERMISSIVE = 2
+# atrank_verify_hashes
+VERIFY_HASHES_SMALL = 0
+VERIFY_HASHES_ALL = 1
 # atrank_serving
 SERVING_ORT_CPU = 0
 SERVING_ORT_CUDA = 1
@@ -144,6 +147,7 @@ _FUNCTIONS = {
     "atrank_model_builder_set_ort_library": (_ErrorP, [_BuilderP, c_char_p]),
     "atrank_model_builder_set_cache_capacity": (_ErrorP, [_BuilderP, c_size_t]),
     "atrank_model_builder_set_sessions": (_ErrorP, [_BuilderP, c_size_t]),
+    "atrank_model_builder_set_verify_hashes": (_ErrorP, [_BuilderP, c_uint32]),
     "atrank_model_builder_build": (_ErrorP, [_BuilderP, POINTER(_ModelP)]),
     "atrank_model_builder_free": (None, [_BuilderP]),
     "atrank_model_backend": (_ErrorP, [_ModelP, POINTER(c_uint32)]),

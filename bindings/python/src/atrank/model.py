@@ -27,6 +27,10 @@ _GPU_POLICIES = {
     "strict": _native.GPU_STRICT,
     "permissive": _native.GPU_PERMISSIVE,
 }
+_VERIFY_HASHES = {
+    "small": _native.VERIFY_HASHES_SMALL,
+    "all": _native.VERIFY_HASHES_ALL,
+}
 _SERVING_NAMES = {
     _native.SERVING_ORT_CPU: "ort-cpu",
     _native.SERVING_ORT_CUDA: "ort-cuda",
@@ -196,13 +200,16 @@ def _request_fields(request: Any, where: str) -> tuple[Any, Any, Any]:
 
 
 def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu=None,
-                 ort_library=None, cache_capacity=None, sessions=None):
+                 ort_library=None, cache_capacity=None, sessions=None, verify_hashes=None):
     """A C builder for ``package_dir`` with the options applied (``None`` keeps a default).
     The caller passes it to a consuming call (build, reload); freed here on error."""
     if backend not in _BACKENDS:
         raise InvalidArgumentError(f"backend: {backend!r} is not one of {sorted(_BACKENDS)}")
     if gpu is not None and gpu not in _GPU_POLICIES:
         raise InvalidArgumentError(f"gpu: {gpu!r} is not one of {sorted(_GPU_POLICIES)}")
+    if verify_hashes is not None and verify_hashes not in _VERIFY_HASHES:
+        raise InvalidArgumentError(
+            f"verify_hashes: {verify_hashes!r} is not one of {sorted(_VERIFY_HASHES)}")
     builder = ctypes.POINTER(_native.CModelBuilder)()
     lib.check(lib.atrank_model_builder_new(
         _encode(os.fspath(package_dir), "package_dir"), ctypes.byref(builder)))
@@ -222,6 +229,9 @@ def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu
         if sessions is not None:
             lib.check(lib.atrank_model_builder_set_sessions(
                 builder, _size(sessions, "sessions")))
+        if verify_hashes is not None:
+            lib.check(lib.atrank_model_builder_set_verify_hashes(
+                builder, _VERIFY_HASHES[verify_hashes]))
     except BaseException:
         lib.atrank_model_builder_free(builder)
         raise
@@ -235,7 +245,9 @@ class Model:
     Runtime, whose shared library comes from ``ort_library=`` or ``$ATRANK_ORT_LIB``. The
     options map to the C builder (``atrank_model_builder_*``); ``None`` keeps the library's
     default. ``sessions`` sizes ONNX Runtime's session pool (1..64): threads scoring one ORT
-    model at once need more than one. ``lib_path`` picks ``libatrank.so`` (else
+    model at once need more than one. ``verify_hashes`` is ``"small"`` (the default: the
+    SHA-256 of every package file of at most 64 MiB is checked at load) or ``"all"`` (every
+    file's); sizes are always checked. ``lib_path`` picks ``libatrank.so`` (else
     ``$ATRANK_LIB``, else the loader's path).
 
     Thread safety: one ``Model`` may be used from any number of Python threads at once. ctypes
@@ -257,6 +269,7 @@ class Model:
         ort_library: str | os.PathLike | None = None,
         cache_capacity: int | None = None,
         sessions: int | None = None,
+        verify_hashes: str | None = None,
         lib_path: str | os.PathLike | None = None,
     ) -> None:
         self._handle = None
@@ -273,7 +286,8 @@ class Model:
 
         builder = _new_builder(lib, self.package_dir, backend, intra_threads=intra_threads,
                                gpu=gpu, ort_library=ort_library,
-                               cache_capacity=cache_capacity, sessions=sessions)
+                               cache_capacity=cache_capacity, sessions=sessions,
+                               verify_hashes=verify_hashes)
         model = ctypes.POINTER(_native.CModel)()
         # build always consumes the builder, also on error.
         lib.check(lib.atrank_model_builder_build(builder, ctypes.byref(model)))

@@ -63,7 +63,7 @@ func FromPackage(dir string) ([]Sample, float64, error) {
 			RequestTime int64  `json:"request_time"`
 			Behaviors   []struct {
 				Item      string            `json:"item"` // format 1
-				ID        string            `json:"id"`   // format 2
+				ID        string            `json:"id"`   // formats 2 and 3
 				Category  *string           `json:"category"`
 				Action    *string           `json:"action"`
 				Timestamp int64             `json:"timestamp"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"math"
@@ -243,10 +244,18 @@ func TestMetricsPage(t *testing.T) {
 	spec := struct {
 		Name      string `json:"name"`
 		CreatedBy string `json:"created_by"`
+		Tables    map[string]struct {
+			Size int `json:"size"`
+		} `json:"tables"`
 	}{}
-	data, _ := os.ReadFile(filepath.Join(fixture, "spec.json"))
-	_ = json.Unmarshal(data, &spec)
-	for _, want := range []string{
+	data, err := os.ReadFile(filepath.Join(fixture, "spec.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &spec); err != nil || len(spec.Tables) == 0 {
+		t.Fatalf("%s/spec.json: %v (%d tables)", fixture, err, len(spec.Tables))
+	}
+	wants := []string{
 		"# TYPE atrank_calls_total counter",
 		"# TYPE atrank_latency_seconds histogram",
 		`atrank_calls_total{entry="score"} 3`,
@@ -257,8 +266,12 @@ func TestMetricsPage(t *testing.T) {
 		`name="` + spec.Name + `"`,
 		`created_by="` + spec.CreatedBy + `"`,
 		`serving="tract"`,
-		`atrank_model_vocab_size{table="item"}`,
-	} {
+	}
+	// Every table of the spec (format 3: tables.<name>.size) with its size.
+	for name, table := range spec.Tables {
+		wants = append(wants, fmt.Sprintf("atrank_model_vocab_size{table=%q} %d\n", name, table.Size))
+	}
+	for _, want := range wants {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
