@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from atrank_export.data import load_ml100k
+from atrank_export.readers.movielens import ml100k_log
 
 package, out, n_requests, n_candidates = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 import json
@@ -58,23 +58,30 @@ from atrank_export.vocabfile import Atv
 spec = json.loads((package / "spec.json").read_text())
 target = next(g for g in spec["groups"] if g["name"] == spec["target_group"])
 items = Atv.open(package / spec["tables"][target["features"][0]["table"]]["vocab"]).keys()
-data = load_ml100k()
+log = ml100k_log()
+# Per user, the rows of the columnar log in the tie rule's order (timestamp, then row order).
+order = np.lexsort((np.arange(len(log)), log.timestamp, log.user))
+starts = np.searchsorted(log.user[order], np.arange(len(log.users) + 1))
+objects, category = log.objects[log.target_group], log.catalog_column(log.target_group, "category")
+def behavior(r):
+    o = log.object[r]
+    return {"item": objects[o], "category": log.values["category"][category[o]] if category[o] >= 0 else None,
+            "action": log.actions[log.action[r]], "timestamp": int(log.timestamp[r])}
+users = [u for u in range(len(log.users)) if starts[u + 1] - starts[u] >= 2]
 rng = np.random.default_rng(7)
-users = [u for u in data.users if len(data.sequences[u]) >= 2]
 rows = {"request_id": [], "user": [], "behaviors": [], "candidates": [], "request_time": []}
 for r in range(n_requests):
     u = users[int(rng.integers(len(users)))]
-    seq = data.sequences[u]
+    seq = order[starts[u]:starts[u + 1]]
     cut = int(rng.integers(1, len(seq)))
     hist = seq[max(0, cut - 50):cut]
-    target = seq[cut]
-    cands = [target.item] + [items[int(k)] for k in rng.integers(0, len(items), n_candidates - 1)]
+    t = seq[cut]
+    cands = [objects[log.object[t]]] + [items[int(k)] for k in rng.integers(0, len(items), n_candidates - 1)]
     rows["request_id"].append(f"r{r:06d}")
-    rows["user"].append(u)
-    rows["behaviors"].append([{"item": b.item, "category": b.category, "action": b.action,
-                               "timestamp": int(b.timestamp)} for b in hist])
+    rows["user"].append(log.users[u])
+    rows["behaviors"].append([behavior(b) for b in hist])
     rows["candidates"].append(cands)
-    rows["request_time"].append(int(target.timestamp))
+    rows["request_time"].append(int(log.timestamp[t]))
 behavior = pa.struct([("item", pa.string()), ("category", pa.string()),
                       ("action", pa.string()), ("timestamp", pa.int64())])
 schema = pa.schema([("request_id", pa.string()), ("user", pa.string()),
