@@ -156,6 +156,14 @@ def mean_std(xs) -> str:
     return f"{xs.mean():.4f} ± {sd:.4f}"
 
 
+def mean_std_of(rows, key: str) -> str:
+    """``mean_std`` of ``row[key]`` over rows, or "n/a" where a row lacks it (a --json dump
+    from before Recall@10 / NDCG@10 were measured, re-rendered or reused)."""
+    if any(key not in r for r in rows):
+        return "n/a"
+    return mean_std([r[key] for r in rows])
+
+
 def plot_curves(runs: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -203,15 +211,16 @@ def multigroup_section(mg: dict) -> list[str]:
          f"{f['epochs']} epochs, epoch chosen on validation all-items AUC); item-only reads "
          "only the item group. Seeds: " + ", ".join(str(r["seed"]) for r in
                                                      res["multi-group"]) + "."), "",
-        ("| model | all-items AUC | one-neg AUC | global ROC AUC | valid all-items AUC | "
-        "chosen epochs | wall time / run |"),
-        "|---|---|---|---|---|---|---|",
+        ("| model | all-items AUC | one-neg AUC | global ROC AUC | Recall@10 | NDCG@10 | "
+        "valid all-items AUC | chosen epochs | wall time / run |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rs in res.items():
         lines.append(
             f"| {name} | {mean_std([r['all_items_auc'] for r in rs])} | "
             f"{mean_std([r['one_neg_auc'] for r in rs])} | "
             f"{mean_std([r['global_auc'] for r in rs])} | "
+            f"{mean_std_of(rs, 'recall_at_10')} | {mean_std_of(rs, 'ndcg_at_10')} | "
             f"{mean_std([r['valid']['all_items_auc'] for r in rs])} | "
             f"{', '.join(str(r['best_epoch']) for r in rs)} | "
             f"{np.mean([r['seconds'] for r in rs]):.0f}s |")
@@ -264,7 +273,10 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
         ("- Metrics (test): all-items AUC = per-user AUC of the target against every item the "
         "user never touched, averaged over users (primary); one-neg AUC = the paper's per-user "
         "AUC against the one fixed negative (ties lose); global ROC AUC over all pooled "
-        "(target, negative) scores."),
+        "(target, negative) scores; Recall@10 (= HitRate@10, one target per user) and "
+        "NDCG@10 (1 / log2(rank + 1) within the top 10) of the target ranked against every "
+        "item the user never touched (full ranking, no sampling; a tie counts half a place, "
+        "as in all-items AUC), averaged over users."),
         (f"- Machine: {facts['machine']}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads."),
         "",
@@ -294,17 +306,19 @@ def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict
                          f"{m['batch_size']} | {m.get('loss', 'bce')} |")
     lines += ["", "What was tried (validation only):", "", facts["tuning"].rstrip(), "",
               "## Results (test, mean ± std over seeds)", "",
-              ("| model | all-items AUC | one-neg AUC | global ROC AUC | valid all-items AUC "
-              "| chosen epochs | wall time / run |"),
-              "|---|---|---|---|---|---|---|"]
+              ("| model | all-items AUC | one-neg AUC | global ROC AUC | Recall@10 | NDCG@10 "
+              "| valid all-items AUC | chosen epochs | wall time / run |"),
+              "|---|---|---|---|---|---|---|---|---|"]
     for name in ORDER:
         if name not in runs:
             continue
         rs = runs[name]
+        tests = [m["test"] for m in rs]
         lines.append(
             f"| {name} | {mean_std([m['test']['all_items_auc'] for m in rs])} | "
             f"{mean_std([m['test']['one_neg_auc'] for m in rs])} | "
             f"{mean_std([m['test']['global_auc'] for m in rs])} | "
+            f"{mean_std_of(tests, 'recall_at_10')} | {mean_std_of(tests, 'ndcg_at_10')} | "
             f"{mean_std([m['valid']['all_items_auc'] for m in rs])} | "
             f"{', '.join(str(m['best_epoch']) for m in rs)} | "
             f"{np.mean([m['wall_seconds'] for m in rs]):.0f}s |")

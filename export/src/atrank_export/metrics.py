@@ -47,3 +47,32 @@ def pos_vs_many_auc(pos: float, negs: np.ndarray) -> float:
     if negs.size == 0:
         raise ValueError("no negatives")
     return float(((negs < pos).sum() + 0.5 * (negs == pos).sum()) / negs.size)
+
+
+def target_rank(pos: float, negs: np.ndarray) -> float:
+    """1-based rank of one target among itself and ``negs`` (higher score = better).
+
+    r = 1 + #(negs scoring strictly higher) + 0.5 * #(negs scoring exactly the same): ties
+    get the AVERAGE rank, as ``pos_vs_many_auc`` counts a tie one half, so that
+    ``pos_vs_many_auc(pos, negs) == 1 - (r - 1) / len(negs)``. With ties r can be a half
+    integer. A NaN target ranks last (no negative is below or equal to it).
+    """
+    negs = np.asarray(negs, dtype=np.float64)
+    if np.isnan(pos):
+        return float(negs.size + 1)
+    return float(1 + (negs > pos).sum() + 0.5 * (negs == pos).sum())
+
+
+def recall_ndcg_at_k(pos: float, negs: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """Full-ranking Recall@k and NDCG@k of one held-out target against ``negs`` (every
+    candidate, no sampling), from the average-tie rank r of ``target_rank``.
+
+    With one relevant item, Recall@k = HitRate@k = 1 if r <= k else 0, and (ideal DCG = 1)
+    NDCG@k = 1 / log2(r + 1) if r <= k else 0.
+    """
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    r = target_rank(pos, negs)
+    if r > k:
+        return 0.0, 0.0
+    return 1.0, float(1.0 / np.log2(r + 1.0))

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__
-from .metrics import one_negative_auc, pos_vs_many_auc, roc_auc
+from .metrics import one_negative_auc, pos_vs_many_auc, recall_ndcg_at_k, roc_auc
 from .model import ATRank, ModelConfig
 from .split import DEFAULT_SEED, Split
 from .train_state import LAST, check_resumable, load_train_state, save_train_state
@@ -55,14 +55,19 @@ def evaluate(model: torch.nn.Module, split: Split, rows: np.ndarray,
     one_neg_auc: the paper's per-user AUC against the one fixed negative (ties lose);
     all_items_auc: per-user AUC of the target against every item of the vocabulary the user
     never touched, averaged over users; global_auc: ROC AUC over all (target, negative) scores
-    pooled. Each user's history is encoded once; the candidates are every item (rows
+    pooled. recall_at_10 / ndcg_at_10: full-ranking Recall@10 (= HitRate@10, one target per
+    user) and NDCG@10 of the target among the same candidates as all_items_auc (every item
+    the user never touched, no sampling), averaged over users; the target's rank is
+    1 + #(candidates scoring higher) + half the #(candidates scoring the same), i.e. ties
+    get the average rank, as all_items_auc counts a tie one half (``metrics.target_rank``).
+    Each user's history is encoded once; the candidates are every item (rows
     1..n_items) and, last, the target itself with its catalog features (so a target in a
     hashed bucket is scored as the runtime would score it).
     """
     model.eval()
     n_items = split.n_items
     all_items = np.arange(1, n_items + 1, dtype=np.int64)
-    pos_s, neg_s, per_user = [], [], []
+    pos_s, neg_s, per_user, recall, ndcg = [], [], [], [], []
     for s in range(0, len(rows), batch_users):
         chunk = rows[s:s + batch_users]
         cands = np.broadcast_to(all_items, (len(chunk), n_items))
@@ -77,7 +82,11 @@ def evaluate(model: torch.nn.Module, split: Split, rows: np.ndarray,
             neg_s.append(sc[neg - 1])
             keep = np.ones(n_items, dtype=bool)
             keep[split.interacted[user_row] - 1] = False
-            per_user.append(pos_vs_many_auc(pos, sc[:n_items][keep]))
+            negs = sc[:n_items][keep]
+            per_user.append(pos_vs_many_auc(pos, negs))
+            rec, nd = recall_ndcg_at_k(pos, negs, 10)
+            recall.append(rec)
+            ndcg.append(nd)
     pos_s, neg_s = np.array(pos_s), np.array(neg_s)
     return {
         "users": len(rows),
@@ -85,12 +94,18 @@ def evaluate(model: torch.nn.Module, split: Split, rows: np.ndarray,
         "all_items_auc": float(np.mean(per_user)),
         "global_auc": roc_auc(np.r_[pos_s, neg_s],
                               np.r_[np.ones(len(pos_s)), np.zeros(len(neg_s))]),
+        "recall_at_10": float(np.mean(recall)),
+        "ndcg_at_10": float(np.mean(ndcg)),
     }
 
 
 def fmt_metrics(m: dict) -> str:
+    """One line of ``evaluate``'s metrics (Recall@10 / NDCG@10 only where present: a
+    checkpoint saved before they existed has validation metrics without them)."""
+    full = "".join(f" | {label} {m[key]:.4f}" for key, label in
+                   (("recall_at_10", "Recall@10"), ("ndcg_at_10", "NDCG@10")) if key in m)
     return (f"one-neg AUC {m['one_neg_auc']:.4f} | all-items AUC {m['all_items_auc']:.4f} | "
-            f"global ROC AUC {m['global_auc']:.4f} ({m['users']} users)")
+            f"global ROC AUC {m['global_auc']:.4f}{full} ({m['users']} users)")
 
 
 def l2_penalty(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
