@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
-# Regenerates docs/results.md, docs/training-curves.png and docs/results-runs.json: ATRank vs
-# BPR, mean-pool, DIN and GRU on MovieLens-100k (3 seeds, every choice on validation), plus
-# multi-group vs item-only ATRank on the synthetic multi-group data. ~30 min on 2 cores.
-# The hand-written interpretation lives in docs/results-reading.md and is included verbatim.
+# Regenerates docs/results.md: ATRank vs SASRec, GRU, DIN, mean-pool and BPR-MF under one
+# protocol (export/src/atrank_export/compare.py; the protocol is docs/results-protocol.md) on
+# MovieLens-100k and, given its path, on the Taobao user-behavior sample (two tasks). The
+# Taobao file is not part of this repository (its terms: research use); pass its path:
+#
+#   bash scripts/results.sh [--taobao PATH/user_behavior_sample.csv] [--models ...] [...]
+#
+# Every finished run is written at once under docs/results/<task>/, so a stopped run resumes
+# where it was; each task prints its estimated time before it starts (a timed probe) and a
+# progress bar. Extra arguments go to every `compare` call.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
+TAOBAO=""
+if [[ "${1:-}" == "--taobao" ]]; then
+  TAOBAO="$2"
+  shift 2
+fi
 bash scripts/setup.sh
-"$PY" -m atrank_export.compare --seeds 3 --out docs/results.md \
-  --json docs/results-runs.json --reading docs/results-reading.md "$@"
+compare() { "$PY" -m atrank_export compare "$@"; }
+TASKS=(--task docs/results/ml100k)
+compare --data ml100k --time-unit 60 --runs docs/results/ml100k \
+  --title "MovieLens-100k: the next rated movie" "$@"
+if [[ -n "$TAOBAO" ]]; then
+  LOG=(--data log --log "$TAOBAO" --columns user,object_id,category,action,timestamp
+       --no-header --catalog-from-events --min-count 2 --time-unit 60)
+  compare "${LOG[@]}" --first-touch --runs docs/results/taobao-next-item \
+    --title "Taobao sample: the next item a user interacts with for the first time" "$@"
+  compare "${LOG[@]}" --target-actions buy,cart --runs docs/results/taobao-buy-cart \
+    --title "Taobao sample: the next purchase or cart addition" "$@"
+  TASKS+=(--task docs/results/taobao-next-item --task docs/results/taobao-buy-cart)
+fi
+"$PY" -m atrank_export compare-report --out docs/results.md \
+  --protocol docs/results-protocol.md "${TASKS[@]}"

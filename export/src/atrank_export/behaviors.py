@@ -173,6 +173,34 @@ def _same(x, y) -> bool:
     return x == y
 
 
+def with_event_catalog(log: BehaviorLog) -> BehaviorLog:
+    """``log`` with catalog rows taken from its behaviors' own features (every group, every
+    feature an event gives), for a log that carries object features only on its events (a
+    candidate's features come from the catalog, as at serving). They go before the log's
+    own catalog rows, so an explicit catalog still wins, and among events the last one that
+    gives a value wins (catalog rows: a later row's value wins)."""
+    if not log.features:
+        return log
+    catalogs = dict(log.catalogs)
+    for gi, g in enumerate(log.groups):
+        sel = np.flatnonzero(log.group == gi)
+        if len(sel) == 0:
+            continue
+        old = catalogs.get(g, Catalog(np.zeros(0, np.int32)))
+        names = sorted(set(log.features) | set(old.features))
+        feats = {}
+        for f in names:
+            ev = log.features[f][sel] if f in log.features else np.full(len(sel), ABSENT,
+                                                                       np.int32)
+            own = old.features.get(f, np.full(len(old.object), ABSENT, np.int32))
+            feats[f] = np.concatenate([ev, own]).astype(np.int32)
+        catalogs[g] = Catalog(np.concatenate([log.object[sel], old.object]).astype(np.int32),
+                              feats)
+    out = BehaviorLog(**{k: v for k, v in log.__dict__.items() if k != "catalogs"},
+                      catalogs=catalogs)
+    return out
+
+
 class LogBuilder:
     """Accumulates chunks of behaviors and catalog rows (raw strings) into a BehaviorLog."""
 

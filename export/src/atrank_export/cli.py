@@ -36,7 +36,17 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", type=Path, action="append", default=None,
                    help="log: catalog file (repeatable; same formats)")
     p.add_argument("--group", default="item",
-                   help="log: the target group and the default catalog group")
+                   help="log: the target group, the default catalog group, and the group of "
+                   "behaviors that have none (a log without a group column)")
+    p.add_argument("--columns", default=None,
+                   help="log (CSV): comma-separated column names in file order, e.g. "
+                   "user,object_id,category,action,timestamp (for a file without a header "
+                   "line, with --no-header)")
+    p.add_argument("--no-header", dest="header", action="store_false",
+                   help="log (CSV): the first line is data (needs --columns)")
+    p.add_argument("--catalog-from-events", action="store_true",
+                   help="log: features given on behaviors (e.g. category) also form catalog "
+                   "rows, so candidates carry them; an explicit --catalog wins")
     p.add_argument("--users", type=int, default=None, help="synthetic data: users")
 
 
@@ -59,7 +69,10 @@ def read_data(parser: argparse.ArgumentParser, a: argparse.Namespace, seed: int)
     elif a.data == "movielens-csv":
         log = read_movielens_csv(a.ratings, a.movies)
     else:
-        log = read_behavior_log(a.log, catalogs=a.catalog, target_group=a.group)
+        log = read_behavior_log(
+            a.log, catalogs=a.catalog, target_group=a.group, default_group=a.group,
+            columns=a.columns.split(",") if a.columns else None, header=a.header,
+            catalog_from_events=a.catalog_from_events)
     if log.target_group not in log.groups or not (
             log.group == log.group_code(log.target_group)).any():
         parser.error(f"--data {a.data}: no behaviors of group {log.target_group!r} "
@@ -127,8 +140,23 @@ def make_fixture(out: Path, multigroup: bool, epochs: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None, parallel=None) -> int:
     """``parallel``: a ``distributed.Parallel`` for ``train`` (see distributed.py)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["compare"]:                     # its own parser (compare.py)
+        from .compare import main as compare_main
+
+        return compare_main(args[1:])
+    if args[:1] == ["compare-report"]:
+        from .compare import report
+
+        return report(args[1:])
     p = argparse.ArgumentParser(prog="atrank_export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("compare", help="compare ATRank with baselines under one protocol "
+                   "(compare --help)", add_help=False)
+    sub.add_parser("compare-report", help="one Markdown report from compare runs",
+                   add_help=False)
     t = sub.add_parser("train", help="train on a data set, write checkpoint.pt + metrics.json")
     add_data_arguments(t)
     t.add_argument("--out", type=Path, required=True)

@@ -1,13 +1,35 @@
-"""Model comparison: ATRank against BPR-MF, mean-pool, DIN and GRU on the same harness.
+"""Model comparison under one protocol: ATRank against SASRec, GRU, DIN, mean-pool and BPR-MF.
 
-``python -m atrank_export.compare [--seeds 3] [--epochs N] [--out docs/results.md]``
+``python -m atrank_export compare --data <reader> [reader options] --runs DIR [...]``
 
-Every model is trained by ``train.train`` on the same ``Split`` (per seed), for up to its
-epoch budget, keeping the epoch with the best VALIDATION all-items AUC; test figures are
-computed once, for that epoch. Seed k (= base seed + k) sets everything random: the
-fixed negatives (``split.build_split``), the
-initialisation and the training order; all models share the data of a seed, so differences
-between models are paired. Writes a Markdown report and a PNG of the training curves.
+The protocol (docs/results.md states it for readers):
+
+* **Task.** Targets are behaviors of the target group (optionally only some actions, e.g.
+  ``--target-actions buy,cart``, and/or only a user's first behavior on an object,
+  ``--first-touch``); a user's last target is test, the one before validation, every earlier
+  one a training target, each with every earlier behavior as its history (split.py).
+* **Items never seen in training** (``vocabulary="train"``, ``universe="objects"``): the id
+  vocabulary holds the ids seen at least ``--min-count`` times in training events; any other
+  id is unknown (row 0), for every model, as at serving. Candidates, negatives and the
+  full-ranking evaluation range over every object of the target group: an unknown object is
+  scored through its features (category) with the unknown id, so it is neither favoured nor
+  pushed down by an id row that training never touched (objects alike in every input share
+  one score and are counted with their multiplicity).
+* **Tuning budget, the same for every model.** On the first seed only, a grid of
+  ``len(lr) x len(knob)`` configurations (two learning rates x one model-specific knob with
+  two values: ``GRID``), each trained with early stopping on validation all-items AUC (the
+  same ``--max-epochs`` and ``--patience`` for all). The configuration with the best
+  validation all-items AUC wins; test is evaluated once, for it. The other seeds rerun the
+  winner (each with its own early stopping) and are evaluated on test once each.
+* **Variants** (not tuned again: they reuse their parent's configuration): ATRank without
+  actions and without time (``ATRank -action`` / ``ATRank -time``), and each history
+  model without the time and action features it is given by default (``<model> -ta``).
+* **Seeds** set the negatives, the initialisation and the training order; all models share
+  each seed's data, so differences are paired.
+
+Every finished run is written to ``DIR/<run>.json`` at once (the tuning runs' best weights to
+``DIR/<run>.pt`` until test is evaluated), so a stopped comparison resumes where it was.
+``summary.json`` and the report section follow at the end.
 """
 
 from __future__ import annotations
@@ -21,131 +43,267 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .baselines import MODELS, BaselineConfig, UserSplit
-from .cli import add_data_arguments, read_data
+from .cli import add_data_arguments, describe, read_data
 from .model import ATRank
 from .preprocess import TimeBuckets
 from .split import DEFAULT_SEED, Split, build_split
-from .train import setup_threads, train
+from .train import evaluate, setup_threads, train
 
-ORDER = ["ATRank", "BPR", "mean-pool", "DIN", "GRU"]
-
-# Per-model training settings (chosen on validation; see TUNING for what was tried).
-SETTINGS = {
-    "ATRank": {"lr": 1e-3, "l2": 1e-5, "batch_size": 128, "loss": "bce"},
-    "BPR": {"lr": 1e-2, "l2": 1e-5, "batch_size": 128, "loss": "bpr"},
-    "mean-pool": {"lr": 3e-3, "l2": 1e-5, "batch_size": 128, "loss": "bce"},
-    "DIN": {"lr": 3e-3, "l2": 1e-5, "batch_size": 128, "loss": "bce"},
-    "GRU": {"lr": 3e-3, "l2": 1e-5, "batch_size": 128, "loss": "bce"},
+ORDER = ["ATRank", "SASRec", "GRU", "DIN", "mean-pool", "BPR"]
+LOSS = {"ATRank": "bce", "SASRec": "softmax", "GRU": "bce", "DIN": "bce", "mean-pool": "bce",
+        "BPR": "bpr"}
+# The tuning budget: every model gets 2 learning rates x 2 values of one knob of its own.
+GRID = {
+    "ATRank": ((1e-3, 3e-3), ("dropout", (0.0, 0.2))),
+    "SASRec": ((1e-3, 3e-3), ("dropout", (0.2, 0.5))),
+    "GRU": ((1e-3, 3e-3), ("dropout", (0.0, 0.2))),
+    "DIN": ((1e-3, 3e-3), ("dropout", (0.0, 0.2))),
+    "mean-pool": ((1e-3, 3e-3), ("dropout", (0.0, 0.2))),
+    "BPR": ((3e-3, 1e-2), ("l2", (1e-5, 1e-4))),
 }
-# ATRank's time-bucket unit in seconds (chosen on validation; see TUNING). The paper's and the
-# original code's unit is one day (86400).
-TIME_UNIT = 60
-# Epoch budgets: what ~25 min on 2 shared CPU cores allows for 3 seeds (see TUNING).
-EPOCHS = {"ATRank": 5, "BPR": 15, "mean-pool": 8, "DIN": 3, "GRU": 3}
-
-# What was tried on validation (seed 1234 only) before fixing SETTINGS/EPOCHS.
-TUNING = """\
-- Common: Adam, batch 128, gradient-norm clip 5, L2 1e-5 on the embedding rows a batch
-  touches (the harness defaults); the epoch is the argmax of validation all-items AUC.
-- ATRank: lr 1e-3 (default) vs 3e-3, 5 epochs: validation all-items AUC per epoch
-  0.829/0.896/0.901/0.905/0.908 vs 0.885/0.904/0.899/0.907/0.908 — same at epoch 5; kept
-  the default 1e-3. Still rising slowly at epoch 5; ~30-40 s per epoch here caps it at 5.
-- ATRank time-bucket unit (the boundaries 2, 4, ..., 4096 count units; seed 1234, lr 1e-3,
-  5 epochs, best validation all-items AUC): 86400 s (days, the paper's) 0.908 (epoch 5);
-  3600 s 0.910 (epoch 4); 600 s 0.915 (epoch 4); 60 s 0.926 (at epoch 4; the run was
-  stopped there to save time). Chose 60 s: ML-100k is rated in sessions, and most of a
-  history lies within a day of the target, where day buckets see no order at all.
-- BPR: lr 1e-3, 2 epochs: 0.830 (far from converged); lr 1e-2, L2 1e-5, 15 epochs: rises to
-  0.872 at epoch 13 and flattens; lr 1e-2, L2 1e-4: 0.873 at epoch 9, then unstable (0.844
-  at epoch 12). Chose lr 1e-2, L2 1e-5, 15 epochs.
-- mean-pool: lr 1e-3, 8 epochs: 0.826 -> 0.891 (still rising); lr 3e-3: 0.856 -> 0.899
-  (still rising). Chose 3e-3, 8 epochs.
-- DIN, GRU: lr 1e-3, 2 epochs: 0.828/0.834 (DIN), 0.823/0.863 (GRU). Not tuned further
-  (each epoch costs ~35-50 s here); given lr 3e-3 like mean-pool, and 3 epochs — the budget,
-  not convergence, limits them. DIN's attention MLP hidden size is 16 (DIN used 80-40) to keep
-  the per-item evaluation (943 users x 1,682 items x 50 positions) affordable.
-"""
+# Variants: name -> (parent, what changes). Their parent's chosen configuration is reused.
+VARIANTS = {
+    "ATRank -action": ("ATRank", {"use_actions": False}),
+    "ATRank -time": ("ATRank", {"use_time": False}),
+    "SASRec -ta": ("SASRec", {"baseline_ta": False}),
+    "GRU -ta": ("GRU", {"baseline_ta": False}),
+    "DIN -ta": ("DIN", {"baseline_ta": False}),
+    "mean-pool -ta": ("mean-pool", {"baseline_ta": False}),
+}
+L2 = 1e-5            # embedding L2 of every model whose knob is not L2
+BATCH = 128
 
 
-def make_split(log, seed: int, max_users: int | None, max_history: int,
-               time_unit: int = 86400, embedding_dim: int = 32) -> Split:
-    """The one split of a BehaviorLog (any reader); the baselines read its target group."""
-    return build_split(log, max_history=max_history, seed=seed, max_users=max_users,
-                       time_buckets=TimeBuckets(unit_seconds=time_unit),
-                       embedding_dim=embedding_dim)
+@dataclass(frozen=True)
+class RunSpec:
+    model: str                 # a name of ORDER or VARIANTS
+    lr: float
+    knob: str
+    value: float
+    seed: int
+
+    @property
+    def base(self) -> str:
+        return VARIANTS[self.model][0] if self.model in VARIANTS else self.model
+
+    @property
+    def key(self) -> str:
+        slug = self.model.replace(" ", "").replace("-", "_")
+        return f"{slug}__lr{self.lr:g}__{self.knob}{self.value:g}__seed{self.seed}"
+
+
+def split_options(a: argparse.Namespace) -> dict:
+    """build_split keywords of the task (shared by every model and seed)."""
+    return {"max_history": a.max_history, "max_users": a.max_users,
+            "time_buckets": TimeBuckets(unit_seconds=a.time_unit),
+            "embedding_dim": a.embedding_dim, "vocabulary": "train", "universe": "objects",
+            "min_count": a.min_count,
+            "target_actions": a.target_actions.split(",") if a.target_actions else None,
+            "first_touch": a.first_touch}
 
 
 def leakage_check(split: Split) -> dict:
-    """Counts over the test and validation rows: the target inside its own history, the
-    negative inside the history, the negative among the user's items (all should be 0)."""
+    """Counts over the test and validation rows: the fixed negative inside the history and
+    among the user's objects (both must be 0), and the target inside its own history (a
+    repeat: allowed, reported)."""
     out = {}
     for part, rows in (("test", split.test), ("valid", split.valid)):
-        batch = split.batch(rows[:, :2], rows[:, 2:3])
-        hist = batch[f"{split.config.target_group}_id"]
+        hist = split.history(rows[:, :2])[f"{split.config.target_group}_id"]
         target = split.target_items(rows[:, :2])
+        neg_id = split.universe[rows[:, 2], 0]
         out[part] = {
-            "target_in_history": int((hist == target[:, None]).any(1).sum()),
-            "negative_in_history": int((hist == rows[:, 2:3]).any(1).sum()),
+            "target_in_history": int(((hist == target[:, None]) & (target[:, None] > 0))
+                                     .any(1).sum()),
+            "negative_in_history": int(((hist == neg_id[:, None]) & (neg_id[:, None] > 0))
+                                       .any(1).sum()),
             "negative_interacted": int(sum(np.isin(r[2], split.interacted[r[0]])
+                                           and split.universe_count[r[2]] == 1
                                            for r in rows)),
+            "target_unknown_id": int((target == 0).sum()),
             "rows": len(rows),
         }
     return out
 
 
-def run_one(name: str, split: Split, epochs: int, seed: int, settings: dict,
-            log=print) -> dict:
-    s = dict(settings)
-    loss = s.pop("loss")
-    config = split.config if name == "ATRank" else BaselineConfig.of(split.config)
-    if name == "ATRank":
-        factory, run_split = ATRank, split
-    elif name == "BPR":
+def make_model(spec: RunSpec, split: Split):
+    """(model factory, the split to train on, model config) of a run."""
+    over = VARIANTS.get(spec.model, (None, {}))[1]
+    if spec.base == "ATRank":
+        cfg = type(split.config).from_dict({**split.config.to_dict(),
+                                            "dropout": spec.value if spec.knob == "dropout"
+                                            else 0.0})
+        return ATRank, split, cfg
+    ta = over.get("baseline_ta", True)
+    cfg = BaselineConfig.of(split.config, use_action=ta, use_time=ta,
+                            dropout=spec.value if spec.knob == "dropout" else 0.0)
+    if spec.base == "BPR":
         run_split = UserSplit.of(split)
-        factory = (lambda cfg: MODELS["BPR"](cfg, run_split))
-    else:
-        factory, run_split = (lambda cfg: MODELS[name](cfg, split)), split
-    t0 = time.perf_counter()
-    _, m = train(run_split, config, epochs=epochs, seed=seed, progress=False,
-                 log=lambda msg: log(f"  {name} seed {seed} {msg.strip()}")
-                 if msg.startswith(("epoch", "  validation")) else None,
-                 model_factory=factory, loss=loss, **s)
-    m["wall_seconds"] = time.perf_counter() - t0
-    m["name"] = name
-    log(f"{name:9s} seed {seed}: best epoch {m['best_epoch']}/{epochs}, "
-        f"valid all-items {m['valid']['all_items_auc']:.4f}, "
-        f"test all-items {m['test']['all_items_auc']:.4f} one-neg {m['test']['one_neg_auc']:.4f} "
-        f"global {m['test']['global_auc']:.4f} ({m['wall_seconds']:.0f}s)")
-    return m
+        return (lambda c: MODELS["BPR"](c, run_split)), run_split, cfg
+    return (lambda c: MODELS[spec.base](c, split)), split, cfg
+
+
+class Comparison:
+    """One task's protocol: tuning grid, winners, seeds, variants; resumable from ``runs``."""
+
+    def __init__(self, log_data, a: argparse.Namespace, runs: Path, echo=print):
+        self.log_data, self.a, self.runs, self.echo = log_data, a, runs, echo
+        self.seeds = [a.seed + k for k in range(a.seeds)]
+        self.splits: dict[tuple[int, str], Split] = {}
+        runs.mkdir(parents=True, exist_ok=True)
+
+    def split(self, seed: int, model: str) -> Split:
+        over = VARIANTS.get(model, (None, {}))[1]
+        flags = {k: v for k, v in over.items() if k in ("use_actions", "use_time")}
+        key = (seed, json.dumps(flags, sort_keys=True))
+        if key not in self.splits:
+            self.splits[key] = build_split(self.log_data, seed=seed, **flags,
+                                           **split_options(self.a))
+        return self.splits[key]
+
+    def done(self, spec: RunSpec) -> dict | None:
+        f = self.runs / f"{spec.key}.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    def run(self, spec: RunSpec, test: bool) -> dict:
+        """Train one configuration (or read its finished run). ``test=False``: keep the best
+        weights in ``<run>.pt`` and evaluate test later, only if it wins."""
+        old = self.done(spec)
+        if old is not None:
+            return old
+        split = self.split(spec.seed, spec.model)
+        factory, run_split, cfg = make_model(spec, split)
+        t0 = time.perf_counter()
+        l2 = spec.value if spec.knob == "l2" else L2
+        model, m = train(run_split, cfg, epochs=self.a.max_epochs, batch_size=BATCH,
+                         lr=spec.lr, l2=l2, seed=spec.seed, progress=False, log=lambda s: None,
+                         model_factory=factory, loss=LOSS[spec.base],
+                         patience=self.a.patience, evaluate_test=test)
+        m.pop("config", None)
+        m.update({"name": spec.model, "key": spec.key, "knob": spec.knob,
+                  "knob_value": spec.value, "wall_seconds": time.perf_counter() - t0})
+        if not test:
+            torch.save(model.state_dict(), self.runs / f"{spec.key}.pt")
+        (self.runs / f"{spec.key}.json").write_text(json.dumps(m, indent=1) + "\n")
+        v = m["valid"]["all_items_auc"] if m["valid"] else float("nan")
+        self.echo(f"{spec.model:14s} seed {spec.seed} lr {spec.lr:g} {spec.knob} "
+                  f"{spec.value:g}: best epoch {m['best_epoch']}/{len(m['epochs'])}"
+                  f"{' (at the cap)' if m['best_at_cap'] else ''}, valid all-items {v:.4f}"
+                  + (f", test all-items {m['test']['all_items_auc']:.4f}" if test else "")
+                  + f" ({m['wall_seconds']:.0f}s)")
+        return m
+
+    def test_winner(self, spec: RunSpec, m: dict) -> dict:
+        """Evaluate the chosen tuning run on test, once (from its saved best weights)."""
+        if m.get("test") is not None:
+            return m
+        split = self.split(spec.seed, spec.model)
+        factory, run_split, cfg = make_model(spec, split)
+        model = factory(cfg)
+        model.load_state_dict(torch.load(self.runs / f"{spec.key}.pt", weights_only=True))
+        m["test"] = evaluate(model, run_split, run_split.test)
+        (self.runs / f"{spec.key}.json").write_text(json.dumps(m, indent=1) + "\n")
+        (self.runs / f"{spec.key}.pt").unlink()
+        return m
+
+    def grid(self, model: str) -> list[RunSpec]:
+        lrs, (knob, values) = GRID[model]
+        return [RunSpec(model, lr, knob, v, self.seeds[0]) for lr in lrs for v in values]
+
+    def plan(self, models: list[str], variants: list[str]) -> int:
+        """Number of training runs the protocol needs (finished ones included)."""
+        return sum(len(self.grid(m)) + len(self.seeds) - 1 for m in models) + \
+            len(variants) * len(self.seeds)
+
+    def execute(self, models: list[str], variants: list[str]) -> dict:
+        total = self.plan(models, variants)
+        bar = tqdm(total=total, desc="runs", unit="run", disable=not self.a.progress)
+        self.bar = bar
+        out: dict = {"models": {}, "tuning": {}}
+
+        def step(spec: RunSpec, test: bool) -> dict:
+            m = self.run(spec, test)
+            bar.update(1)
+            return m
+
+        chosen: dict[str, RunSpec] = {}
+        for name in models:
+            tried = [(s, step(s, test=False)) for s in self.grid(name)]
+            best_spec, best_m = max(tried, key=lambda p: p[1]["valid"]["all_items_auc"])
+            chosen[name] = best_spec
+            out["tuning"][name] = [{"lr": s.lr, "knob": s.knob, "value": s.value,
+                                    "valid_all_items_auc": m["valid"]["all_items_auc"],
+                                    "best_epoch": m["best_epoch"], "epochs": len(m["epochs"]),
+                                    "best_at_cap": m["best_at_cap"]} for s, m in tried]
+            first = self.test_winner(best_spec, best_m)
+            rest = [step(RunSpec(name, best_spec.lr, best_spec.knob, best_spec.value, sd),
+                         test=True) for sd in self.seeds[1:]]
+            out["models"][name] = [first] + rest
+        for name in variants:
+            parent = VARIANTS[name][0]
+            if parent not in chosen:
+                continue
+            c = chosen[parent]
+            out["models"][name] = [step(RunSpec(name, c.lr, c.knob, c.value, sd), test=True)
+                                   for sd in self.seeds]
+        bar.close()
+        return out
+
+
+def probe_eta(comp: Comparison, models: list[str], variants: list[str]) -> float:
+    """Seconds the plan should take, from a timed probe: per model, 20 training batches and
+    a tenth of a validation evaluation on the first seed's split, scaled to an epoch and a
+    full evaluation, times the planned runs, each assumed to run ``expected`` epochs; less
+    the share of runs already finished."""
+    split = comp.split(comp.seeds[0], "ATRank")
+    expected = min(comp.a.max_epochs, 3 * comp.a.patience + 2)
+    total = 0.0
+    for name in models:
+        spec = comp.grid(name)[0]
+        factory, run_split, cfg = make_model(spec, split)
+        sub = type(run_split)(**{**run_split.__dict__, "train": run_split.train[:20 * BATCH],
+                                 "valid": run_split.valid[:max(1, len(run_split.valid) // 10)]})
+        t0 = time.perf_counter()
+        _, m = train(sub, cfg, epochs=1, batch_size=BATCH, lr=spec.lr, seed=spec.seed,
+                     progress=False, log=lambda s: None, model_factory=factory,
+                     loss=LOSS[name], evaluate_test=False)
+        dt = m["epochs"][0]["seconds"]
+        dt_train = dt * len(run_split.train) / max(1, len(sub.train))
+        dt_eval = (time.perf_counter() - t0 - dt) * len(run_split.valid) / len(sub.valid)
+        runs = len(comp.grid(name)) + len(comp.seeds) - 1 + sum(
+            len(comp.seeds) for v in variants if VARIANTS[v][0] == name)
+        total += runs * (expected * (dt_train + dt_eval) + dt_eval)
+        comp.echo(f"  probe {name}: about {dt_train:.0f}s per epoch + {dt_eval:.0f}s per "
+                  f"validation evaluation; {runs} runs")
+    planned = comp.plan(models, variants)
+    finished = len(list(comp.runs.glob("*.json")))
+    return total * max(0, planned - finished) / max(1, planned)
 
 
 def compare_groups(log_data, seeds=(1, 2, 3), epochs: int = 8, embedding_dim: int = 16,
-                   heads: int = 4, ffn: int = 32, max_users: int | None = None,
-                   log=print) -> dict:
-    """Multi-group ATRank vs item-only ATRank on the same targets and negatives, per seed.
-    Returns {"multi-group": [metrics...], "item-only": [metrics...]} (test metrics of the
-    epoch chosen on validation, plus chosen epoch and wall time)."""
+                   heads: int = 4, ffn: int = 32, log=print) -> dict:
+    """Multi-group ATRank vs item-only ATRank on the same targets and negatives, per seed
+    (the synthetic multi-group check, run only when asked): {"multi-group": [...],
+    "item-only": [...]}, test metrics at the epoch chosen on validation."""
     out: dict[str, list] = {"multi-group": [], "item-only": []}
     for seed in seeds:
         for name, groups in (("multi-group", None), ("item-only", [log_data.target_group])):
             t0 = time.perf_counter()
-            split = build_split(log_data, groups=groups, seed=seed, max_users=max_users,
+            split = build_split(log_data, groups=groups, seed=seed,
                                 embedding_dim=embedding_dim, heads=heads, ffn=ffn)
             _, m = train(split, split.config, epochs=epochs, seed=seed, progress=False,
                          log=lambda _m: None)
             row = {**m["test"], "best_epoch": m["best_epoch"], "valid": m["valid"],
-                   "seconds": time.perf_counter() - t0, "seed": seed,
-                   "curve": [e["valid"]["all_items_auc"] for e in m["epochs"]],
-                   "train_samples": len(split.train), "users": len(split.users)}
+                   "seconds": time.perf_counter() - t0, "seed": seed}
             out[name].append(row)
-            log(f"seed {seed} {name:<12} test all-items {row['all_items_auc']:.4f} one-neg "
-                f"{row['one_neg_auc']:.4f} global {row['global_auc']:.4f} (epoch "
+            log(f"seed {seed} {name:<12} test all-items {row['all_items_auc']:.4f} (epoch "
                 f"{row['best_epoch']}, {row['seconds']:.0f}s)")
     return out
 
@@ -157,14 +315,13 @@ def mean_std(xs) -> str:
 
 
 def mean_std_of(rows, key: str) -> str:
-    """``mean_std`` of ``row[key]`` over rows, or "n/a" where a row lacks it (a --json dump
-    from before Recall@10 / NDCG@10 were measured, re-rendered or reused)."""
+    """``mean_std`` of ``row[key]`` over rows, or "n/a" where a row lacks it."""
     if any(key not in r for r in rows):
         return "n/a"
     return mean_std([r[key] for r in rows])
 
 
-def plot_curves(runs: dict[str, list[dict]], path: Path) -> None:
+def plot_curves(models: dict[str, list[dict]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,22 +329,21 @@ def plot_curves(runs: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.ticker
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in ORDER:
-        if name not in runs:
+    for name, rs in models.items():
+        if " -" in name:
             continue
-        hs = [m["epochs"] for m in runs[name]]
-        n = min(len(h) for h in hs)
+        n = min(len(m["epochs"]) for m in rs)
         if n == 0:
             continue
         ep = np.arange(1, n + 1)
-        auc = np.mean([[h[i]["valid"]["all_items_auc"] for i in range(n)] for h in hs], 0)
-        loss = np.mean([[h[i]["loss"] for i in range(n)] for h in hs], 0)
+        auc = np.mean([[m["epochs"][i]["valid"]["all_items_auc"] for i in range(n)]
+                       for m in rs], 0)
+        loss = np.mean([[m["epochs"][i]["loss"] for i in range(n)] for m in rs], 0)
         ax1.plot(ep, auc, marker="o", ms=3, label=name)
-        ax2.plot(ep, loss, marker="o", ms=3,
-                 label=name + (" (BPR loss)" if runs[name][0].get("loss") == "bpr" else ""))
+        ax2.plot(ep, loss, marker="o", ms=3, label=f"{name} ({LOSS[name]})")
     ax1.set(xlabel="epoch", ylabel="validation all-items AUC",
-            title=f"Validation all-items AUC (mean of {len(next(iter(runs.values())))} seeds)")
-    ax2.set(xlabel="epoch", ylabel="training loss (incl. L2)", title="Training loss")
+            title=f"{title}: validation all-items AUC")
+    ax2.set(xlabel="epoch", ylabel="training loss (incl. L2)", title="training loss")
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -198,248 +354,184 @@ def plot_curves(runs: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def multigroup_section(mg: dict) -> list[str]:
-    """The synthetic multi-group check: multi-group ATRank vs item-only ATRank."""
-    res, f = mg["runs"], mg["facts"]
-    lines = [
-        "## Multi-group ATRank vs item-only ATRank (synthetic multi-group data)", "",
-        (f"Data: `atrank_export.synthetic.synthetic_multigroup` ({f['users']} users; items, "
-         "coupons and queries; the category of the next item is planted in the same "
-         "session's query and coupon, see that module's docstring). Both models are the "
-         "multi-group ATRank of `atrank_export.model` with the same targets, negatives, "
-         f"sizes (embedding {f['embedding_dim']} per feature) and training (up to "
-         f"{f['epochs']} epochs, epoch chosen on validation all-items AUC); item-only reads "
-         "only the item group. Seeds: " + ", ".join(str(r["seed"]) for r in
-                                                     res["multi-group"]) + "."), "",
-        ("| model | all-items AUC | one-neg AUC | global ROC AUC | Recall@10 | NDCG@10 | "
-        "valid all-items AUC | chosen epochs | wall time / run |"),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, rs in res.items():
+def section(summary: dict, png: Path | None, base: Path) -> list[str]:
+    """The Markdown of one task: data, tuning, results, paired differences, variants."""
+    f, models, tuning = summary["facts"], summary["models"], summary["tuning"]
+    lines = [f"## {f['title']}", "", f"- Command: `{summary['command']}`",
+             f"- Data: {f['describe']}.",
+             (f"- Task: {f['task']}. {f['users']} users kept (at least 3 targets); "
+              f"{f['train']} training targets; validation and test: {f['valid']} and "
+              f"{f['test']} users (seed {f['seeds'][0]}; the same for every seed)."),
+             (f"- Vocabulary: {f['n_items']} ids seen at least {f['min_count']} time(s) in "
+              f"training events; candidate universe: {f['objects']} objects in "
+              f"{f['n_candidates']} distinct candidate rows. Test targets whose id is unknown "
+              f"(never or too rarely seen in training, scored through their features): "
+              f"{f['leakage']['test']['target_unknown_id']} of {f['test']}."),
+             ("- Leakage check (seed " + str(f["seeds"][0]) + "): " + "; ".join(
+                 f"{part}: negative in history {v['negative_in_history']}, negative among the "
+                 f"user's objects {v['negative_interacted']}, target repeats an object of its "
+                 f"history {v['target_in_history']} (of {v['rows']})"
+                 for part, v in f["leakage"].items()) + "."),
+             (f"- Time buckets count units of {f['time_unit']} s; history up to "
+              f"{f['max_history']} behaviors; early stopping: up to {f['max_epochs']} epochs, "
+              f"patience {f['patience']}; seeds {', '.join(map(str, f['seeds']))}."), "",
+             "### Tuning (validation all-items AUC, first seed)", "",
+             "| model | configurations (lr, knob: valid AUC, best epoch / epochs run) | chosen |",
+             "|---|---|---|"]
+    for name, tried in tuning.items():
+        best = max(tried, key=lambda t: t["valid_all_items_auc"])
+        cells = "; ".join(f"{t['lr']:g}, {t['knob']} {t['value']:g}: "
+                          f"{t['valid_all_items_auc']:.4f} ({t['best_epoch']}/{t['epochs']}"
+                          f"{', at cap' if t['best_at_cap'] else ''})" for t in tried)
+        lines.append(f"| {name} | {cells} | lr {best['lr']:g}, {best['knob']} "
+                     f"{best['value']:g} |")
+    lines += ["", "### Test (mean ± std over seeds)", "",
+              ("| model | all-items AUC | Recall@10 | NDCG@10 | one-neg AUC | valid all-items "
+               "AUC | chosen epochs (epochs run) | wall time / run |"),
+              "|---|---|---|---|---|---|---|---|"]
+    for name, rs in models.items():
+        tests = [m["test"] for m in rs]
         lines.append(
-            f"| {name} | {mean_std([r['all_items_auc'] for r in rs])} | "
-            f"{mean_std([r['one_neg_auc'] for r in rs])} | "
-            f"{mean_std([r['global_auc'] for r in rs])} | "
-            f"{mean_std_of(rs, 'recall_at_10')} | {mean_std_of(rs, 'ndcg_at_10')} | "
-            f"{mean_std([r['valid']['all_items_auc'] for r in rs])} | "
-            f"{', '.join(str(r['best_epoch']) for r in rs)} | "
-            f"{np.mean([r['seconds'] for r in rs]):.0f}s |")
-    a = np.array([r["all_items_auc"] for r in res["multi-group"]])
-    b = np.array([r["all_items_auc"] for r in res["item-only"]])
-    lines += ["", (f"Paired difference multi-group − item-only (test all-items AUC): "
-              f"{mean_std(a - b)}."), ""]
+            f"| {name} | {mean_std_of(tests, 'all_items_auc')} | "
+            f"{mean_std_of(tests, 'recall_at_10')} | {mean_std_of(tests, 'ndcg_at_10')} | "
+            f"{mean_std_of(tests, 'one_neg_auc')} | "
+            f"{mean_std([m['valid']['all_items_auc'] for m in rs])} | "
+            + ", ".join(f"{m['best_epoch']} ({len(m['epochs'])}"
+                        f"{', at cap' if m['best_at_cap'] else ''})" for m in rs)
+            + f" | {np.mean([m['wall_seconds'] for m in rs]):.0f}s |")
+    if "ATRank" in models:
+        lines += ["", ("Paired differences ATRank − model on test (same seed's data), mean ± "
+                  "std over seeds:"), "",
+                  "| vs | all-items AUC | Recall@10 | NDCG@10 |", "|---|---|---|---|"]
+        a = models["ATRank"]
+        for name, rs in models.items():
+            if name == "ATRank" or len(rs) != len(a):
+                continue
+            cells = [mean_std([x["test"][k] - y["test"][k] for x, y in zip(a, rs)])
+                     for k in ("all_items_auc", "recall_at_10", "ndcg_at_10")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if png is not None:
+        lines += ["", f"![training curves]({os.path.relpath(png, base)})", "",
+                  ("Validation all-items AUC per epoch (left) and training loss (right), "
+                   "means over seeds up to the shortest run; variants are not drawn."), ""]
     return lines
 
 
-def write_report(path: Path, png: Path, runs: dict[str, list[dict]], facts: dict,
-                 command: str, reading: str | None, multigroup: dict | None = None) -> None:
-    seeds = facts["seeds"]
-    lines = [
-        "# ATRank vs. baselines on MovieLens-100k" if facts["data"] == "ml100k"
-        else f"# ATRank vs. baselines ({facts['data']} data)",
-        "",
-        "Generated by `atrank_export.compare`; do not edit by hand (rerun it instead).",
-        "",
-        "## How it was made",
-        "",
-        f"- Command: `{command}`",
-        ("- Regenerate everything: `bash scripts/results.sh` (about 30 min on 2 cores); "
-         "`--models ATRank --reuse docs/results-runs.json` retrains one model and keeps the "
-         "other runs."),
-        (f"- Data: {facts['data']}: {facts['users']} users, {facts['items']} items, "
-        f"{facts['categories']} categories (first genre; incl. 'unknown'), "
-        f"{facts['behaviors']} behaviors; {facts['train']} training samples, "
-        f"{facts['valid']} validation and {facts['test']} test users (numbers for seed "
-        f"{seeds[0]}; they are the same for every seed). History truncated to the last "
-        f"{facts['max_history']} behaviors. ATRank's time buckets count units of "
-        f"{facts.get('time_unit', 86400)} s (86400 = days, the paper's)."),
-        ("- Order / tie rule: per user by timestamp, equal timestamps in file order (`split.py`). "
-        "The calibration in the shared atrank-reference.md broke ties by item id, which it "
-        "says lowers learned models by ~0.013-0.024 all-items AUC; compare with it only "
-        "loosely."),
-        ("- Split: test target = last behavior, validation target = the one before, training "
-        "targets = every earlier position with its full earlier history; one uniform negative "
-        "per target from the items the user never touched, drawn once."),
-        (f"- Seeds: {', '.join(map(str, seeds))}. A seed sets the tie-break, the negatives, "
-        "the initialisation and the training order; all models share each seed's data "
-        "(paired comparison)."),
-        "- Leakage check (seed " + str(seeds[0]) + "): " + "; ".join(
-            f"{part}: target in its history {v['target_in_history']}, negative in history "
-            f"{v['negative_in_history']}, negative among the user's items "
-            f"{v['negative_interacted']} (of {v['rows']})"
-            for part, v in facts["leakage"].items()) + ".",
-        ("- Selection: each run keeps the epoch with the best **validation** all-items AUC; "
-        "test is evaluated once, at that epoch. Test was never used to choose anything."),
-        ("- Metrics (test): all-items AUC = per-user AUC of the target against every item the "
-        "user never touched, averaged over users (primary); one-neg AUC = the paper's per-user "
-        "AUC against the one fixed negative (ties lose); global ROC AUC over all pooled "
-        "(target, negative) scores; Recall@10 (= HitRate@10, one target per user) and "
-        "NDCG@10 (1 / log2(rank + 1) within the top 10) of the target ranked against every "
-        "item the user never touched (full ranking, no sampling; a tie counts half a place, "
-        "as in all-items AUC), averaged over users."),
-        (f"- Machine: {facts['machine']}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads."),
-        "",
-        "## Models and settings",
-        "",
-        ("- ATRank: the exporter's model at its defaults (item+category embeddings 32 each, "
-        "hidden 64, 4 heads, FFN 32; sees item, category, action and time bucket), BCE."),
-        ("- BPR: BPR-MF, `b_i + <p_u, q_i>`, d = 64, user embedding fed by `UserSplit` (the "
-        "split's user row as an extra `user` input), pairwise BPR loss on (target, its fixed "
-        "negative)."),
-        "- mean-pool: masked mean of the history's [item, category] embeddings -> head, BCE.",
-        ("- DIN: attention MLP (256 -> 16 -> 1, ReLU) on [h, c, h-c, h*c] per history position, "
-        "softmax over real positions (as in the DIN authors' released code; the paper's "
-        "variant has no normalisation), weighted sum -> head, BCE."),
-        ("- GRU: one-layer GRU (64) over the time-ordered history (packed; empty history -> "
-        "zero state), last state -> head, BCE."),
-        ("- Head of mean-pool/DIN/GRU: `b_i + MLP([u, c, u*c])` (192 -> 64 -> 1, ReLU), c = "
-        "the candidate's [item, category] embedding. Baselines see item and category only."),
-        "",
-        "| model | epochs (max) | lr | L2 | batch | loss |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in ORDER:
-        if name in runs:
-            m = runs[name][0]
-            lines.append(f"| {name} | {len(m['epochs'])} | {m['lr']:g} | {m['l2']:g} | "
-                         f"{m['batch_size']} | {m.get('loss', 'bce')} |")
-    lines += ["", "What was tried (validation only):", "", facts["tuning"].rstrip(), "",
-              "## Results (test, mean ± std over seeds)", "",
-              ("| model | all-items AUC | one-neg AUC | global ROC AUC | Recall@10 | NDCG@10 "
-              "| valid all-items AUC | chosen epochs | wall time / run |"),
-              "|---|---|---|---|---|---|---|---|---|"]
-    for name in ORDER:
-        if name not in runs:
-            continue
-        rs = runs[name]
-        tests = [m["test"] for m in rs]
-        lines.append(
-            f"| {name} | {mean_std([m['test']['all_items_auc'] for m in rs])} | "
-            f"{mean_std([m['test']['one_neg_auc'] for m in rs])} | "
-            f"{mean_std([m['test']['global_auc'] for m in rs])} | "
-            f"{mean_std_of(tests, 'recall_at_10')} | {mean_std_of(tests, 'ndcg_at_10')} | "
-            f"{mean_std([m['valid']['all_items_auc'] for m in rs])} | "
-            f"{', '.join(str(m['best_epoch']) for m in rs)} | "
-            f"{np.mean([m['wall_seconds'] for m in rs]):.0f}s |")
-    if "ATRank" in runs and len(runs) > 1:
-        lines += ["", ("Paired difference ATRank − model on test all-items AUC (same seed's "
-                  "data), mean ± std over seeds:"), ""]
-        a = np.array([m["test"]["all_items_auc"] for m in runs["ATRank"]])
-        for name in ORDER[1:]:
-            if name in runs:
-                b = np.array([m["test"]["all_items_auc"] for m in runs[name]])
-                lines.append(f"- vs {name}: {mean_std(a - b)}")
-    lines += ["", f"Total wall time: {facts['wall_seconds'] / 60:.1f} min.", "",
-              f"![training curves]({os.path.relpath(png, path.parent)})", "",
-              ("Training curves: validation all-items AUC per epoch (left) and mean training "
-              "loss (right; BPR's is the pairwise loss, not comparable in scale), means over "
-              "seeds."), ""]
-    if multigroup:
-        lines += multigroup_section(multigroup)
-    if reading:
-        lines += ["## Reading", "", reading.rstrip(), ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="atrank_export.compare", description=__doc__,
+    p = argparse.ArgumentParser(prog="atrank_export compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(p)
+    p.add_argument("--runs", type=Path, required=True,
+                   help="directory of this task's runs (resumes from what it holds)")
+    p.add_argument("--title", default=None, help="the report section's title")
+    p.add_argument("--target-actions", default=None,
+                   help="comma-separated actions whose behaviors are targets (default all)")
+    p.add_argument("--first-touch", action="store_true",
+                   help="only a user's first behavior on an object is a target")
+    p.add_argument("--min-count", type=int, default=1,
+                   help="ids seen fewer times in training events are unknown")
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epoch budget for every model (default: per-model EPOCHS)")
+    p.add_argument("--seed", type=int, default=1, help="first seed")
+    p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument("--patience", type=int, default=2)
     p.add_argument("--models", default=",".join(ORDER))
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma-separated, or 'none'")
     p.add_argument("--max-history", type=int, default=50)
-    p.add_argument("--time-unit", type=int, default=TIME_UNIT,
-                   help="seconds per time-bucket unit (only ATRank reads time buckets)")
+    p.add_argument("--time-unit", type=int, default=86400,
+                   help="seconds per time-bucket unit (every model with time input)")
     p.add_argument("--embedding-dim", type=int, default=32)
-    p.add_argument("--out", type=Path, default=Path("docs/results.md"))
-    p.add_argument("--png", type=Path, default=None,
-                   help="default: training-curves.png next to --out")
-    p.add_argument("--json", type=Path, default=None, help="also dump every run's metrics")
-    p.add_argument("--reading", type=Path, default=None,
-                   help="a Markdown file with the 'Reading' paragraph to include")
-    p.add_argument("--from-json", type=Path, default=None,
-                   help="no training: re-render the report and PNG from a --json dump")
-    p.add_argument("--reuse", type=Path, default=None,
-                   help="a --json dump whose runs stand in for the models not in --models")
-    p.add_argument("--multigroup-seeds", type=int, default=3,
-                   help="seeds of the synthetic multi-group vs item-only check (0: skip, or "
-                   "keep the --reuse dump's)")
-    p.add_argument("--multigroup-users", type=int, default=400)
-    p.add_argument("--multigroup-epochs", type=int, default=8)
+    p.add_argument("--no-eta", action="store_true", help="skip the timed probe")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--multigroup", action="store_true",
+                   help="also run the synthetic multi-group vs item-only check (its own data)")
     a = p.parse_args(argv)
-    png = a.png or a.out.parent / "training-curves.png"
-    reading = a.reading.read_text() if a.reading else None
-    if a.from_json:
-        dump = json.loads(a.from_json.read_text())
-        plot_curves(dump["runs"], png)
-        write_report(a.out, png, dump["runs"], dump["facts"], dump["command"], reading,
-                     dump.get("multigroup"))
-        print(f"wrote {a.out} and {png} from {a.from_json}")
-        return 0
-    setup_threads()
-    names = [n.strip() for n in a.models.split(",") if n.strip()]
-    for n in names:
+    models = [n.strip() for n in a.models.split(",") if n.strip()]
+    variants = [] if a.variants == "none" else [v.strip() for v in a.variants.split(",")
+                                                if v.strip()]
+    for n in models:
         if n not in ORDER:
             p.error(f"unknown model {n!r} (choose from {ORDER})")
-    seeds = [a.seed + k for k in range(a.seeds)]
+    for v in variants:
+        if v not in VARIANTS:
+            p.error(f"unknown variant {v!r} (choose from {list(VARIANTS)})")
+    setup_threads()
     t0 = time.perf_counter()
-    runs: dict[str, list[dict]] = {n: [] for n in names}
-    facts: dict = {}
-    data_log, _name = read_data(p, a, a.seed)
-    for seed in seeds:
-        split = make_split(data_log, seed, a.max_users, a.max_history, a.time_unit,
-                           a.embedding_dim)
-        if not facts:
-            facts = {"data": a.data, "seeds": seeds, "max_history": a.max_history,
-                     "time_unit": a.time_unit,
-                     "users": len(split.users), "items": split.n_items,
-                     "categories": BaselineConfig.of(split.config).n_categories,
-                     "behaviors": int(split.offsets[-1]), "train": len(split.train),
-                     "valid": len(split.valid), "test": len(split.test),
-                     "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-                     "tuning": TUNING, "leakage": leakage_check(split)}
-            print(f"{a.data}: {facts['users']} users, {facts['items']} items, "
-                  f"{facts['categories']} categories, {facts['behaviors']} behaviors, "
-                  f"{facts['train']} training samples", flush=True)
-        for n in names:
-            epochs = a.epochs if a.epochs is not None else EPOCHS[n]
-            runs[n].append(run_one(n, split, epochs, seed, SETTINGS[n],
-                                   log=lambda s: print(s, flush=True)))
-    facts["wall_seconds"] = time.perf_counter() - t0
-    if a.reuse:
-        old = json.loads(a.reuse.read_text())
-        for n in ORDER:
-            if n not in runs and n in old["runs"]:
-                runs[n] = old["runs"][n]
-        facts["wall_seconds"] += sum(m["wall_seconds"] for n in old["runs"] if n not in names
-                                     for m in old["runs"][n])
-        runs = {n: runs[n] for n in ORDER if n in runs}
-    multigroup = json.loads(a.reuse.read_text()).get("multigroup") if a.reuse else None
-    if a.multigroup_seeds > 0:
+    log_data, _ = read_data(p, a, DEFAULT_SEED)
+    echo = (lambda s: tqdm.write(s)) if a.progress else (lambda s: print(s, flush=True))
+    comp = Comparison(log_data, a, a.runs, echo)
+    split = comp.split(comp.seeds[0], "ATRank")
+    echo(f"{describe(log_data)}\n{len(split.users)} users, {len(split.train)} training "
+         f"targets, {split.n_candidates} candidate rows ({int(split.universe_count.sum())} "
+         f"objects); {comp.plan(models, variants)} runs planned")
+    if not a.no_eta:
+        eta = probe_eta(comp, models, variants)
+        echo(f"estimated time: about {eta / 60:.0f} min (from the probe; finished runs "
+             f"are skipped)")
+    result = comp.execute(models, variants)
+    task = "next " + ("behavior with action " + " or ".join(a.target_actions.split(","))
+                      if a.target_actions else f"{log_data.target_group} behavior")
+    if a.first_touch:
+        task += ", first touches only (an object the user never touched before)"
+    facts = {"title": a.title or f"{log_data.name}: {task}", "describe": describe(log_data),
+             "task": task, "users": len(split.users), "train": len(split.train),
+             "valid": len(split.valid), "test": len(split.test), "n_items": split.n_items,
+             "n_candidates": split.n_candidates, "objects": int(split.universe_count.sum()),
+             "min_count": a.min_count, "leakage": leakage_check(split),
+             "time_unit": a.time_unit, "max_history": a.max_history,
+             "max_epochs": a.max_epochs, "patience": a.patience, "seeds": comp.seeds,
+             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch "
+                        f"{torch.__version__}, {torch.get_num_threads()} threads",
+             "wall_seconds": time.perf_counter() - t0}
+    command = "python -m atrank_export compare " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    summary = {"facts": facts, "command": command.strip(), **result}
+    if a.multigroup:
         from .synthetic import synthetic_multigroup
 
-        data = synthetic_multigroup(n_users=a.multigroup_users)
-        mg_runs = compare_groups(data, seeds=tuple(range(1, a.multigroup_seeds + 1)),
-                                 epochs=a.multigroup_epochs,
-                                 log=lambda s: print(s, flush=True))
-        multigroup = {"runs": mg_runs, "facts": {
-            "users": a.multigroup_users, "epochs": a.multigroup_epochs, "embedding_dim": 16}}
-    command = "python -m atrank_export.compare " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    command = command.strip()
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"facts": facts, "runs": runs, "command": command,
-                                      "multigroup": multigroup}, indent=1) + "\n")
-    plot_curves(runs, png)
-    write_report(a.out, png, runs, facts, command, reading, multigroup)
-    print(f"wrote {a.out} and {png} ({facts['wall_seconds'] / 60:.1f} min)")
+        summary["multigroup"] = compare_groups(synthetic_multigroup(n_users=400),
+                                               seeds=tuple(comp.seeds), log=echo)
+    (a.runs / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot_curves(result["models"], a.runs / "curves.png", facts["title"])
+    echo(f"wrote {a.runs / 'summary.json'} and {a.runs / 'curves.png'} "
+         f"({facts['wall_seconds'] / 60:.1f} min)")
+    return 0
+
+
+def report(argv: list[str] | None = None) -> int:
+    """``python -m atrank_export compare-report --out docs/results.md --protocol P.md
+    --task DIR ...``: one Markdown report from the tasks' summary.json files."""
+    p = argparse.ArgumentParser(prog="atrank_export compare-report")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--protocol", type=Path, required=True,
+                   help="hand-written protocol and reading, included first")
+    p.add_argument("--task", type=Path, action="append", required=True)
+    a = p.parse_args(argv)
+    lines = ["# ATRank vs. baselines", "",
+             ("Generated by `atrank_export compare-report` from each task's `summary.json`; "
+              "the protocol and reading come from " f"`{a.protocol}`."), "",
+             a.protocol.read_text().rstrip(), ""]
+    for d in a.task:
+        summary = json.loads((d / "summary.json").read_text())
+        lines += section(summary, d / "curves.png", a.out.parent)
+        lines.append(f"Machine: {summary['facts']['machine']}; wall time of the task "
+                     f"(resumed runs not counted): {summary['facts']['wall_seconds'] / 60:.0f}"
+                     " min.")
+        lines.append("")
+        if "multigroup" in summary:
+            mg = summary["multigroup"]
+            lines += ["### Synthetic multi-group check (asked for with --multigroup)", "",
+                      "| model | all-items AUC | Recall@10 | NDCG@10 | chosen epochs |",
+                      "|---|---|---|---|---|"]
+            for name, rs in mg.items():
+                lines.append(f"| {name} | {mean_std_of(rs, 'all_items_auc')} | "
+                             f"{mean_std_of(rs, 'recall_at_10')} | "
+                             f"{mean_std_of(rs, 'ndcg_at_10')} | "
+                             + ", ".join(str(r["best_epoch"]) for r in rs) + " |")
+            lines.append("")
+    a.out.write_text("\n".join(lines))
+    print(f"wrote {a.out}")
     return 0
 
 

@@ -41,15 +41,32 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def pos_vs_many_auc(pos: float, negs: np.ndarray) -> float:
-    """AUC of one positive against many negatives (ties count one half)."""
+def _weights(negs: np.ndarray, weights) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != negs.shape or (w < 0).any():
+        raise ValueError("weights must be non-negative, one per negative")
+    return w
+
+
+def pos_vs_many_auc(pos: float, negs: np.ndarray, weights=None) -> float:
+    """AUC of one positive against many negatives (ties count one half). ``weights``: how
+    many negatives each score stands for (candidates that share one score because they are
+    alike in every input); None = one each."""
     negs = np.asarray(negs, dtype=np.float64)
-    if negs.size == 0:
+    w = _weights(negs, weights)
+    if w is None:
+        if negs.size == 0:
+            raise ValueError("no negatives")
+        return float(((negs < pos).sum() + 0.5 * (negs == pos).sum()) / negs.size)
+    total = w.sum()
+    if total <= 0:
         raise ValueError("no negatives")
-    return float(((negs < pos).sum() + 0.5 * (negs == pos).sum()) / negs.size)
+    return float((w[negs < pos].sum() + 0.5 * w[negs == pos].sum()) / total)
 
 
-def target_rank(pos: float, negs: np.ndarray) -> float:
+def target_rank(pos: float, negs: np.ndarray, weights=None) -> float:
     """1-based rank of one target among itself and ``negs`` (higher score = better).
 
     r = 1 + #(negs scoring strictly higher) + 0.5 * #(negs scoring exactly the same): ties
@@ -58,12 +75,16 @@ def target_rank(pos: float, negs: np.ndarray) -> float:
     integer. A NaN target ranks last (no negative is below or equal to it).
     """
     negs = np.asarray(negs, dtype=np.float64)
+    w = _weights(negs, weights)
+    if w is None:
+        w = np.ones(negs.shape)
     if np.isnan(pos):
-        return float(negs.size + 1)
-    return float(1 + (negs > pos).sum() + 0.5 * (negs == pos).sum())
+        return float(w.sum() + 1)
+    return float(1 + w[negs > pos].sum() + 0.5 * w[negs == pos].sum())
 
 
-def recall_ndcg_at_k(pos: float, negs: np.ndarray, k: int = 10) -> tuple[float, float]:
+def recall_ndcg_at_k(pos: float, negs: np.ndarray, k: int = 10,
+                     weights=None) -> tuple[float, float]:
     """Full-ranking Recall@k and NDCG@k of one held-out target against ``negs`` (every
     candidate, no sampling), from the average-tie rank r of ``target_rank``.
 
@@ -72,7 +93,7 @@ def recall_ndcg_at_k(pos: float, negs: np.ndarray, k: int = 10) -> tuple[float, 
     """
     if k < 1:
         raise ValueError("k must be >= 1")
-    r = target_rank(pos, negs)
+    r = target_rank(pos, negs, weights)
     if r > k:
         return 0.0, 0.0
     return 1.0, float(1.0 / np.log2(r + 1.0))

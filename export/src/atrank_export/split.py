@@ -24,6 +24,7 @@ Rules (all vectorised with numpy; no Python work per behavior):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +71,33 @@ class Split:
     interacted: list[np.ndarray]          # per user row: sorted id rows of target objects
     catalogs: dict[str, dict] = field(default_factory=dict)   # raw, for the exporter
     log: BehaviorLog | None = None
+    # The candidate universe: row r (1..K; 0 unused) is a candidate's features (id row first),
+    # universe_count[r] the number of objects behind it (several objects share a row when
+    # they are out of the vocabulary and alike in every feature); interacted[u] are the rows
+    # the user touched (sorted), interacted_count[u] how many objects of each.
+    universe: np.ndarray | None = None
+    universe_count: np.ndarray | None = None
+    interacted_count: list[np.ndarray] | None = None
+    universe_object: np.ndarray | None = None      # [K+1] an object code per row (objects)
+    use_time: bool = True
+
+    def __post_init__(self) -> None:
+        if self.universe is None:                  # the vocabulary rows, one object each
+            self.universe = self.item_feats
+            self.universe_count = np.r_[0, np.ones(len(self.item_feats) - 1, np.int64)]
+            self.interacted_count = [np.ones(len(r), np.int64) for r in self.interacted]
+
+    @property
+    def n_candidates(self) -> int:
+        """K: rows of the candidate universe (evaluation scores rows 1..K)."""
+        return len(self.universe) - 1
+
+    def universe_key(self, row: int) -> str:
+        """The raw id of an object behind universe row ``row`` (golden requests)."""
+        t = self.config.target_group
+        if self.universe_object is not None and self.log is not None:
+            return self.log.objects[t][int(self.universe_object[row])]
+        return self.vocabs[table_name(t, "id")][int(self.universe[row, 0]) - 1]
 
     @property
     def n_items(self) -> int:
@@ -99,7 +127,8 @@ class Split:
                 out[f"{g.name}_{f}"] = np.where(valid, self.feats[ev, k], 0)
             out[f"{g.name}_action"] = np.where(valid, self.action[ev], 0)
             out[f"{g.name}_time"] = np.where(
-                valid, self.time_buckets.buckets_int(req_t[:, None], self.time[ev]), 0)
+                valid & self.use_time,
+                self.time_buckets.buckets_int(req_t[:, None], self.time[ev]), 0)
             out[f"{g.name}_len"] = lens
         return out
 
@@ -119,7 +148,7 @@ class Split:
         t = self.config.group(self.config.target_group)
         for k, f in enumerate(t.features):
             out[f"cand_{f}"] = np.stack([self.cand_of_event[at, k],
-                                         self.item_feats[rows[:, 2], k]], axis=1)
+                                         self.universe[rows[:, 2], k]], axis=1)
         return {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in out.items()}
 
     def target_candidates(self, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -159,10 +188,27 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
                 max_users: int | None = None, embedding_dim: int = 32, heads: int = 4,
                 ffn: int = 32, ranking: str = "dot", time_buckets: TimeBuckets | None = None,
                 hash_buckets: int = 0, min_count: int = 1,
-                candidate_projection: bool | None = None) -> Split:
+                candidate_projection: bool | None = None, vocabulary: str = "all",
+                universe: str = "vocabulary", target_actions: Sequence[str] | None = None,
+                first_touch: bool = False, use_actions: bool = True,
+                use_time: bool = True) -> Split:
     """See the module docstring. ``groups`` limits which behavior groups the model reads (the
     target group is always included), so item-only vs multi-group ablations share targets
-    and negatives."""
+    and negatives.
+
+    ``vocabulary="train"``: count keys on the training events even with ``min_count`` 1 (a key
+    never seen in training is unknown, or hashed). ``universe="objects"``: the candidates
+    (negatives, full-ranking evaluation) are every object of the target group, each through
+    its own id row (unknown/hashed when out of the vocabulary) and catalog features, counted
+    with multiplicity (see ``Split.universe``). ``target_actions``: only target-group
+    behaviors with one of these actions are targets (the history still holds every earlier
+    behavior). ``first_touch``: only a user's first behavior on an object is a target.
+    ``use_actions`` / ``use_time`` off (ablations): every behavior gets action 1 of 1 / time
+    bucket 0."""
+    if vocabulary not in ("all", "train"):
+        raise ValueError(f"vocabulary must be 'all' or 'train', not {vocabulary!r}")
+    if universe not in ("vocabulary", "objects"):
+        raise ValueError(f"universe must be 'vocabulary' or 'objects', not {universe!r}")
     target = log.target_group
     if target not in log.groups:
         raise ValueError(f"the log has no behaviors of the target group {target!r}")
@@ -187,7 +233,30 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
         len(user_order))
     order = rows[np.lexsort((rows, log.timestamp[rows], user_rank[log.user[rows]]))]
     ur = user_rank[log.user[order]]
-    is_t = ev_group[order] == 0
+    t_code = log.group_code(target)
+    if target_actions is not None:
+        unknown = sorted(set(target_actions) - set(log.actions))
+        if unknown:
+            raise ValueError(f"target actions {unknown} are not among the log's actions "
+                             f"{sorted(log.actions)}")
+        t_action = np.isin(log.action, [log.actions.index(a) for a in target_actions])
+    n_obj = max(1, len(log.objects.get(target, [])))
+
+    def target_mask(order: np.ndarray, ur: np.ndarray) -> np.ndarray:
+        """Which events of ``order`` are targets (target group, target actions, first touch)."""
+        m = ev_group[order] == 0
+        if target_actions is not None:
+            m &= t_action[order]
+        if first_touch:
+            tg = np.flatnonzero(ev_group[order] == 0)
+            key = ur[tg] * n_obj + log.object[order[tg]]
+            _, first = np.unique(key, return_index=True)   # earliest in (user, time) order
+            is_first = np.zeros(len(order), dtype=bool)
+            is_first[tg[first]] = True
+            m &= is_first
+        return m
+
+    is_t = target_mask(order, ur)
     n_targets = np.bincount(ur[is_t], minlength=len(user_order))
     keep_user = n_targets >= 3
     if max_users is not None:
@@ -203,7 +272,8 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
     offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
     pos_in_user = np.arange(len(order)) - offsets[urow]
     egroup = ev_group[order]
-    is_t = egroup == 0
+    is_t = target_mask(order, ur)
+    is_tg = egroup == 0
 
     # targets: rank of each target event among its user's target events
     t_idx = np.flatnonzero(is_t)
@@ -224,7 +294,7 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
             tables.setdefault(f, (log.values[f], None))
     vocabs: dict[str, list[str]] = {}
     for t, (dictionary, _) in sorted(tables.items()):
-        if min_count <= 1:
+        if min_count <= 1 and vocabulary == "all":
             vocabs[t] = sorted_keys(dictionary)
             continue
         n = len(dictionary)
@@ -269,7 +339,7 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
     for k, f in enumerate(target_feats[1:], start=1):
         obj_cand[:, k] = code_map(f, log.values[f])[log.catalog_column(target, f)]
     cand_of_event = np.zeros((len(order), len(target_feats)), dtype=np.int64)
-    cand_of_event[is_t] = obj_cand[log.object[order[is_t]]]
+    cand_of_event[is_tg] = obj_cand[log.object[order[is_tg]]]
     id_vocab = vocabs[table_name(target, "id")]
     item_feats = np.zeros((len(id_vocab) + 1, len(target_feats)), dtype=np.int64)
     item_feats[:, 0] = np.arange(len(id_vocab) + 1)
@@ -294,33 +364,66 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
 
     # --- targets and negatives -------------------------------------------------------------
     n_items = len(id_vocab)
-    t_item = feats[t_idx, 0]
-    in_vocab = (t_item >= 1) & (t_item <= n_items)
-    pair = np.unique(t_user[in_vocab] * (n_items + 1) + t_item[in_vocab])
-    rng = np.random.default_rng(seed)
     if n_items == 0:
         raise ValueError("the target group's vocabulary is empty")
-    pair_users = pair // (n_items + 1)
+    # Sampling units (what a negative is drawn from, uniformly) and the universe rows they
+    # map to: vocabulary rows 1..n_items (unit j -> row j), or every object of the target
+    # group, ordered by its candidate row (so with a bijection unit j is row j again).
+    tg_pos = np.flatnonzero(is_tg)
+    universe_object = None
+    if universe == "vocabulary":
+        universe_feats = item_feats
+        unit_row = np.arange(1, n_items + 1, dtype=np.int64)
+        tg_unit = feats[tg_pos, 0]
+        tg_ok = (tg_unit >= 1) & (tg_unit <= n_items)
+    else:
+        ids = obj_cand[:, 0]
+        if (len(ids) == n_items and ids.min(initial=1) >= 1 and ids.max(initial=0) <= n_items
+                and len(np.unique(ids)) == n_items):
+            universe_feats, obj_row = item_feats, ids       # every object has its own row
+        else:
+            uniq, inv = np.unique(obj_cand, axis=0, return_inverse=True)
+            universe_feats = np.vstack([np.zeros((1, obj_cand.shape[1]), np.int64), uniq])
+            obj_row = inv.reshape(-1).astype(np.int64) + 1
+        unit_obj = np.argsort(obj_row, kind="stable")
+        unit_row = obj_row[unit_obj]
+        unit_of_obj = np.empty(len(obj_row), dtype=np.int64)
+        unit_of_obj[unit_obj] = np.arange(1, len(obj_row) + 1)
+        tg_unit = unit_of_obj[log.object[order[tg_pos]]]
+        tg_ok = np.ones(len(tg_pos), dtype=bool)
+        universe_object = np.full(len(universe_feats), -1, dtype=np.int64)
+        universe_object[unit_row[::-1]] = unit_obj[::-1]      # first object of each row
+    n_units = len(unit_row)
+    pair = np.unique(urow[tg_pos[tg_ok]] * (n_units + 1) + tg_unit[tg_ok])  # touched (user, unit)
+    rng = np.random.default_rng(seed)
+    pair_users = pair // (n_units + 1)
     n_seen = np.bincount(pair_users, minlength=n_users)
-    if (n_seen[t_user] >= n_items).any():
+    if (n_seen[t_user] >= n_units).any():
         raise ValueError("a user interacted with every item: no negatives")
-    negs = rng.integers(1, n_items + 1, size=len(t_idx))
-    bad = np.isin(t_user * (n_items + 1) + negs, pair)
+    negs = rng.integers(1, n_units + 1, size=len(t_idx))
+    bad = np.isin(t_user * (n_units + 1) + negs, pair)
     while bad.any():
-        negs[bad] = rng.integers(1, n_items + 1, size=int(bad.sum()))
-        bad = np.isin(t_user * (n_items + 1) + negs, pair)
+        negs[bad] = rng.integers(1, n_units + 1, size=int(bad.sum()))
+        bad = np.isin(t_user * (n_units + 1) + negs, pair)
+    negs = unit_row[negs - 1]
     p = pos_in_user[t_idx]
     trows = np.stack([t_user, p, negs], axis=1).astype(np.int64)
     train = trows[(t_rank < t_total - 2) & (p >= 1)]
     valid = trows[t_rank == t_total - 2]
     test = trows[t_rank == t_total - 1]
-    p_start = np.r_[0, np.cumsum(n_seen)]
-    item_of_pair = pair % (n_items + 1)
-    interacted = [item_of_pair[p_start[u]:p_start[u + 1]] for u in range(n_users)]
+    n_rows = len(universe_feats)
+    universe_count = np.bincount(unit_row, minlength=n_rows).astype(np.int64)
+    row_key, row_cnt = np.unique(pair_users * n_rows + unit_row[pair % (n_units + 1) - 1],
+                                 return_counts=True)
+    r_start = np.r_[0, np.cumsum(np.bincount(row_key // n_rows, minlength=n_users))]
+    touched_row = row_key % n_rows
+    interacted = [touched_row[r_start[u]:r_start[u + 1]] for u in range(n_users)]
+    interacted_count = [row_cnt[r_start[u]:r_start[u + 1]] for u in range(n_users)]
 
     config = ModelConfig(
         groups=[GroupConfig(g, feat_names[g], gmax[g]) for g in groups],
-        table_sizes={t: len(v) for t, v in vocabs.items()}, n_actions=len(log.actions),
+        table_sizes={t: len(v) for t, v in vocabs.items()},
+        n_actions=len(log.actions) if use_actions else 1,
         target_group=target, embedding_dim=embedding_dim,
         hidden=len(target_feats) * embedding_dim, heads=heads, ffn=ffn,
         n_time_buckets=tb.n_buckets, ranking=ranking,
@@ -343,8 +446,11 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
         catalogs[g] = {"keys": keys, "features": cols}
     actions = sorted(log.actions)
     action_index = np.array([actions.index(a) + 1 for a in log.actions], dtype=np.int64)
+    if not use_actions:                                  # ablation: one action for all
+        actions, action_index = ["any"], np.ones(len(log.actions), dtype=np.int64)
     return Split(config, vocabs, HASH_SEED, actions, tb,
                  [user_order[r] for r in kept_ranks], offsets, order.astype(np.int64),
                  egroup, action_index[log.action[order]], log.timestamp[order], feats,
                  before, g_offsets, g_index, cand_of_event, item_feats, train, valid, test,
-                 interacted, catalogs, log)
+                 interacted, catalogs, log, universe_feats, universe_count, interacted_count,
+                 universe_object, use_time)

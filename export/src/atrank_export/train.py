@@ -53,38 +53,47 @@ def evaluate(model: torch.nn.Module, split: Split, rows: np.ndarray,
     """Metrics on a validation/test array ([U,3]: user row, target position, negative).
 
     one_neg_auc: the paper's per-user AUC against the one fixed negative (ties lose);
-    all_items_auc: per-user AUC of the target against every item of the vocabulary the user
-    never touched, averaged over users; global_auc: ROC AUC over all (target, negative) scores
+    all_items_auc: per-user AUC of the target against every candidate the user never touched
+    (``split.universe``: the vocabulary's rows, or every object of the target group, each
+    universe row weighted by the number of untouched objects behind it), averaged over users; global_auc: ROC AUC over all (target, negative) scores
     pooled. recall_at_10 / ndcg_at_10: full-ranking Recall@10 (= HitRate@10, one target per
     user) and NDCG@10 of the target among the same candidates as all_items_auc (every item
     the user never touched, no sampling), averaged over users; the target's rank is
     1 + #(candidates scoring higher) + half the #(candidates scoring the same), i.e. ties
     get the average rank, as all_items_auc counts a tie one half (``metrics.target_rank``).
-    Each user's history is encoded once; the candidates are every item (rows
-    1..n_items) and, last, the target itself with its catalog features (so a target in a
-    hashed bucket is scored as the runtime would score it).
+    Each user's history is encoded once; the candidates are every universe row and, last,
+    the target itself with its catalog features (so a target out of the vocabulary is
+    scored as the runtime would score it).
     """
     model.eval()
-    n_items = split.n_items
-    all_items = np.arange(1, n_items + 1, dtype=np.int64)
+    cands = split.universe[1:]                         # [K, F]: candidate rows 1..K
+    n_c = len(cands)
+    counts = split.universe_count[1:].astype(np.float64)
+    feats = split.config.group(split.config.target_group).features
+    # the [B, heads, K, L] attention of one chunk stays around 2^18 * heads * L floats
+    step = max(1, min(batch_users, (1 << 18) // max(1, n_c)))
     pos_s, neg_s, per_user, recall, ndcg = [], [], [], [], []
-    for s in range(0, len(rows), batch_users):
-        chunk = rows[s:s + batch_users]
-        cands = np.broadcast_to(all_items, (len(chunk), n_items))
-        batch = split.batch(chunk[:, :2], cands)
-        for k, v in split.target_candidates(chunk[:, :2]).items():
-            batch[k] = np.ascontiguousarray(np.concatenate([batch[k], v], axis=1))
+    for s in range(0, len(rows), step):
+        chunk = rows[s:s + step]
+        # batch() with no candidates: the history (and whatever a Split subclass adds)
+        batch = split.batch(chunk[:, :2], np.zeros((len(chunk), 0), dtype=np.int64))
+        tgt = split.target_candidates(chunk[:, :2])
+        for k, f in enumerate(feats):
+            batch[f"cand_{f}"] = np.ascontiguousarray(np.concatenate(
+                [np.broadcast_to(cands[:, k], (len(chunk), n_c)), tgt[f"cand_{f}"]], axis=1),
+                dtype=np.int64)
+        batch = {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in batch.items()}
         scores = model(**to_tensors(batch)).numpy()
         for r, (user_row, _, neg) in enumerate(chunk):
             sc = scores[r]
             pos = sc[-1]
             pos_s.append(pos)
             neg_s.append(sc[neg - 1])
-            keep = np.ones(n_items, dtype=bool)
-            keep[split.interacted[user_row] - 1] = False
-            negs = sc[:n_items][keep]
-            per_user.append(pos_vs_many_auc(pos, negs))
-            rec, nd = recall_ndcg_at_k(pos, negs, 10)
+            w = counts.copy()
+            w[split.interacted[user_row] - 1] -= split.interacted_count[user_row]
+            negs = sc[:n_c]
+            per_user.append(pos_vs_many_auc(pos, negs, w))
+            rec, nd = recall_ndcg_at_k(pos, negs, 10, w)
             recall.append(rec)
             ndcg.append(nd)
     pos_s, neg_s = np.array(pos_s), np.array(neg_s)
@@ -174,9 +183,41 @@ def clip_grad_norm(parameters, max_norm: float) -> float:
     return float(total)
 
 
+def sample_negatives(split: Split, rng: np.random.Generator, m: int) -> np.ndarray:
+    """Universe rows for one step of the sampled softmax: all K rows when K <= m, else m rows
+    drawn with replacement, uniformly over the target group's objects (a row with c objects
+    c times as often)."""
+    k = split.n_candidates
+    if k <= m:
+        return np.arange(1, k + 1, dtype=np.int64)
+    cum = np.cumsum(split.universe_count[1:])
+    return np.searchsorted(cum, rng.integers(0, cum[-1], size=m), side="right") + 1
+
+
+def softmax_batch(split: Split, rows: np.ndarray, negatives: np.ndarray):
+    """The training batch of ``rows`` with candidates [target, *negatives] (shared by every
+    row), the logit offsets (log of each candidate's object count when all K rows are the
+    negatives, so the softmax runs over objects, not rows; 0 when sampled) and the mask of
+    negatives that are the row's own target (accidental hits, left out)."""
+    batch = split.training_batch(rows)
+    feats = split.config.group(split.config.target_group).features
+    hit = np.ones((len(rows), len(negatives)), dtype=bool)
+    for k, f in enumerate(feats):
+        tgt = batch[f"cand_{f}"][:, :1]
+        neg = split.universe[negatives, k]
+        hit &= tgt == neg[None, :]
+        batch[f"cand_{f}"] = np.ascontiguousarray(
+            np.concatenate([tgt, np.broadcast_to(neg, (len(rows), len(negatives)))], axis=1))
+    full = len(negatives) == split.n_candidates
+    offset = (np.log(split.universe_count[negatives].astype(np.float32)) if full
+              else np.zeros(len(negatives), np.float32))
+    return batch, offset, hit
+
+
 def batch_objective(net: torch.nn.Module, model: torch.nn.Module, split: Split,
                     rows: np.ndarray, loss: str = "bce", l2: float = 0.0,
-                    parallel: Any = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+                    parallel: Any = None, negatives: np.ndarray | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One training step's objective on a global batch of ``rows`` (training rows [B,3]).
 
     -> (the loss over this process's rows, the tensor to call ``backward()`` on, the number
@@ -187,12 +228,20 @@ def batch_objective(net: torch.nn.Module, model: torch.nn.Module, split: Split,
     scale, n_rows = 1.0, len(rows)
     if parallel is not None:          # this process's rows; scale makes the DDP mean exact
         rows, scale, n_rows = parallel.shard(rows)
-    batch = to_tensors(split.training_batch(rows))
-    logits = net(**batch)
-    if loss == "bpr":
-        value = -F.logsigmoid(logits[:, 0] - logits[:, 1]).mean()
+    if loss == "softmax":       # target vs shared negatives, accidental hits left out
+        raw, offset, hit = softmax_batch(split, rows, negatives)
+        batch = to_tensors(raw)
+        logits = net(**batch)
+        neg = (logits[:, 1:] + torch.from_numpy(offset)).masked_fill(
+            torch.from_numpy(hit), float("-inf"))
+        value = -F.log_softmax(torch.cat([logits[:, :1], neg], dim=1), dim=1)[:, 0].mean()
     else:
-        value = F.binary_cross_entropy_with_logits(logits, LABELS.expand_as(logits))
+        batch = to_tensors(split.training_batch(rows))
+        logits = net(**batch)
+        if loss == "bpr":
+            value = -F.logsigmoid(logits[:, 0] - logits[:, 1]).mean()
+        else:
+            value = F.binary_cross_entropy_with_logits(logits, LABELS.expand_as(logits))
     if l2 > 0:
         reg = l2_penalty(model, batch)
         if reg is not None:
@@ -205,8 +254,15 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
           progress: bool = True, log: Callable[[str], None] = print,
           model_factory: Callable[[ModelConfig], torch.nn.Module] | None = None,
           loss: str = "bce", checkpoint_dir: Path | str | None = None, resume: bool = False,
-          parallel: Any = None) -> tuple[ATRank, dict]:
+          parallel: Any = None, patience: int | None = None,
+          softmax_negatives: int = 1024, evaluate_test: bool = True) -> tuple[ATRank, dict]:
     """Train with (Sparse)Adam + BCE; keep the best state by validation all-items AUC.
+
+    ``patience``: stop after that many epochs without a better validation all-items AUC
+    (early stopping; ``epochs`` is the cap). ``loss="softmax"``: cross-entropy of the target
+    against ``softmax_negatives`` negatives shared by the batch (every candidate row when
+    there are no more than that, else sampled uniformly over objects; ``sample_negatives``).
+    ``evaluate_test=False``: return the best state without touching test (tuning runs).
 
     ``model_factory(config)`` builds another model with ATRank's inputs (default ATRank); ``loss="bpr"`` uses the pairwise BPR loss -log sigmoid(s_pos - s_neg) instead
     of BCE on (target, negative).
@@ -216,8 +272,8 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
     when there is no ``last.pt`` yet). ``parallel``: a ``distributed.Parallel`` (DDP): each
     process trains on its shard of every global batch of ``batch_size`` rows; only its main
     process evaluates, selects the epoch and writes ``last.pt``."""
-    if loss not in ("bce", "bpr"):
-        raise ValueError(f"loss must be 'bce' or 'bpr', not {loss!r}")
+    if loss not in ("bce", "bpr", "softmax"):
+        raise ValueError(f"loss must be 'bce', 'bpr' or 'softmax', not {loss!r}")
     setup_threads()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -257,9 +313,11 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
         bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}",
                    unit="batch", disable=not progress, mininterval=1.0)
         for s in bar:
+            negatives = (sample_negatives(split, rng, softmax_negatives)
+                         if loss == "softmax" else None)
             value, scaled, n_rows = batch_objective(net, model, split,
                                                     split.train[order[s:s + batch_size]],
-                                                    loss, l2, parallel)
+                                                    loss, l2, parallel, negatives)
             opt.zero_grad(set_to_none=True)
             scaled.backward()
             clip_grad_norm(model.parameters(), 5.0)
@@ -293,13 +351,18 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
                              hparams=hparams)
         if parallel is not None:
             parallel.barrier()
+        if patience is not None and epoch - best["epoch"] >= patience:
+            log(f"early stop after epoch {epoch}: no better validation all-items AUC for "
+                f"{patience} epochs")
+            break
     test = None
     if main:
         model.load_state_dict(best["state"])
-        test = evaluate(model, split, split.test)
         log(f"best epoch {best['epoch']} (selected on validation all-items AUC)")
         log(f"  validation: {fmt_metrics(best['valid'])}" if best["valid"] else "  (no epochs)")
-        log(f"  test:       {fmt_metrics(test)}")
+        if evaluate_test:
+            test = evaluate(model, split, split.test)
+            log(f"  test:       {fmt_metrics(test)}")
     metrics = {
         "best_epoch": best["epoch"], "selection": "validation all_items_auc",
         "valid": best["valid"], "test": test, "epochs": history,
@@ -307,6 +370,9 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
         "train_seconds": t_train,
         "samples_per_s": n_seen / t_train if t_train else None,
         "config": config.to_dict(), "batch_size": batch_size, "lr": lr, "l2": l2, "seed": seed,
+        "max_epochs": epochs, "patience": patience,
+        # the best epoch is the last one allowed: more epochs might still have helped
+        "best_at_cap": bool(history) and best["epoch"] == epochs,
     }
     if model_factory is not None or loss != "bce":
         metrics["model"] = type(model).__name__
@@ -331,13 +397,13 @@ def golden_users(split: Split, n: int = 12, seed: int = DEFAULT_SEED) -> list:
             break
         if int(k) not in chosen:
             chosen.append(int(k))
-    ids = split.vocabs[f"{split.config.target_group}_id"]
     out = []
     for k in chosen:
         user_row, p, neg = (int(x) for x in rows[k])
         target, t = split.raw_target(user_row, p)
         out.append({"user": split.users[user_row], "behaviors": split.raw_behaviors(user_row, p),
-                    "target": target, "target_time": t, "negative": ids[neg - 1]})
+                    "target": target, "target_time": t,
+                    "negative": split.universe_key(neg)})
     return out
 
 

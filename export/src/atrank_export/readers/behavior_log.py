@@ -46,7 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from ..behaviors import BehaviorLog, LogBuilder, RowBuffer
+from ..behaviors import BehaviorLog, LogBuilder, RowBuffer, with_event_catalog
 from ._io import numbered_lines, open_text, strip_gz
 
 REQUIRED = ("user", "group", "action", "object_id", "timestamp")
@@ -68,14 +68,24 @@ def detect_format(path: Path, format: str | None = None) -> str:
     return fmt
 
 
-def _records(path: Path, fmt: str, required: Sequence[str]) -> Iterator[tuple[str, dict]]:
-    """(location, record) pairs; header-level checks of ``required`` for CSV and Parquet."""
+def _records(path: Path, fmt: str, required: Sequence[str],
+             columns: Sequence[str] | None = None,
+             header: bool = True) -> Iterator[tuple[str, dict]]:
+    """(location, record) pairs; header-level checks of ``required`` for CSV and Parquet.
+    CSV: ``columns`` names the columns in file order (instead of the header line, which is
+    skipped when ``header``); ``header=False`` without ``columns`` is an error."""
     path = Path(path)
+    if fmt != "csv" and (columns is not None or not header):
+        raise ValueError(f"{path}: columns= and header=False apply to CSV only")
     if fmt == "csv":
+        if columns is None and not header:
+            raise ValueError(f"{path}: a CSV file without a header line needs columns=")
         with open_text(path, encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, fieldnames=list(columns) if columns else None)
+            if columns is not None and header:
+                next(reader, None)                     # the file's own header line
             fields = reader.fieldnames or []
-            _check_columns(path, "line 1", fields, required)
+            _check_columns(path, "columns" if columns else "line 1", fields, required)
             for row in reader:
                 where = f"line {reader.line_num}"
                 if None in row:
@@ -185,12 +195,18 @@ def _features(rec: dict, exclude: Sequence[str], path: Path, where: str) -> dict
     return feats
 
 
-def read_events(path: Path, builder: LogBuilder, format: str | None = None) -> None:
-    """Every behavior of ``path`` into ``builder`` (chunk by chunk)."""
+def read_events(path: Path, builder: LogBuilder, format: str | None = None,
+                columns: Sequence[str] | None = None, header: bool = True,
+                default_group: str | None = None) -> None:
+    """Every behavior of ``path`` into ``builder`` (chunk by chunk). ``default_group``: the
+    group of a record without one (then the ``group`` column is optional)."""
     path = Path(path)
     buf = RowBuffer(builder)
     intern: dict[str, str] = {}
-    for where, rec in _records(path, detect_format(path, format), REQUIRED):
+    required = [c for c in REQUIRED if c != "group" or default_group is None]
+    for where, rec in _records(path, detect_format(path, format), required, columns, header):
+        if default_group is not None and rec.get("group") in (None, ""):
+            rec = {**rec, "group": default_group}
         user, group, action, oid = (intern.setdefault(v, v) for v in
                                     (_id(rec, path, where, c) for c in REQUIRED[:4]))
         ts_raw = rec.get("timestamp")
@@ -241,18 +257,27 @@ CatalogArg = str | Path | Sequence[str | Path] | Mapping[str, str | Path] | None
 def read_behavior_log(path: Path, format: str | None = None, catalogs: CatalogArg = None,
                       catalog_format: str | None = None, name: str | None = None,
                       target_group: str = "item",
-                      catalog_group: str | None = None) -> BehaviorLog:
+                      catalog_group: str | None = None,
+                      columns: Sequence[str] | None = None, header: bool = True,
+                      default_group: str | None = None,
+                      catalog_from_events: bool = False) -> BehaviorLog:
     """Read a behavior log (CSV/JSONL/Parquet) and optional catalogs into a BehaviorLog.
 
     ``catalogs``: one path, a list of paths, or a mapping group -> path (the group a file's
     records belong to unless they carry a ``group`` column). ``catalog_format`` overrides the
     catalogs' extensions. ``name`` defaults to the log file's stem.
+
+    ``columns`` / ``header``: a CSV log's column names in file order, for a file without a
+    header line (``header=False``) or to override its header. ``default_group``: the group
+    of behaviors without one (a log with no ``group`` column, e.g. items only).
+    ``catalog_from_events``: objects' features given on events also form catalog rows
+    (``behaviors.with_event_catalog``), so candidates carry them; an explicit catalog wins.
     """
     path = Path(path)
     if name is None:
         name = strip_gz(path).rsplit(".", 1)[0] or "log"
     builder = LogBuilder(name, target_group)
-    read_events(path, builder, format)
+    read_events(path, builder, format, columns, header, default_group)
     if catalogs is None:
         pairs: list[tuple[str, Path]] = []
     elif isinstance(catalogs, Mapping):
@@ -261,6 +286,7 @@ def read_behavior_log(path: Path, format: str | None = None, catalogs: CatalogAr
         pairs = [(catalog_group or target_group, Path(catalogs))]
     else:
         pairs = [(catalog_group or target_group, Path(p)) for p in catalogs]
-    for default_group, cpath in pairs:
-        read_catalog(cpath, builder, default_group, catalog_format)
-    return builder.build()
+    for group_of_file, cpath in pairs:
+        read_catalog(cpath, builder, group_of_file, catalog_format)
+    log = builder.build()
+    return with_event_catalog(log) if catalog_from_events else log

@@ -1,0 +1,111 @@
+"""``python -m atrank_export compare`` on a small headerless behavior log through the generic
+log reader: the protocol's bookkeeping (tuning grid, test once for the winner, seeds,
+variants), resuming, and the report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from atrank_export.cli import main
+
+COLUMNS = "user,object_id,category,action,timestamp"
+
+
+def write_log(path, users=24, items=30, categories=3, per_user=14, seed=5):
+    """Each user favours one category (3 of 4 behaviors), Taobao's layout: no header, no
+    group column, actions pv/cart/buy."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for u in range(users):
+        fav = u % categories
+        t = 1_500_000_000 + 1000 * u
+        for _ in range(per_user):
+            c = fav if rng.random() < 0.75 else int(rng.integers(categories))
+            i = int(rng.integers(items // categories)) * categories + c
+            a = rng.choice(["pv", "pv", "pv", "cart", "buy"])
+            t += int(rng.integers(1, 5000))
+            lines.append(f"u{u},i{i},c{c},{a},{t}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+ARGS = ["--data", "log", "--columns", COLUMNS, "--no-header", "--catalog-from-events",
+        "--seeds", "2", "--max-epochs", "2", "--patience", "1", "--embedding-dim", "4",
+        "--max-history", "8", "--models", "ATRank,SASRec,BPR",
+        "--variants", "ATRank -action,SASRec -ta", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    write_log(root / "events.csv")
+    runs = root / "runs"
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(runs),
+                 *ARGS]) == 0
+    return root, runs
+
+
+def test_protocol_bookkeeping(compared):
+    root, runs = compared
+    s = json.loads((runs / "summary.json").read_text())
+    assert list(s["models"]) == ["ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"]
+    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds
+    files = sorted(runs.glob("*.json"))
+    assert len(files) == 3 * 5 + 2 * 2 + 1                  # + summary.json
+    assert not list(runs.glob("*.pt"))                      # tuning weights are gone
+    for name in ("ATRank", "SASRec", "BPR"):
+        tried = s["tuning"][name]
+        assert len(tried) == 4
+        assert len({(t["lr"], t["value"]) for t in tried}) == 4
+        best = max(tried, key=lambda t: t["valid_all_items_auc"])
+        seeds = s["models"][name]
+        assert [m["seed"] for m in seeds] == [1, 2]
+        assert all(m["lr"] == best["lr"] and m["knob_value"] == best["value"] for m in seeds)
+        # test was evaluated for the chosen configuration only
+        first = [json.loads(f.read_text()) for f in files if f.name != "summary.json"]
+        grid_runs = [m for m in first if m["name"] == name and m["seed"] == 1]
+        assert len(grid_runs) == 4
+        with_test = [m for m in grid_runs if m["test"] is not None]
+        assert len(with_test) == 1
+        assert with_test[0]["valid"]["all_items_auc"] == best["valid_all_items_auc"]
+        for m in seeds:
+            assert 1 <= m["best_epoch"] <= len(m["epochs"]) <= 2
+            assert {"all_items_auc", "recall_at_10", "ndcg_at_10"} <= set(m["test"])
+    assert s["models"]["SASRec"][0]["loss"] == "softmax"
+    f = s["facts"]
+    assert f["objects"] == 30 and f["users"] == 24
+    assert f["leakage"]["test"]["negative_interacted"] == 0
+    assert f["leakage"]["test"]["negative_in_history"] == 0
+    assert (runs / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_reuses_finished_runs(compared):
+    root, runs = compared
+    before = {f.name: f.stat().st_mtime_ns for f in runs.glob("*.json")
+              if f.name != "summary.json"}
+    victim = next(n for n in sorted(before) if n.startswith("ATRank__") and "seed2" in n)
+    (runs / victim).unlink()                       # as if stopped before this run finished
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(runs),
+                 "--no-eta", *ARGS]) == 0
+    after = {f.name: f.stat().st_mtime_ns for f in runs.glob("*.json")
+             if f.name != "summary.json"}
+    assert after.keys() == before.keys()
+    changed = [n for n in after if n == victim or after[n] != before[n]]
+    assert changed == [victim]
+
+
+def test_report(compared, tmp_path):
+    root, runs = compared
+    proto = tmp_path / "protocol.md"
+    proto.write_text("## Protocol\n\nThe words of the protocol.\n")
+    out = tmp_path / "results.md"
+    assert main(["compare-report", "--out", str(out), "--protocol", str(proto),
+                 "--task", str(runs)]) == 0
+    text = out.read_text()
+    assert "The words of the protocol." in text
+    for name in ("ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"):
+        assert f"| {name} |" in text
+    assert "### Tuning" in text and "Paired differences ATRank − model" in text
+    row = next(x for x in text.splitlines() if x.startswith("| SASRec |") and "±" in x)
+    assert len(row.strip("|").split("|")) == 8
+    assert "events" in text                        # the data actually used, by name
