@@ -20,9 +20,16 @@ item vector), hidden 64.
 * ``GRU4Rec``-style ``GRU``: a GRU over the time-ordered history (packed), last state -> score
   head; an empty history gives a zero state.
 
-The score head shared by the last three is ``b_i + MLP([u, c, u*c])`` (hidden 64, ReLU), with
-``c = [item_emb, cate_emb]`` of the candidate, ``u`` the user vector (64). These baselines see
-item and category only; ATRank additionally sees the action and the time bucket.
+The score head shared by mean-pool, DIN and GRU is ``b_i + MLP([u, c, u*c])`` (hidden 64,
+ReLU), with ``c = [item_emb, cate_emb]`` of the candidate, ``u`` the user vector (64).
+
+By default these baselines see item and category only; ATRank additionally sees the action and
+the time bucket. :class:`BaselineConfig`'s ``use_action`` / ``use_time`` give the
+history-reading ones (mean-pool, DIN, GRU) a learned embedding of each behavior's
+action index / time bucket, summed into its history vector (width unchanged; candidates get
+neither), and ``dropout`` drops out the history vectors (and the head's hidden layer) in
+training mode. BPR-MF ignores all three.
+``MODELS[name](cfg, split)`` builds each of them for the comparison.
 """
 
 from __future__ import annotations
@@ -43,7 +50,11 @@ MASK_FILL = -1e9
 
 @dataclass
 class BaselineConfig:
-    """The sizes a baseline needs, read from the split's ATRank config."""
+    """The sizes a baseline needs, read from the split's ATRank config, and the history
+    options of the history-reading baselines (mean-pool, DIN, GRU; BPR ignores them):
+    ``use_action`` / ``use_time`` add a learned embedding of each behavior's action index /
+    time bucket to its history vector; ``dropout`` is the dropout rate on the history vectors
+    (and the head's hidden layer) in training mode."""
 
     n_items: int                     # rows of the target id table, less the padding row
     n_categories: int
@@ -52,15 +63,22 @@ class BaselineConfig:
     hidden: int = 64
     target: str = "item"
     category: str | None = "category"   # the target group's feature used as the category
+    use_action: bool = False
+    use_time: bool = False
+    n_time_buckets: int = 13
+    dropout: float = 0.0
 
     @classmethod
-    def of(cls, config: ModelConfig, embedding_dim: int | None = None) -> BaselineConfig:
+    def of(cls, config: ModelConfig, embedding_dim: int | None = None, *,
+           use_action: bool = False, use_time: bool = False,
+           dropout: float = 0.0) -> BaselineConfig:
         t = config.group(config.target_group)
         cat = t.features[1] if len(t.features) > 1 else None
         e = embedding_dim or config.embedding_dim
         return cls(config.table_rows(table_name(t.name, "id")) - 1,
                    config.table_rows(table_name(t.name, cat)) - 1 if cat else 0,
-                   config.n_actions, e, 2 * e, t.name, cat)
+                   config.n_actions, e, 2 * e, t.name, cat, use_action=use_action,
+                   use_time=use_time, n_time_buckets=config.n_time_buckets, dropout=dropout)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,10 +116,14 @@ def _mask(hist_item: torch.Tensor, hist_len: torch.Tensor) -> torch.Tensor:
     return (positions[None, :] < hist_len[:, None]).to(torch.float32)
 
 
-class _EmbeddingBase(nn.Module):
-    """Item + category embeddings (32 each, std 0.05 as in ATRank), an item bias, the head."""
+class _HistoryBase(nn.Module):
+    """Item + category embeddings (32 each, std 0.05 as in ATRank), an item bias, and the
+    history vectors: ``[item_emb, cate_emb]`` (+ ``action_emb`` + ``time_emb`` with
+    ``use_action`` / ``use_time``; std 0.05 too), zero at padding, then dropout (training
+    mode only). The action and time tables exist only when their option is on, so a model
+    without them has the same parameters as before the options existed."""
 
-    def __init__(self, config: BaselineConfig):
+    def __init__(self, config: BaselineConfig, dropout: float | None = None):
         super().__init__()
         c = config
         self.config = c
@@ -115,8 +137,15 @@ class _EmbeddingBase(nn.Module):
             self.item_emb.weight[0].zero_()
             self.cate_emb.weight[0].zero_()
         width = 2 * d
-        self.head = nn.Sequential(nn.Linear(3 * width, c.hidden), nn.ReLU(),
-                                  nn.Linear(c.hidden, 1))
+        if c.use_action:          # rows n_actions + 1; 0 = unknown/padding (a zero vector)
+            self.action_emb = nn.Embedding(c.n_actions + 1, width, padding_idx=0)
+            nn.init.normal_(self.action_emb.weight, std=0.05)
+            with torch.no_grad():
+                self.action_emb.weight[0].zero_()
+        if c.use_time:            # one row per time bucket (bucket 0 is a real one)
+            self.time_emb = nn.Embedding(c.n_time_buckets, width)
+            nn.init.normal_(self.time_emb.weight, std=0.05)
+        self.drop = nn.Dropout(c.dropout if dropout is None else dropout)
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         return self._forward(*self.config.unpack(inputs))
@@ -124,19 +153,52 @@ class _EmbeddingBase(nn.Module):
     def vectors(self, items: torch.Tensor, cates: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.item_emb(items), self.cate_emb(cates)], dim=-1)
 
+    def behavior_vectors(self, hist_item, hist_category, hist_action, hist_time):
+        """``[item_emb, cate_emb]`` (+ ``action_emb``, + ``time_emb``) [B,L,2E], unmasked.
+        Candidates never get the action/time terms (they have neither)."""
+        h = self.vectors(hist_item, hist_category)
+        if self.config.use_action:
+            h = h + self.action_emb(hist_action)
+        if self.config.use_time:
+            h = h + self.time_emb(hist_time)
+        return h
+
+    def history(self, hist_item, hist_category, hist_action, hist_time, mask) -> torch.Tensor:
+        """History vectors [B,L,2E]: zero at padding (``mask`` [B,L], 1 real), dropped out in
+        training mode."""
+        h = self.behavior_vectors(hist_item, hist_category, hist_action, hist_time)
+        return self.drop(h * mask[..., None])
+
+
+class _EmbeddingBase(_HistoryBase):
+    """The history vectors + the score head ``b_i + MLP([u, c, u*c])`` (dropout on its hidden
+    layer in training mode)."""
+
+    def __init__(self, config: BaselineConfig):
+        super().__init__(config)
+        width = 2 * config.embedding_dim
+        self.head = nn.Sequential(nn.Linear(3 * width, config.hidden), nn.ReLU(),
+                                  nn.Linear(config.hidden, 1))
+
+    def head_logits(self, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``MLP([u, c, u*c])`` [..., D] -> [...]; the hidden layer dropped out in training
+        (head stays ``Linear, ReLU, Linear``: same state_dict keys as before the option)."""
+        x = torch.cat([u, c, u * c], -1)
+        return self.head[2](self.drop(self.head[1](self.head[0](x))))[..., 0]
+
     def score(self, u: torch.Tensor, cand_item: torch.Tensor, cand_category: torch.Tensor):
         """u [B,D] or [B,N,D] -> logits [B,N]."""
         c = self.vectors(cand_item, cand_category)                      # [B,N,D]
         if u.dim() == 2:
             u = u[:, None, :].expand_as(c)
-        return self.item_bias[cand_item] + self.head(torch.cat([u, c, u * c], -1))[..., 0]
+        return self.item_bias[cand_item] + self.head_logits(u, c)
 
 
 class MeanPool(_EmbeddingBase):
     def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
                  cand_item, cand_category):
         mask = _mask(hist_item, hist_len)
-        h = self.vectors(hist_item, hist_category) * mask[..., None]
+        h = self.history(hist_item, hist_category, hist_action, hist_time, mask)
         u = h.sum(1) / hist_len.clamp(min=1)[:, None].to(h.dtype)
         return self.score(u, cand_item, cand_category)
 
@@ -184,11 +246,11 @@ class DIN(_EmbeddingBase):
     def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
                  cand_item, cand_category):
         mask = _mask(hist_item, hist_len)
-        h = self.vectors(hist_item, hist_category) * mask[..., None]
+        h = self.history(hist_item, hist_category, hist_action, hist_time, mask)
         c = self.vectors(cand_item, cand_category)
         u = torch.cat([self.attend(h, mask, c[:, s:s + self.chunk])
                        for s in range(0, c.shape[1], self.chunk)], dim=1)
-        return self.item_bias[cand_item] + self.head(torch.cat([u, c, u * c], -1))[..., 0]
+        return self.item_bias[cand_item] + self.head_logits(u, c)
 
 
 class GRU(_EmbeddingBase):
@@ -200,7 +262,7 @@ class GRU(_EmbeddingBase):
     def _forward(self, hist_item, hist_category, hist_action, hist_time, hist_len,
                  cand_item, cand_category):
         mask = _mask(hist_item, hist_len)
-        x = self.vectors(hist_item, hist_category) * mask[..., None]
+        x = self.history(hist_item, hist_category, hist_action, hist_time, mask)
         packed = nn.utils.rnn.pack_padded_sequence(x, hist_len.clamp(min=1).cpu(),
                                                    batch_first=True, enforce_sorted=False)
         _, last = self.gru(packed)
