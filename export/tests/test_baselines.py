@@ -1,4 +1,4 @@
-"""Baselines run through the ATRank harness; compare.py end to end on synthetic data."""
+"""Baselines run through the ATRank harness (compare.py has its own tests: test_compare.py)."""
 
 import numpy as np
 import pytest
@@ -415,34 +415,3 @@ def test_bpr_without_user_falls_back_to_history(split):
     with torch.no_grad():
         out = model(**to_tensors(split.batch(rows, cands)))       # plain Split: no user
     assert out.shape == (1, 5) and torch.isfinite(out).all()
-
-
-def test_compare_end_to_end(tmp_path):
-    from atrank_export.compare import main
-
-    out = tmp_path / "results.md"
-    assert main(["--data", "synthetic", "--max-users", "30", "--seeds", "2", "--epochs", "1",
-                 "--embedding-dim", "8", "--max-history", "10", "--out", str(out),
-                 "--json", str(tmp_path / "runs.json"), "--multigroup-seeds", "2",
-                 "--multigroup-users", "25", "--multigroup-epochs", "1"]) == 0
-    text = out.read_text()
-    for name in ["ATRank", "BPR", "mean-pool", "DIN", "GRU", "multi-group", "item-only"]:
-        assert f"| {name} |" in text
-    assert "Paired difference multi-group − item-only" in text
-    assert "all-items AUC" in text and "±" in text
-    png = tmp_path / "training-curves.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    reading = tmp_path / "reading.md"
-    reading.write_text("Nothing to read on 30 synthetic users.\n")
-    again = tmp_path / "again.md"
-    assert main(["--from-json", str(tmp_path / "runs.json"), "--out", str(again),
-                 "--reading", str(reading)]) == 0
-    assert again.read_text().startswith(text.rstrip()) and "## Reading" in again.read_text()
-    # Rerunning one model reuses the others' runs from the dump.
-    merged = tmp_path / "merged.md"
-    assert main(["--data", "synthetic", "--max-users", "30", "--seeds", "2", "--epochs", "1",
-                 "--embedding-dim", "8", "--max-history", "10", "--models", "ATRank",
-                 "--reuse", str(tmp_path / "runs.json"), "--multigroup-seeds", "0",
-                 "--out", str(merged)]) == 0
-    for name in ["ATRank", "BPR", "mean-pool", "DIN", "GRU"]:
-        assert f"| {name} |" in merged.read_text()

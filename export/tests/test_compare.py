@@ -46,7 +46,7 @@ def compared(tmp_path_factory):
 
 
 def test_protocol_bookkeeping(compared):
-    root, runs = compared
+    _, runs = compared
     s = json.loads((runs / "summary.json").read_text())
     assert list(s["models"]) == ["ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"]
     # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds
@@ -95,7 +95,7 @@ def test_resume_reuses_finished_runs(compared):
 
 
 def test_report(compared, tmp_path):
-    root, runs = compared
+    _, runs = compared
     proto = tmp_path / "protocol.md"
     proto.write_text("## Protocol\n\nThe words of the protocol.\n")
     out = tmp_path / "results.md"

@@ -51,21 +51,29 @@ def test_evaluate_recall_ndcg_match_brute_force():
 
 
 def test_compare_tables_have_recall_ndcg_columns():
-    from atrank_export.compare import mean_std_of, multigroup_section
+    from atrank_export.compare import mean_std_of, section
 
     row = {"all_items_auc": 0.9, "one_neg_auc": 0.8, "global_auc": 0.85,
-           "recall_at_10": 0.25, "ndcg_at_10": 0.125, "valid": {"all_items_auc": 0.9},
-           "best_epoch": 1, "seconds": 1.0, "seed": 1}
+           "recall_at_10": 0.25, "ndcg_at_10": 0.125}
     old = {k: v for k, v in row.items() if k not in ("recall_at_10", "ndcg_at_10")}
     assert mean_std_of([row, {**row, "recall_at_10": 0.75}], "recall_at_10") == \
         "0.5000 ± 0.3536"
-    assert mean_std_of([row, old], "recall_at_10") == "n/a"        # an older --json dump
-    lines = multigroup_section({"runs": {"multi-group": [row], "item-only": [old]},
-                                "facts": {"users": 10, "epochs": 1, "embedding_dim": 8}})
-    header = next(s for s in lines if s.startswith("| model"))
+    assert mean_std_of([row, old], "recall_at_10") == "n/a"        # a run without them
+    run = {"test": row, "valid": {"all_items_auc": 0.9}, "best_epoch": 1, "epochs": [{}],
+           "best_at_cap": True, "wall_seconds": 1.0}
+    leak = {"negative_in_history": 0, "negative_interacted": 0, "target_in_history": 0,
+            "target_unknown_id": 0, "rows": 1}
+    facts = {"title": "t", "describe": "d", "task": "next", "users": 1, "train": 1, "valid": 1,
+             "test": 1, "n_items": 1, "min_count": 1, "objects": 2, "n_candidates": 2,
+             "leakage": {"test": leak, "valid": leak}, "time_unit": 60, "max_history": 5,
+             "max_epochs": 1, "patience": 1, "seeds": [1]}
+    lines = section({"facts": facts, "command": "c", "tuning": {},
+                     "models": {"ATRank": [run], "GRU": [{**run, "test": old}]}}, None, ".")
+    header = next(s for s in lines if s.startswith("| model | all-items"))
     cols = [c.strip() for c in header.strip("|").split("|")]
-    assert cols[4:6] == ["Recall@10", "NDCG@10"]
-    mg = next(s for s in lines if s.startswith("| multi-group"))
-    assert [c.strip() for c in mg.strip("|").split("|")][4:6] == ["0.2500 ± 0.0000",
+    assert cols[1:4] == ["all-items AUC", "Recall@10", "NDCG@10"]
+    at = next(s for s in lines if s.startswith("| ATRank |"))
+    assert [c.strip() for c in at.strip("|").split("|")][2:4] == ["0.2500 ± 0.0000",
                                                                  "0.1250 ± 0.0000"]
-    assert "| n/a | n/a |" in next(s for s in lines if s.startswith("| item-only"))
+    assert "1 (1, at cap)" in at
+    assert "| n/a | n/a |" in next(s for s in lines if s.startswith("| GRU |"))

@@ -163,8 +163,8 @@ def test_evaluate_counts_unknown_objects_with_their_multiplicity(log):
     objs = sp.log.objects["item"]
     for u, p, _ in sp.test:
         hist = sp.history(np.array([[u, p]]))
-        touched = set(sp.log.objects["item"][o] for o in
-                      sp.log.object[sp.event[sp.offsets[u]:sp.offsets[u + 1]]])
+        touched = {sp.log.objects["item"][o] for o in
+                   sp.log.object[sp.event[sp.offsets[u]:sp.offsets[u + 1]]]}
         feats = []
         for o in objs:
             idx = sp.vocabs["item_id"].index(o) + 1 if o in sp.vocabs["item_id"] else 0

@@ -243,6 +243,8 @@ class Comparison:
                                     "best_epoch": m["best_epoch"], "epochs": len(m["epochs"]),
                                     "best_at_cap": m["best_at_cap"]} for s, m in tried]
             first = self.test_winner(best_spec, best_m)
+            for s, _ in tried:                  # the losers' weights: never tested
+                (self.runs / f"{s.key}.pt").unlink(missing_ok=True)
             rest = [step(RunSpec(name, best_spec.lr, best_spec.knob, best_spec.value, sd),
                          test=True) for sd in self.seeds[1:]]
             out["models"][name] = [first] + rest
@@ -269,14 +271,15 @@ def probe_eta(comp: Comparison, models: list[str], variants: list[str]) -> float
         spec = comp.grid(name)[0]
         factory, run_split, cfg = make_model(spec, split)
         sub = type(run_split)(**{**run_split.__dict__, "train": run_split.train[:20 * BATCH],
-                                 "valid": run_split.valid[:max(1, len(run_split.valid) // 10)]})
+                                 "valid": run_split.valid[:1]})
+        model, m = train(sub, cfg, epochs=1, batch_size=BATCH, lr=spec.lr, seed=spec.seed,
+                         progress=False, log=lambda s: None, model_factory=factory,
+                         loss=LOSS[name], evaluate_test=False)
+        dt_train = m["epochs"][0]["seconds"] * len(run_split.train) / max(1, len(sub.train))
+        part = run_split.valid[:max(1, len(run_split.valid) // 10)]
         t0 = time.perf_counter()
-        _, m = train(sub, cfg, epochs=1, batch_size=BATCH, lr=spec.lr, seed=spec.seed,
-                     progress=False, log=lambda s: None, model_factory=factory,
-                     loss=LOSS[name], evaluate_test=False)
-        dt = m["epochs"][0]["seconds"]
-        dt_train = dt * len(run_split.train) / max(1, len(sub.train))
-        dt_eval = (time.perf_counter() - t0 - dt) * len(run_split.valid) / len(sub.valid)
+        evaluate(model, run_split, part)
+        dt_eval = (time.perf_counter() - t0) * len(run_split.valid) / len(part)
         runs = len(comp.grid(name)) + len(comp.seeds) - 1 + sum(
             len(comp.seeds) for v in variants if VARIANTS[v][0] == name)
         total += runs * (expected * (dt_train + dt_eval) + dt_eval)
@@ -407,8 +410,9 @@ def section(summary: dict, png: Path | None, base: Path) -> list[str]:
         for name, rs in models.items():
             if name == "ATRank" or len(rs) != len(a):
                 continue
-            cells = [mean_std([x["test"][k] - y["test"][k] for x, y in zip(a, rs)])
-                     for k in ("all_items_auc", "recall_at_10", "ndcg_at_10")]
+            cells = [mean_std([x["test"][k] - y["test"][k] for x, y in zip(a, rs, strict=True)])
+                     if all(k in x["test"] and k in y["test"] for x, y in zip(a, rs, strict=True))
+                     else "n/a" for k in ("all_items_auc", "recall_at_10", "ndcg_at_10")]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if png is not None:
         lines += ["", f"![training curves]({os.path.relpath(png, base)})", "",

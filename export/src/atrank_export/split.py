@@ -233,7 +233,6 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
         len(user_order))
     order = rows[np.lexsort((rows, log.timestamp[rows], user_rank[log.user[rows]]))]
     ur = user_rank[log.user[order]]
-    t_code = log.group_code(target)
     if target_actions is not None:
         unknown = sorted(set(target_actions) - set(log.actions))
         if unknown:
