@@ -22,6 +22,10 @@ bash scripts/gen-header.sh --check
 "$PY" scripts/check-header-docs.py
 
 step "exporter tests (pytest)"
+# The Taobao sample's tests run when the file is beside the checkout (it is not part of the
+# repository); ATRANK_TAOBAO set by the caller wins.
+TAOBAO_SAMPLE="$ROOT/../shared/data/taobao/user_behavior_sample.csv"
+if [ -z "${ATRANK_TAOBAO:-}" ] && [ -f "$TAOBAO_SAMPLE" ]; then export ATRANK_TAOBAO="$TAOBAO_SAMPLE"; fi
 "$PY" -m pytest -q export/tests
 
 step "a small MovieLens-100k package for the runtime tests"

@@ -49,9 +49,10 @@ def test_protocol_bookkeeping(compared):
     _, runs = compared
     s = json.loads((runs / "summary.json").read_text())
     assert list(s["models"]) == ["ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"]
-    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds
+    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds + ATRank's 4
+    # one-knob validation runs
     files = sorted(runs.glob("*.json"))
-    assert len(files) == 3 * 5 + 2 * 2 + 1                  # + summary.json
+    assert len(files) == 3 * 5 + 2 * 2 + 4 + 1              # + summary.json
     assert not list(runs.glob("*.pt"))                      # tuning weights are gone
     for name in ("ATRank", "SASRec", "BPR"):
         tried = s["tuning"][name]
@@ -72,6 +73,15 @@ def test_protocol_bookkeeping(compared):
             assert 1 <= m["best_epoch"] <= len(m["epochs"]) <= 2
             assert {"all_items_auc", "recall_at_10", "ndcg_at_10"} <= set(m["test"])
     assert s["models"]["SASRec"][0]["loss"] == "softmax"
+    sens = s["sensitivity"]
+    assert set(sens) == {"chosen", "ATRank @width 64", "ATRank @heads 8", "ATRank @L2 1e-4",
+                         "ATRank @day buckets"}
+    every = [json.loads(f.read_text()) for f in files if f.name != "summary.json"]
+    runs_by_name = {m["name"]: m for m in every if m["name"].startswith("ATRank @")}
+    assert len(runs_by_name) == 4
+    assert all(m["test"] is None for m in runs_by_name.values())     # validation only
+    assert runs_by_name["ATRank @width 64"]["lr"] == s["models"]["ATRank"][0]["lr"]
+    assert runs_by_name["ATRank @L2 1e-4"]["l2"] == 1e-4
     f = s["facts"]
     assert f["objects"] == 30 and f["users"] == 24
     assert f["leakage"]["test"]["negative_interacted"] == 0
@@ -106,6 +116,7 @@ def test_report(compared, tmp_path):
     for name in ("ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"):
         assert f"| {name} |" in text
     assert "### Tuning" in text and "Paired differences ATRank − model" in text
+    assert "ATRank's other knobs" in text and "| day buckets |" in text
     row = next(x for x in text.splitlines() if x.startswith("| SASRec |") and "±" in x)
     assert len(row.strip("|").split("|")) == 8
     assert "events" in text                        # the data actually used, by name

@@ -78,6 +78,16 @@ VARIANTS = {
     "DIN -ta": ("DIN", {"baseline_ta": False}),
     "mean-pool -ta": ("mean-pool", {"baseline_ta": False}),
 }
+# ATRank's other knobs, one at a time around its chosen configuration, on the first seed's
+# validation only (reported as "what mattered"; not part of the equal-budget comparison).
+SENSITIVITY = {
+    "ATRank @width 64": ("ATRank", {"embedding_dim": 64}),
+    "ATRank @heads 8": ("ATRank", {"heads": 8}),
+    "ATRank @L2 1e-4": ("ATRank", {"l2": 1e-4}),
+    "ATRank @day buckets": ("ATRank", {"time_unit": 86400}),
+}
+DERIVED = {**VARIANTS, **SENSITIVITY}
+SPLIT_KEYS = ("use_actions", "use_time", "embedding_dim", "heads", "time_unit")
 L2 = 1e-5            # embedding L2 of every model whose knob is not L2
 BATCH = 128
 
@@ -92,11 +102,12 @@ class RunSpec:
 
     @property
     def base(self) -> str:
-        return VARIANTS[self.model][0] if self.model in VARIANTS else self.model
+        return DERIVED[self.model][0] if self.model in DERIVED else self.model
 
     @property
     def key(self) -> str:
-        slug = self.model.replace(" ", "").replace("-", "_")
+        slug = (self.model.replace(" ", "").replace("-", "_").replace("@", "at_")
+                .replace(".", "_"))
         return f"{slug}__lr{self.lr:g}__{self.knob}{self.value:g}__seed{self.seed}"
 
 
@@ -135,7 +146,7 @@ def leakage_check(split: Split) -> dict:
 
 def make_model(spec: RunSpec, split: Split):
     """(model factory, the split to train on, model config) of a run."""
-    over = VARIANTS.get(spec.model, (None, {}))[1]
+    over = DERIVED.get(spec.model, (None, {}))[1]
     if spec.base == "ATRank":
         cfg = type(split.config).from_dict({**split.config.to_dict(),
                                             "dropout": spec.value if spec.knob == "dropout"
@@ -160,12 +171,15 @@ class Comparison:
         runs.mkdir(parents=True, exist_ok=True)
 
     def split(self, seed: int, model: str) -> Split:
-        over = VARIANTS.get(model, (None, {}))[1]
-        flags = {k: v for k, v in over.items() if k in ("use_actions", "use_time")}
+        over = DERIVED.get(model, (None, {}))[1]
+        flags = {k: v for k, v in over.items() if k in SPLIT_KEYS}
         key = (seed, json.dumps(flags, sort_keys=True))
         if key not in self.splits:
-            self.splits[key] = build_split(self.log_data, seed=seed, **flags,
-                                           **split_options(self.a))
+            kw = split_options(self.a)
+            if "time_unit" in flags:
+                kw["time_buckets"] = TimeBuckets(unit_seconds=flags.pop("time_unit"))
+            kw.update(flags)
+            self.splits[key] = build_split(self.log_data, seed=seed, **kw)
         return self.splits[key]
 
     def done(self, spec: RunSpec) -> dict | None:
@@ -181,7 +195,8 @@ class Comparison:
         split = self.split(spec.seed, spec.model)
         factory, run_split, cfg = make_model(spec, split)
         t0 = time.perf_counter()
-        l2 = spec.value if spec.knob == "l2" else L2
+        l2 = spec.value if spec.knob == "l2" else DERIVED.get(spec.model, (0, {}))[1].get(
+            "l2", L2)
         model, m = train(run_split, cfg, epochs=self.a.max_epochs, batch_size=BATCH,
                          lr=spec.lr, l2=l2, seed=spec.seed, progress=False, log=lambda s: None,
                          model_factory=factory, loss=LOSS[spec.base],
@@ -189,7 +204,7 @@ class Comparison:
         m.pop("config", None)
         m.update({"name": spec.model, "key": spec.key, "knob": spec.knob,
                   "knob_value": spec.value, "wall_seconds": time.perf_counter() - t0})
-        if not test:
+        if not test and spec.model not in SENSITIVITY:
             torch.save(model.state_dict(), self.runs / f"{spec.key}.pt")
         (self.runs / f"{spec.key}.json").write_text(json.dumps(m, indent=1) + "\n")
         v = m["valid"]["all_items_auc"] if m["valid"] else float("nan")
@@ -220,7 +235,8 @@ class Comparison:
     def plan(self, models: list[str], variants: list[str]) -> int:
         """Number of training runs the protocol needs (finished ones included)."""
         return sum(len(self.grid(m)) + len(self.seeds) - 1 for m in models) + \
-            len(variants) * len(self.seeds)
+            len(variants) * len(self.seeds) + \
+            (len(SENSITIVITY) if self.a.sensitivity and "ATRank" in models else 0)
 
     def execute(self, models: list[str], variants: list[str]) -> dict:
         total = self.plan(models, variants)
@@ -255,6 +271,19 @@ class Comparison:
             c = chosen[parent]
             out["models"][name] = [step(RunSpec(name, c.lr, c.knob, c.value, sd), test=True)
                                    for sd in self.seeds]
+        if self.a.sensitivity and "ATRank" in chosen:
+            c = chosen["ATRank"]
+            base = out["models"]["ATRank"][0]
+            out["sensitivity"] = {"chosen": {"lr": c.lr, c.knob: c.value,
+                                             "valid_all_items_auc":
+                                             base["valid"]["all_items_auc"],
+                                             "best_epoch": base["best_epoch"]}}
+            for name in SENSITIVITY:
+                m = step(RunSpec(name, c.lr, c.knob, c.value, self.seeds[0]), test=False)
+                out["sensitivity"][name] = {"valid_all_items_auc": m["valid"]["all_items_auc"],
+                                            "best_epoch": m["best_epoch"],
+                                            "epochs": len(m["epochs"]),
+                                            "best_at_cap": m["best_at_cap"]}
         bar.close()
         return out
 
@@ -281,7 +310,8 @@ def probe_eta(comp: Comparison, models: list[str], variants: list[str]) -> float
         evaluate(model, run_split, part)
         dt_eval = (time.perf_counter() - t0) * len(run_split.valid) / len(part)
         runs = len(comp.grid(name)) + len(comp.seeds) - 1 + sum(
-            len(comp.seeds) for v in variants if VARIANTS[v][0] == name)
+            len(comp.seeds) for v in variants if VARIANTS[v][0] == name) + (
+            len(SENSITIVITY) if name == "ATRank" and comp.a.sensitivity else 0)
         total += runs * (expected * (dt_train + dt_eval) + dt_eval)
         comp.echo(f"  probe {name}: about {dt_train:.0f}s per epoch + {dt_eval:.0f}s per "
                   f"validation evaluation; {runs} runs")
@@ -388,6 +418,21 @@ def section(summary: dict, png: Path | None, base: Path) -> list[str]:
                           f"{', at cap' if t['best_at_cap'] else ''})" for t in tried)
         lines.append(f"| {name} | {cells} | lr {best['lr']:g}, {best['knob']} "
                      f"{best['value']:g} |")
+    sens = summary.get("sensitivity")
+    if sens:
+        c = sens["chosen"]
+        lines += ["", ("ATRank's other knobs, one at a time around its chosen configuration "
+                  f"(validation all-items AUC {c['valid_all_items_auc']:.4f}, first seed; "
+                  "validation only, outside the equal budget):"), "",
+                  "| change | valid all-items AUC | difference | best epoch / epochs run |",
+                  "|---|---|---|---|"]
+        for name, r in sens.items():
+            if name == "chosen":
+                continue
+            lines.append(f"| {name.split('@', 1)[1]} | {r['valid_all_items_auc']:.4f} | "
+                         f"{r['valid_all_items_auc'] - c['valid_all_items_auc']:+.4f} | "
+                         f"{r['best_epoch']}/{r['epochs']}"
+                         f"{', at cap' if r['best_at_cap'] else ''} |")
     lines += ["", "### Test (mean ± std over seeds)", "",
               ("| model | all-items AUC | Recall@10 | NDCG@10 | one-neg AUC | valid all-items "
                "AUC | chosen epochs (epochs run) | wall time / run |"),
@@ -447,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds per time-bucket unit (every model with time input)")
     p.add_argument("--embedding-dim", type=int, default=32)
     p.add_argument("--no-eta", action="store_true", help="skip the timed probe")
+    p.add_argument("--no-sensitivity", dest="sensitivity", action="store_false",
+                   help="skip ATRank's one-knob-at-a-time validation runs (SENSITIVITY)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--multigroup", action="store_true",
                    help="also run the synthetic multi-group vs item-only check (its own data)")
