@@ -218,3 +218,33 @@ def test_early_stopping_stops_after_patience(log):
     assert m["best_epoch"] == 1 and not m["best_at_cap"] and m["test"] is None
     _, capped = train(sp, sp.config, epochs=1, seed=3, progress=False, log=lambda s: None)
     assert capped["best_at_cap"] and capped["test"] is not None
+
+
+def test_group_by_action_shares_tables_and_keeps_every_behavior(log):
+    from atrank_export.model import ATRank
+
+    one = build_split(log, max_history=10, seed=3, embedding_dim=4, heads=2, ffn=4)
+    by = build_split(log, max_history=10, seed=3, embedding_dim=4, heads=2, ffn=4,
+                     group_by_action=True)
+    names = [g.name for g in by.config.groups]
+    assert names == ["item", "item@buy", "item@cart", "item@pv"]
+    np.testing.assert_array_equal(one.test, by.test)            # same targets, negatives
+    h1, h2 = one.history(one.test[:, :2]), by.history(by.test[:, :2])
+    assert (h2["item_len"] == 0).all()                          # the candidates' group
+    total = sum(h2[f"{g}_len"] for g in names[1:])
+    np.testing.assert_array_equal(total, h1["item_len"])        # budget 10 each, none cut
+    # a user's buy behaviors, in order, are the item@buy group's history
+    u = by.test[:1]
+    seq = [by.log.objects["item"][o] for o in by.log.object[by.event[by.offsets[u[0, 0]]:
+                                                                   by.offsets[u[0, 0]]
+                                                                   + u[0, 1]]]]
+    acts = [by.log.actions[a] for a in by.log.action[by.event[by.offsets[u[0, 0]]:
+                                                               by.offsets[u[0, 0]] + u[0, 1]]]]
+    buys = [by.vocabs["item_id"].index(o) + 1 for o, a in zip(seq, acts) if a == "buy"]
+    hb = by.history(u[:, :2])
+    assert hb["item@buy_id"][0, :len(buys)].tolist() == buys
+    model = ATRank(by.config)
+    assert set(model.tables) == set(one.config.table_sizes)     # no per-group id tables
+    assert set(model.f_m) == set(names)
+    _, m = train(by, by.config, epochs=1, seed=3, progress=False, log=lambda s: None)
+    assert np.isfinite(m["test"]["all_items_auc"])

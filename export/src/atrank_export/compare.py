@@ -22,8 +22,10 @@ The protocol (docs/results.md states it for readers):
   validation all-items AUC wins; test is evaluated once, for it. The other seeds rerun the
   winner (each with its own early stopping) and are evaluated on test once each.
 * **Variants** (not tuned again: they reuse their parent's configuration): ATRank without
-  actions and without time (``ATRank -action`` / ``ATRank -time``), and each history
-  model without the time and action features it is given by default (``<model> -ta``).
+  actions and without time (``ATRank -action`` / ``ATRank -time``), ATRank with behaviors
+  grouped by action (``ATRank +action groups``: one group, projection and history budget
+  per action, shared embeddings; the default is one group), and each history model without
+  the time and action features it is given by default (``<model> -ta``).
 * **Seeds** set the negatives, the initialisation and the training order; all models share
   each seed's data, so differences are paired.
 
@@ -73,6 +75,7 @@ GRID = {
 VARIANTS = {
     "ATRank -action": ("ATRank", {"use_actions": False}),
     "ATRank -time": ("ATRank", {"use_time": False}),
+    "ATRank +action groups": ("ATRank", {"group_by_action": True}),
     "SASRec -ta": ("SASRec", {"baseline_ta": False}),
     "GRU -ta": ("GRU", {"baseline_ta": False}),
     "DIN -ta": ("DIN", {"baseline_ta": False}),
@@ -87,7 +90,8 @@ SENSITIVITY = {
     "ATRank @day buckets": ("ATRank", {"time_unit": 86400}),
 }
 DERIVED = {**VARIANTS, **SENSITIVITY}
-SPLIT_KEYS = ("use_actions", "use_time", "embedding_dim", "heads", "time_unit")
+SPLIT_KEYS = ("use_actions", "use_time", "embedding_dim", "heads", "time_unit",
+              "group_by_action")
 L2 = 1e-5            # embedding L2 of every model whose knob is not L2
 BATCH = 128
 
@@ -363,7 +367,7 @@ def plot_curves(models: dict[str, list[dict]], path: Path, title: str) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, rs in models.items():
-        if " -" in name:
+        if name in DERIVED:
             continue
         n = min(len(m["epochs"]) for m in rs)
         if n == 0:

@@ -128,6 +128,12 @@ class ModelConfig:
         d["groups"] = [GroupConfig(**g) for g in d["groups"]]
         return cls(**d)
 
+    def table(self, group: str, feature: str) -> str:
+        """The embedding table of a group's feature. ``extra["table_group"]`` maps a group to
+        the group whose id table it shares (the behaviors-grouped-by-action ablation, where
+        ``item@buy`` and ``item@pv`` look up the same ``item_id`` rows)."""
+        return table_name(self.extra.get("table_group", {}).get(group, group), feature)
+
     def group(self, name: str) -> GroupConfig:
         for g in self.groups:
             if g.name == name:
@@ -177,7 +183,7 @@ class ATRank(nn.Module):
                              "candidate_projection=True")
         else:
             self.f_c = nn.Identity()
-        self.item_bias = nn.Embedding(c.table_rows(table_name(c.target_group, "id")), 1,
+        self.item_bias = nn.Embedding(c.table_rows(c.table(c.target_group, "id")), 1,
                                       sparse=True)
         nn.init.zeros_(self.item_bias.weight)
         self.self_att = AttentionBlock(c.hidden, c.heads, c.ffn, c.dropout)
@@ -193,9 +199,10 @@ class ATRank(nn.Module):
         touched: dict[str, list[torch.Tensor]] = {}
         for g in self.config.groups:
             for f in g.features:
-                touched.setdefault(table_name(g.name, f), []).append(batch[f"{g.name}_{f}"])
+                touched.setdefault(self.config.table(g.name, f), []).append(
+                    batch[f"{g.name}_{f}"])
         for f in self.config.group(self.config.target_group).features:
-            touched.setdefault(table_name(self.config.target_group, f), []).append(
+            touched.setdefault(self.config.table(self.config.target_group, f), []).append(
                 batch[f"cand_{f}"])
         total = torch.zeros(())
         for name, parts in touched.items():
@@ -214,7 +221,8 @@ class ATRank(nn.Module):
         return names
 
     def embed_group(self, g: GroupConfig, inputs: dict[str, torch.Tensor]):
-        feats = [self.tables[table_name(g.name, f)](inputs[f"{g.name}_{f}"]) for f in g.features]
+        feats = [self.tables[self.config.table(g.name, f)](inputs[f"{g.name}_{f}"])
+                 for f in g.features]
         x = torch.cat(feats + [F.embedding(inputs[f"{g.name}_time"], self.time_onehot),
                                F.embedding(inputs[f"{g.name}_action"], self.action_onehot)],
                       dim=-1)
@@ -232,7 +240,7 @@ class ATRank(nn.Module):
 
     def candidates(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         t = self.config.group(self.config.target_group)
-        return self.f_c(torch.cat([self.tables[table_name(t.name, f)](inputs[f"cand_{f}"])
+        return self.f_c(torch.cat([self.tables[self.config.table(t.name, f)](inputs[f"cand_{f}"])
                                    for f in t.features], dim=-1))
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:

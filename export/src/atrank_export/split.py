@@ -191,7 +191,7 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
                 candidate_projection: bool | None = None, vocabulary: str = "all",
                 universe: str = "vocabulary", target_actions: Sequence[str] | None = None,
                 first_touch: bool = False, use_actions: bool = True,
-                use_time: bool = True) -> Split:
+                use_time: bool = True, group_by_action: bool = False) -> Split:
     """See the module docstring. ``groups`` limits which behavior groups the model reads (the
     target group is always included), so item-only vs multi-group ablations share targets
     and negatives.
@@ -204,7 +204,10 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
     behaviors with one of these actions are targets (the history still holds every earlier
     behavior). ``first_touch``: only a user's first behavior on an object is a target.
     ``use_actions`` / ``use_time`` off (ablations): every behavior gets action 1 of 1 / time
-    bucket 0."""
+    bucket 0. ``group_by_action`` (ablation): the target group's behaviors form one group per
+    action (``<target>@<action>``, each with its own projection and history budget, sharing
+    the target group's embedding tables); the target group itself keeps no behaviors and
+    serves the candidates."""
     if vocabulary not in ("all", "train"):
         raise ValueError(f"vocabulary must be 'all' or 'train', not {vocabulary!r}")
     if universe not in ("vocabulary", "objects"):
@@ -349,12 +352,21 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
         item_feats[1:][known, 1:] = obj_cand[codes[known], 1:]
 
     # --- per-group runs --------------------------------------------------------------------
-    n_g = len(groups)
+    group_cfgs = [GroupConfig(g, feat_names[g], gmax[g]) for g in groups]
+    run_group, extra = egroup, {}
+    if group_by_action:
+        acts = sorted(log.actions)
+        sub = [GroupConfig(f"{target}@{a}", feat_names[target], gmax[target]) for a in acts]
+        group_cfgs = [GroupConfig(target, feat_names[target], 1)] + sub + group_cfgs[1:]
+        rank = np.array([acts.index(a) for a in log.actions], dtype=np.int64)
+        run_group = np.where(egroup == 0, 1 + rank[log.action[order]], egroup + len(acts))
+        extra = {"table_group": {g.name: target for g in sub}}
+    n_g = len(group_cfgs)
     before = np.zeros((n_g, len(order)), dtype=np.int32)
     g_offsets = np.zeros((n_g, n_users), dtype=np.int64)
     g_index = []
     for gi in range(n_g):
-        is_g = (egroup == gi).astype(np.int64)
+        is_g = (run_group == gi).astype(np.int64)
         incl = np.cumsum(is_g)
         user_base = np.r_[0, incl][offsets[:-1]]      # group-g events before the user's run
         before[gi] = incl - is_g - user_base[urow]
@@ -420,7 +432,7 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
     interacted_count = [row_cnt[r_start[u]:r_start[u + 1]] for u in range(n_users)]
 
     config = ModelConfig(
-        groups=[GroupConfig(g, feat_names[g], gmax[g]) for g in groups],
+        groups=group_cfgs, extra=extra,
         table_sizes={t: len(v) for t, v in vocabs.items()},
         n_actions=len(log.actions) if use_actions else 1,
         target_group=target, embedding_dim=embedding_dim,
@@ -449,7 +461,7 @@ def build_split(log: BehaviorLog, groups: list[str] | None = None,
         actions, action_index = ["any"], np.ones(len(log.actions), dtype=np.int64)
     return Split(config, vocabs, HASH_SEED, actions, tb,
                  [user_order[r] for r in kept_ranks], offsets, order.astype(np.int64),
-                 egroup, action_index[log.action[order]], log.timestamp[order], feats,
+                 run_group, action_index[log.action[order]], log.timestamp[order], feats,
                  before, g_offsets, g_index, cand_of_event, item_feats, train, valid, test,
                  interacted, catalogs, log, universe_feats, universe_count, interacted_count,
                  universe_object, use_time)
