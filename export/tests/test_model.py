@@ -117,3 +117,33 @@ def test_tables_are_sparse_with_hashed_rows_and_the_step_gradient_is_o_batch():
         rows = g.indices()[0]
         assert set(rows.tolist()) <= set(touched.tolist())
         assert len(rows) <= len(touched)          # O(batch) rows, never the whole table
+
+
+def test_fused_evaluation_attention_matches_the_explicit_one():
+    """train.evaluate's fused kernel computes the attention of the exported graph: same
+    logits, empty histories included, within the float32 bound of docs/tolerances.md."""
+    from atrank_export.model import ATRank, amazon_preset, fused_attention
+    from atrank_export.numerics import logit_atol
+
+    torch.manual_seed(3)
+    model = ATRank(amazon_preset(40, 5, 2, max_history=9, embedding_dim=8)).eval()
+    b, n, length = 5, 30, 9
+    g = torch.Generator().manual_seed(4)
+    x = {"item_id": torch.randint(1, 41, (b, length), generator=g),
+         "item_category": torch.randint(1, 6, (b, length), generator=g),
+         "item_action": torch.randint(1, 3, (b, length), generator=g),
+         "item_time": torch.randint(0, 13, (b, length), generator=g),
+         "item_len": torch.tensor([0, 1, 4, 9, 7]),
+         "cand_id": torch.randint(1, 41, (b, n), generator=g),
+         "cand_category": torch.randint(1, 6, (b, n), generator=g)}
+    with torch.no_grad():
+        plain = model(**x)
+        with fused_attention(model):
+            assert all(m.fused for m in (model.self_att, model.vanilla_att))
+            fused = model(**x)
+        assert not model.self_att.fused                  # reset on exit
+    assert torch.isfinite(fused).all()
+    # Same math, another summation order (the kernel's online softmax rescales once per
+    # block of keys; L = 9 is one block): logit_atol's count of roundings covers it. Row 0
+    # (empty history) must agree too: its attention output is 0 on both paths.
+    torch.testing.assert_close(fused, plain, rtol=0, atol=logit_atol(model, x))

@@ -67,6 +67,9 @@ class AttentionBlock(nn.Module):
         self.ff2 = nn.Linear(ffn, hidden)
         self.ln2 = nn.LayerNorm(hidden, eps=LN_EPS)
         self.drop = nn.Dropout(dropout)
+        # evaluation only (train.evaluate, through ``fused_attention``): the same attention
+        # through torch's fused kernel, never in training or in the exported graph
+        self.fused = False
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -80,10 +83,19 @@ class AttentionBlock(nn.Module):
         k = self._split(F.relu(self.k(keys)))           # [B,h,L,d]
         v = self._split(F.relu(self.v(keys)))           # [B,h,L,d]
         km = key_mask[:, None, None, :]                 # [B,1,1,L]
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale + (1.0 - km) * MASK_FILL
-        weights = torch.softmax(scores, dim=-1) * km    # padding: exactly 0 weight
-        weights = self.drop(weights)
-        att = torch.matmul(weights, v).transpose(1, 2).reshape(b, nq, hdim)
+        if self.fused and not self.training and not torch.is_grad_enabled():
+            # The same softmax(q k^T scale + mask) v in one kernel. A padded key's weight is
+            # exp(-1e9 + ...) = 0 in float32 whenever a real key exists, as below; a row
+            # with no real key gets 0 from the multiplication that follows, as below.
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=(1.0 - km) * MASK_FILL,
+                                                 scale=self.scale)
+            att = att * (key_mask.sum(-1) > 0).to(att.dtype)[:, None, None, None]
+        else:
+            scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale + (1.0 - km) * MASK_FILL
+            weights = torch.softmax(scores, dim=-1) * km    # padding: exactly 0 weight
+            weights = self.drop(weights)
+            att = torch.matmul(weights, v)
+        att = att.transpose(1, 2).reshape(b, nq, hdim)
         if query_mask is not None:
             att = att * query_mask[:, :, None]
         x = self.ln1(queries + att)
@@ -139,6 +151,25 @@ class ModelConfig:
             if g.name == name:
                 return g
         raise KeyError(name)
+
+
+class fused_attention:  # noqa: N801 - a context manager used like a function
+    """``with fused_attention(model):`` every AttentionBlock of ``model`` uses torch's fused
+    attention kernel in eval mode without gradients (train.evaluate scores every candidate,
+    where the explicit softmax over [B, heads, N, L] costs most of the time)."""
+
+    def __init__(self, model: nn.Module):
+        self.blocks = [m for m in model.modules() if isinstance(m, AttentionBlock)]
+
+    def __enter__(self):
+        for m in self.blocks:
+            m.fused = True
+        return self
+
+    def __exit__(self, *exc):
+        for m in self.blocks:
+            m.fused = False
+        return False
 
 
 def table_name(group: str, feature: str) -> str:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .metrics import one_negative_auc, pos_vs_many_auc, recall_ndcg_at_k, roc_auc
-from .model import ATRank, ModelConfig
+from .model import ATRank, ModelConfig, fused_attention
 from .split import DEFAULT_SEED, Split
 from .train_state import LAST, check_resumable, load_train_state, save_train_state
 
@@ -83,7 +83,8 @@ def evaluate(model: torch.nn.Module, split: Split, rows: np.ndarray,
                 [np.broadcast_to(cands[:, k], (len(chunk), n_c)), tgt[f"cand_{f}"]], axis=1),
                 dtype=np.int64)
         batch = {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in batch.items()}
-        scores = model(**to_tensors(batch)).numpy()
+        with fused_attention(model):
+            scores = model(**to_tensors(batch)).numpy()
         for r, (user_row, _, neg) in enumerate(chunk):
             sc = scores[r]
             pos = sc[-1]
