@@ -153,7 +153,7 @@ class ModelConfig:
         raise KeyError(name)
 
 
-class fused_attention:  # noqa: N801 - a context manager used like a function
+class fused_attention:
     """``with fused_attention(model):`` every AttentionBlock of ``model`` uses torch's fused
     attention kernel in eval mode without gradients (train.evaluate scores every candidate,
     where the explicit softmax over [B, heads, N, L] costs most of the time)."""
