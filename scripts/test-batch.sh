@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The batch tool (atrank-batch, cargo feature `batch`): lint, integration tests, and a CLI smoke
+# The batch tool (atrank-batch, cargo feature `batch`) and `atrank score`: lint, integration tests, and a CLI smoke
 # run on a Parquet input written by pyarrow from real MovieLens histories.
 # Called by scripts/test.sh after the normal `cargo test`; runnable alone from any directory.
 # Uses ATRANK_PACKAGE (the ML-100k package; default build/test-ml100k/package when present) and
@@ -16,8 +16,8 @@ fi
 step "batch tool: clippy (feature batch)"
 cargo clippy --all-targets --features batch -- -D warnings
 
-step "batch tool: integration tests (tests/batch_tool.rs)"
-cargo test --features batch --test batch_tool
+step "batch tool: integration tests (tests/batch_tool.rs) and atrank score (tests/score_cli.rs)"
+cargo test --features batch --test batch_tool --test score_cli
 
 if [ -n "${ATRANK_PACKAGE:-}" ]; then
   step "batch tool: CLI smoke run on $ATRANK_PACKAGE (dev build, pyarrow-written Parquet)"

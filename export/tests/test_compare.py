@@ -49,10 +49,10 @@ def test_protocol_bookkeeping(compared):
     _, runs = compared
     s = json.loads((runs / "summary.json").read_text())
     assert list(s["models"]) == ["ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"]
-    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds + ATRank's 4
+    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds + ATRank's 5
     # one-knob validation runs
     files = sorted(runs.glob("*.json"))
-    assert len(files) == 3 * 5 + 2 * 2 + 4 + 1              # + summary.json
+    assert len(files) == 3 * 5 + 2 * 2 + 5 + 1              # + summary.json
     assert not list(runs.glob("*.pt"))                      # tuning weights are gone
     for name in ("ATRank", "SASRec", "BPR"):
         tried = s["tuning"][name]
@@ -73,12 +73,16 @@ def test_protocol_bookkeeping(compared):
             assert 1 <= m["best_epoch"] <= len(m["epochs"]) <= 2
             assert {"all_items_auc", "recall_at_10", "ndcg_at_10"} <= set(m["test"])
     assert s["models"]["SASRec"][0]["loss"] == "softmax"
+    assert s["models"]["SASRec"][0]["negatives"] == 1024
+    assert s["models"]["ATRank"][0]["loss"] == "softmax"
+    assert s["models"]["ATRank"][0]["negatives"] == 64
+    assert s["models"]["BPR"][0]["loss"] == "bpr"
     sens = s["sensitivity"]
     assert set(sens) == {"chosen", "ATRank @width 64", "ATRank @heads 8", "ATRank @L2 1e-4",
-                         "ATRank @day buckets"}
+                         "ATRank @day buckets", "ATRank @256 negatives"}
     every = [json.loads(f.read_text()) for f in files if f.name != "summary.json"]
     runs_by_name = {m["name"]: m for m in every if m["name"].startswith("ATRank @")}
-    assert len(runs_by_name) == 4
+    assert len(runs_by_name) == 5
     assert all(m["test"] is None for m in runs_by_name.values())     # validation only
     assert runs_by_name["ATRank @width 64"]["lr"] == s["models"]["ATRank"][0]["lr"]
     assert runs_by_name["ATRank @L2 1e-4"]["l2"] == 1e-4

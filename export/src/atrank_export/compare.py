@@ -60,8 +60,15 @@ from .split import DEFAULT_SEED, Split, build_split
 from .train import evaluate, setup_threads, train
 
 ORDER = ["ATRank", "SASRec", "GRU", "DIN", "mean-pool", "BPR"]
-LOSS = {"ATRank": "bce", "SASRec": "softmax", "GRU": "bce", "DIN": "bce", "mean-pool": "bce",
-        "BPR": "bpr"}
+# Every history model trains with a sampled softmax: the target against M negatives shared by
+# the batch (uniform over objects). SASRec gets the literature's large M; the models that score
+# each candidate through a network of their own (ATRank's attention, DIN's attention MLP, the
+# MLP heads of GRU and mean-pool) get the same, smaller M, because every negative costs them a
+# full candidate pass. BPR-MF keeps its pairwise BPR loss (one fixed negative).
+NEGATIVES = 64
+LOSS = {"ATRank": ("softmax", NEGATIVES), "SASRec": ("softmax", 1024),
+        "GRU": ("softmax", NEGATIVES), "DIN": ("softmax", NEGATIVES),
+        "mean-pool": ("softmax", NEGATIVES), "BPR": ("bpr", 0)}
 # The tuning budget: every model gets 2 learning rates x 2 values of one knob of its own.
 GRID = {
     "ATRank": ((1e-3, 3e-3), ("dropout", (0.0, 0.2))),
@@ -76,6 +83,7 @@ VARIANTS = {
     "ATRank -action": ("ATRank", {"use_actions": False}),
     "ATRank -time": ("ATRank", {"use_time": False}),
     "ATRank +action groups": ("ATRank", {"group_by_action": True}),
+    "ATRank bce": ("ATRank", {"loss": ("bce", 0)}),
     "SASRec -ta": ("SASRec", {"baseline_ta": False}),
     "GRU -ta": ("GRU", {"baseline_ta": False}),
     "DIN -ta": ("DIN", {"baseline_ta": False}),
@@ -88,6 +96,7 @@ SENSITIVITY = {
     "ATRank @heads 8": ("ATRank", {"heads": 8}),
     "ATRank @L2 1e-4": ("ATRank", {"l2": 1e-4}),
     "ATRank @day buckets": ("ATRank", {"time_unit": 86400}),
+    "ATRank @256 negatives": ("ATRank", {"loss": ("softmax", 256)}),
 }
 DERIVED = {**VARIANTS, **SENSITIVITY}
 SPLIT_KEYS = ("use_actions", "use_time", "embedding_dim", "heads", "time_unit",
@@ -109,10 +118,16 @@ class RunSpec:
         return DERIVED[self.model][0] if self.model in DERIVED else self.model
 
     @property
+    def loss(self) -> tuple[str, int]:
+        return DERIVED.get(self.model, (0, {}))[1].get("loss", LOSS[self.base])
+
+    @property
     def key(self) -> str:
         slug = (self.model.replace(" ", "").replace("-", "_").replace("@", "at_")
                 .replace(".", "_"))
-        return f"{slug}__lr{self.lr:g}__{self.knob}{self.value:g}__seed{self.seed}"
+        kind, m = self.loss
+        loss = f"sm{m}" if kind == "softmax" else kind
+        return f"{slug}__lr{self.lr:g}__{self.knob}{self.value:g}__{loss}__seed{self.seed}"
 
 
 def split_options(a: argparse.Namespace) -> dict:
@@ -203,10 +218,12 @@ class Comparison:
             "l2", L2)
         model, m = train(run_split, cfg, epochs=self.a.max_epochs, batch_size=BATCH,
                          lr=spec.lr, l2=l2, seed=spec.seed, progress=False, log=lambda s: None,
-                         model_factory=factory, loss=LOSS[spec.base],
-                         patience=self.a.patience, evaluate_test=test)
+                         model_factory=factory, loss=spec.loss[0],
+                         softmax_negatives=spec.loss[1] or 1, patience=self.a.patience,
+                         evaluate_test=test)
         m.pop("config", None)
         m.update({"name": spec.model, "key": spec.key, "knob": spec.knob,
+                  "negatives": spec.loss[1],
                   "knob_value": spec.value, "wall_seconds": time.perf_counter() - t0})
         if not test and spec.model not in SENSITIVITY:
             torch.save(model.state_dict(), self.runs / f"{spec.key}.pt")
@@ -307,7 +324,8 @@ def probe_eta(comp: Comparison, models: list[str], variants: list[str]) -> float
                                  "valid": run_split.valid[:1]})
         model, m = train(sub, cfg, epochs=1, batch_size=BATCH, lr=spec.lr, seed=spec.seed,
                          progress=False, log=lambda s: None, model_factory=factory,
-                         loss=LOSS[name], evaluate_test=False)
+                         loss=spec.loss[0], softmax_negatives=spec.loss[1] or 1,
+                         evaluate_test=False)
         dt_train = m["epochs"][0]["seconds"] * len(run_split.train) / max(1, len(sub.train))
         part = run_split.valid[:max(1, len(run_split.valid) // 10)]
         t0 = time.perf_counter()
@@ -377,7 +395,9 @@ def plot_curves(models: dict[str, list[dict]], path: Path, title: str) -> None:
                        for m in rs], 0)
         loss = np.mean([[m["epochs"][i]["loss"] for i in range(n)] for m in rs], 0)
         ax1.plot(ep, auc, marker="o", ms=3, label=name)
-        ax2.plot(ep, loss, marker="o", ms=3, label=f"{name} ({LOSS[name]})")
+        kind, m = LOSS[name]
+        ax2.plot(ep, loss, marker="o", ms=3,
+                 label=f"{name} ({kind}{f', {m} negatives' if m else ''})")
     ax1.set(xlabel="epoch", ylabel="validation all-items AUC",
             title=f"{title}: validation all-items AUC")
     ax2.set(xlabel="epoch", ylabel="training loss (incl. L2)", title="training loss")
