@@ -179,3 +179,33 @@ def test_golden_tolerances_are_derived_and_the_package_bound_holds(trained):
     # not a tolerance: a guard that the bound stays useful (Cauchy-Schwarz over H = 16 terms
     # and the sum of the tables' largest rows lose far less than a factor 10 on this model)
     assert bound <= 10 * float(m.max())
+
+
+def test_spec_and_readme_describe_the_inputs(trained, tmp_path):
+    """spec.json's input_mapping says what each input means, from the reader; the package's
+    README.md repeats it."""
+    pkg = trained / "pkg"
+    spec = json.loads((pkg / "spec.json").read_text())
+    m = spec["input_mapping"]
+    assert set(m["actions"]) == set(spec["actions"])
+    assert set(m["features"]) == {"item.id", "item.category"}
+    assert "equal timestamps keep the order the request lists them" in m["order"]
+    readme = (pkg / "README.md").read_text()
+    for text in [*m["features"].values(), m["order"], m["time"], m["candidates"]]:
+        assert text in readme
+    # a reader that records its rules: MovieLens's like/other and first genre, through the
+    # same exporter function
+    from atrank_export.export import input_mapping
+    from atrank_export.model import amazon_preset
+    from atrank_export.readers.movielens import FEATURE_SOURCES, RATING_RULES
+
+    c = amazon_preset(10, 3, 2)
+    got = input_mapping(c, {"actions": ["like", "other"], "action_rules": RATING_RULES,
+                            "feature_sources": FEATURE_SOURCES})
+    assert got["actions"] == {"like": "rating >= 4", "other": "rating < 4"}
+    assert got["features"]["item.category"].startswith("the movie's first genre")
+    assert "unknown (row 0)" in got["features"]["item.id"]
+    c.hash_buckets = {"item_id": 5}
+    hashed = input_mapping(c, {"actions": ["like"]})
+    assert "one of 5 buckets" in hashed["features"]["item.id"]
+    assert hashed["actions"] == {"like": "no rule recorded by the reader"}

@@ -85,6 +85,9 @@ class BehaviorLog:
     catalogs: dict[str, Catalog]
     target_group: str = "item"
     action_rules: dict[str, str] = field(default_factory=dict)   # informational, for the spec
+    # where each object feature comes from (e.g. "category": "the movie's first genre"), for
+    # the spec's input mapping
+    feature_sources: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -205,9 +208,11 @@ class LogBuilder:
     """Accumulates chunks of behaviors and catalog rows (raw strings) into a BehaviorLog."""
 
     def __init__(self, name: str, target_group: str = "item",
-                 action_rules: dict[str, str] | None = None):
+                 action_rules: dict[str, str] | None = None,
+                 feature_sources: dict[str, str] | None = None):
         self.name, self.target_group = name, target_group
         self.action_rules = dict(action_rules or {})
+        self.feature_sources = dict(feature_sources or {})
         self.users, self.groups, self.actions = Dictionary(), Dictionary(), Dictionary()
         self.objects: dict[str, Dictionary] = {}
         self.values: dict[str, Dictionary] = {}
@@ -284,7 +289,8 @@ class LogBuilder:
             object=cat(self._cols["object"], np.int32),
             timestamp=cat(self._cols["timestamp"], np.int64),
             features={f: cat(p, np.int32) for f, p in sorted(self._feats.items())},
-            catalogs=catalogs, target_group=self.target_group, action_rules=self.action_rules)
+            catalogs=catalogs, target_group=self.target_group, action_rules=self.action_rules,
+            feature_sources=self.feature_sources)
 
 
 class RowBuffer:

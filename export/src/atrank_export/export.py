@@ -368,6 +368,63 @@ def golden_text(golden: dict) -> str:
     return text
 
 
+TIE_ORDER = ("Behaviors are ordered by timestamp; behaviors with equal timestamps keep the order "
+             "the request lists them in (training kept the log's order: file order). Per "
+             "group, the most recent max_history behaviors in that order are used.")
+
+
+def input_mapping(c, ckpt: dict) -> dict:
+    """What the package's inputs mean, from the reader that built its training data: each
+    action's rule, each feature's source, the tie order (spec.json "input_mapping", and the
+    package README)."""
+    rules = dict(ckpt.get("action_rules") or {})
+    sources = dict(ckpt.get("feature_sources") or {})
+    hashed = c.hash_buckets
+    features: dict[str, str] = {}
+    for g in c.groups:
+        for f in g.features:
+            t = table_name(g.name, f)
+            if f == "id":
+                rest = (f"hashed into one of {hashed[t]} buckets" if hashed.get(t)
+                        else "unknown (row 0)")
+                features[f"{g.name}.id"] = (f"the {g.name}'s id, looked up in vocab/{t}.atv; "
+                                            f"an id not in it is {rest}")
+            else:
+                features[f"{g.name}.{f}"] = sources.get(
+                    f, "no source recorded by the reader") + (
+                    "; given on a behavior it overrides the catalog, a candidate's comes "
+                    "from the catalog only")
+    return {
+        "actions": {a: rules.get(a, "no rule recorded by the reader")
+                    for a in ckpt["actions"]},
+        "unknown_action": "a missing action, or one not listed, is index 0 (unknown)",
+        "features": features,
+        "order": TIE_ORDER,
+        "time": ("a behavior's time bucket comes from the gap request_time // unit_seconds - "
+                 "timestamp // unit_seconds (+ offset), bucketed by time_buckets.boundaries; "
+                 "a behavior after request_time gets bucket 0"),
+        "candidates": (f"ids of the target group ({c.target_group}); their other features "
+                       "come from its catalog"),
+    }
+
+
+def package_readme(spec: dict) -> str:
+    """README.md of a package: what it is and what its inputs mean (from spec.json)."""
+    m = spec["input_mapping"]
+    lines = [f"# {spec['name']}", "",
+             (f"An atrank model package (format {spec['spec_version']}), written by "
+              f"{spec['created_by']}. `spec.json` is the authority; this file repeats its "
+              "`input_mapping` for people."), "", "## Actions", ""]
+    lines += [f"- `{a}`: {r}" for a, r in m["actions"].items()]
+    lines += [f"- {m['unknown_action']}", "", "## Features", ""]
+    lines += [f"- `{f}`: {src}" for f, src in m["features"].items()]
+    lines += ["", "## Order, time and candidates", "", f"- {m['order']}", f"- {m['time']}",
+              f"- {m['candidates']}", "", "## Scoring a request from the shell", "",
+              "    atrank score -m . requests.jsonl   # cargo feature batch; see the README",
+              ""]
+    return "\n".join(lines)
+
+
 def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
                catalogs: dict[str, tuple[list[str], dict[str, np.ndarray]]]) -> dict:
     c = model.config
@@ -405,12 +462,14 @@ def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
         "candidate_inputs": {f: f"cand_{f}" for f in c.group(c.target_group).features},
         "actions": list(ckpt["actions"]),
         "action_rules": dict(ckpt.get("action_rules") or {}),
+        "input_mapping": input_mapping(c, ckpt),
         "time_buckets": dict(ckpt["time_buckets"]),
         "limits": {"max_candidates": 10000, "max_behaviors": 100000},
         "golden": "golden.json",
         "model": c.to_dict(),
     }
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(package_readme(spec), encoding="utf-8")
     return spec
 
 

@@ -419,6 +419,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, split: Split, metrics: d
         "vocabs": split.vocabs, "hash_seed": split.hash_seed, "catalogs": split.catalogs,
         "actions": split.actions,
         "action_rules": split.log.action_rules if split.log is not None else {},
+        "feature_sources": split.log.feature_sources if split.log is not None else {},
         "time_buckets": split.time_buckets.to_json(),
         "golden_users": golden_users(split),
         "metrics": json.loads(json.dumps(metrics)),

@@ -150,7 +150,9 @@ def dataset_name(reviews: Path) -> str:
 
 def read_amazon(reviews: Path, meta: Path | None = None, name: str | None = None) -> BehaviorLog:
     """Read a SNAP reviews file and (optionally) its meta file into a BehaviorLog."""
-    builder = LogBuilder(name or dataset_name(reviews), "item", {"review": "every review"})
+    builder = LogBuilder(name or dataset_name(reviews), "item", {"review": "every review"},
+                         {"category": "the last element of the item's last category path "
+                                      "(meta 'categories'), from the item catalog"})
     asins = read_reviews(reviews, builder)
     if meta is not None:
         catalog = read_meta(meta, asins)

@@ -289,4 +289,9 @@ def read_behavior_log(path: Path, format: str | None = None, catalogs: CatalogAr
     for group_of_file, cpath in pairs:
         read_catalog(cpath, builder, group_of_file, catalog_format)
     log = builder.build()
+    for f in log.values:
+        log.feature_sources[f] = (f"the behavior log's column {f!r}"
+                                  + (" (and its catalog rows)" if pairs else "")
+                                  + (", also as catalog rows for candidates"
+                                     if catalog_from_events else ""))
     return with_event_catalog(log) if catalog_from_events else log

@@ -38,6 +38,8 @@ from ..behaviors import BehaviorLog, LogBuilder, RowBuffer
 from ._io import open_text
 
 RATING_RULES = {"like": "rating >= 4", "other": "rating < 4"}
+FEATURE_SOURCES = {"category": "the movie's first genre (a movie without one: 'unknown'), "
+                               "from the item catalog"}
 NO_GENRE = "(no genres listed)"
 UNKNOWN_GENRE = "unknown"
 RECBOLE_VERSION = "1.2.1"
@@ -109,7 +111,7 @@ def _add_catalog(builder: LogBuilder, catalog: dict[str, dict[str, str]]) -> Non
 def read_movielens_csv(ratings: Path, movies: Path | None = None,
                        name: str = "movielens") -> BehaviorLog:
     """ratings.csv (+ movies.csv for categories) -> BehaviorLog (group "item")."""
-    builder = LogBuilder(name, "item", RATING_RULES)
+    builder = LogBuilder(name, "item", RATING_RULES, FEATURE_SOURCES)
     read_ratings(ratings, builder)
     if movies is not None:
         _add_catalog(builder, read_movies(movies))
@@ -159,7 +161,7 @@ def parse_ml100k(inter: bytes, item: bytes, name: str = "ml100k") -> BehaviorLog
     rating = cols["rating"].cast(pa.float64()).to_numpy()
     ts = cols["timestamp"].cast(pa.float64()).to_numpy().astype(np.int64)
     action = np.where(rating >= 4, "like", "other")
-    builder = LogBuilder(name, "item", RATING_RULES)
+    builder = LogBuilder(name, "item", RATING_RULES, FEATURE_SOURCES)
     builder.add_events(cols["user_id"], ["item"] * len(ts), action.tolist(), cols["item_id"],
                        ts)
     builder.add_catalog("item", items["item_id"], {"category": first})
