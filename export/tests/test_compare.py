@@ -124,3 +124,27 @@ def test_report(compared, tmp_path):
     row = next(x for x in text.splitlines() if x.startswith("| SASRec |") and "±" in x)
     assert len(row.strip("|").split("|")) == 8
     assert "events" in text                        # the data actually used, by name
+
+
+def test_report_only_summarises_finished_runs_and_trains_nothing(compared, tmp_path):
+    root, runs = compared
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    # keep BPR's whole protocol and SASRec's grid only (its second seed "was not run")
+    for f in runs.glob("*.json"):
+        if f.name.startswith("BPR__") or (f.name.startswith("SASRec__") and "seed1" in f.name):
+            (partial / f.name).write_text(f.read_text())
+    before = sorted(p.name for p in partial.iterdir())
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(partial),
+                 "--report-only", *ARGS]) == 0
+    s = json.loads((partial / "summary.json").read_text())
+    assert sorted(p.name for p in partial.glob("*__seed*.json")) == before   # nothing new
+    assert set(s["models"]) == {"SASRec", "BPR"}
+    assert len(s["models"]["SASRec"]) == 1 and len(s["models"]["BPR"]) == 2
+    assert "ATRank" in s["not_run"] and "SASRec -ta" in s["not_run"]
+    out = tmp_path / "partial.md"
+    proto = tmp_path / "p.md"
+    proto.write_text("protocol\n")
+    assert main(["compare-report", "--out", str(out), "--protocol", str(proto),
+                 "--task", str(partial)]) == 0
+    assert "**Not run yet**" in out.read_text()

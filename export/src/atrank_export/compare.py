@@ -180,6 +180,10 @@ def make_model(spec: RunSpec, split: Split):
     return (lambda c: MODELS[spec.base](c, split)), split, cfg
 
 
+class NotRun(Exception):
+    """A run that ``--report-only`` needs but nobody has trained yet."""
+
+
 class Comparison:
     """One task's protocol: tuning grid, winners, seeds, variants; resumable from ``runs``."""
 
@@ -211,6 +215,8 @@ class Comparison:
         old = self.done(spec)
         if old is not None:
             return old
+        if self.a.report_only:
+            raise NotRun(spec.key)
         split = self.split(spec.seed, spec.model)
         factory, run_split, cfg = make_model(spec, split)
         t0 = time.perf_counter()
@@ -263,7 +269,7 @@ class Comparison:
         total = self.plan(models, variants)
         bar = tqdm(total=total, desc="runs", unit="run", disable=not self.a.progress)
         self.bar = bar
-        out: dict = {"models": {}, "tuning": {}}
+        out: dict = {"models": {}, "tuning": {}, "not_run": []}
 
         def step(spec: RunSpec, test: bool) -> dict:
             m = self.run(spec, test)
@@ -272,7 +278,11 @@ class Comparison:
 
         chosen: dict[str, RunSpec] = {}
         for name in models:
-            tried = [(s, step(s, test=False)) for s in self.grid(name)]
+            try:
+                tried = [(s, step(s, test=False)) for s in self.grid(name)]
+            except NotRun:                         # --report-only: the grid is unfinished
+                out["not_run"].append(name)
+                continue
             best_spec, best_m = max(tried, key=lambda p: p[1]["valid"]["all_items_auc"])
             chosen[name] = best_spec
             out["tuning"][name] = [{"lr": s.lr, "knob": s.knob, "value": s.value,
@@ -282,16 +292,29 @@ class Comparison:
             first = self.test_winner(best_spec, best_m)
             for s, _ in tried:                  # the losers' weights: never tested
                 (self.runs / f"{s.key}.pt").unlink(missing_ok=True)
-            rest = [step(RunSpec(name, best_spec.lr, best_spec.knob, best_spec.value, sd),
-                         test=True) for sd in self.seeds[1:]]
+            rest = []
+            for sd in self.seeds[1:]:
+                try:
+                    rest.append(step(RunSpec(name, best_spec.lr, best_spec.knob,
+                                             best_spec.value, sd), test=True))
+                except NotRun:
+                    break
             out["models"][name] = [first] + rest
         for name in variants:
             parent = VARIANTS[name][0]
             if parent not in chosen:
                 continue
             c = chosen[parent]
-            out["models"][name] = [step(RunSpec(name, c.lr, c.knob, c.value, sd), test=True)
-                                   for sd in self.seeds]
+            done = []
+            for sd in self.seeds:
+                try:
+                    done.append(step(RunSpec(name, c.lr, c.knob, c.value, sd), test=True))
+                except NotRun:
+                    break
+            if done:
+                out["models"][name] = done
+            else:
+                out["not_run"].append(name)
         if self.a.sensitivity and "ATRank" in chosen:
             c = chosen["ATRank"]
             base = out["models"]["ATRank"][0]
@@ -300,7 +323,11 @@ class Comparison:
                                              base["valid"]["all_items_auc"],
                                              "best_epoch": base["best_epoch"]}}
             for name in SENSITIVITY:
-                m = step(RunSpec(name, c.lr, c.knob, c.value, self.seeds[0]), test=False)
+                try:
+                    m = step(RunSpec(name, c.lr, c.knob, c.value, self.seeds[0]), test=False)
+                except NotRun:
+                    out["not_run"].append(name)
+                    continue
                 out["sensitivity"][name] = {"valid_all_items_auc": m["valid"]["all_items_auc"],
                                             "best_epoch": m["best_epoch"],
                                             "epochs": len(m["epochs"]),
@@ -457,6 +484,9 @@ def section(summary: dict, png: Path | None, base: Path) -> list[str]:
                          f"{r['valid_all_items_auc'] - c['valid_all_items_auc']:+.4f} | "
                          f"{r['best_epoch']}/{r['epochs']}"
                          f"{', at cap' if r['best_at_cap'] else ''} |")
+    if summary.get("not_run"):
+        lines += ["", ("**Not run yet** (the comparison was stopped; rerunning its command "
+                  "resumes it): " + ", ".join(summary["not_run"]) + ".")]
     lines += ["", "### Test (mean ± std over seeds)", "",
               ("| model | all-items AUC | Recall@10 | NDCG@10 | one-neg AUC | valid all-items "
                "AUC | chosen epochs (epochs run) | wall time / run |"),
@@ -477,12 +507,14 @@ def section(summary: dict, png: Path | None, base: Path) -> list[str]:
                   "| vs | all-items AUC | Recall@10 | NDCG@10 |", "|---|---|---|---|"]
         a = models["ATRank"]
         for name, rs in models.items():
-            if name == "ATRank" or len(rs) != len(a):
+            if name == "ATRank":
                 continue
-            cells = [mean_std([x["test"][k] - y["test"][k] for x, y in zip(a, rs, strict=True)])
-                     if all(k in x["test"] and k in y["test"] for x, y in zip(a, rs, strict=True))
+            pairs = list(zip(a, rs))                # the seeds both have, in seed order
+            cells = [mean_std([x["test"][k] - y["test"][k] for x, y in pairs])
+                     if all(k in x["test"] and k in y["test"] for x, y in pairs)
                      else "n/a" for k in ("all_items_auc", "recall_at_10", "ndcg_at_10")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            seeds = "" if len(pairs) == len(f["seeds"]) else f" ({len(pairs)} seeds)"
+            lines.append(f"| {name}{seeds} | " + " | ".join(cells) + " |")
     if png is not None:
         lines += ["", f"![training curves]({os.path.relpath(png, base)})", "",
                   ("Validation all-items AUC per epoch (left) and training loss (right), "
@@ -516,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds per time-bucket unit (every model with time input)")
     p.add_argument("--embedding-dim", type=int, default=32)
     p.add_argument("--no-eta", action="store_true", help="skip the timed probe")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: summarise the finished runs (a model whose tuning "
+                   "grid is unfinished is listed as not run; fewer seeds are shown as such)")
     p.add_argument("--no-sensitivity", dest="sensitivity", action="store_false",
                    help="skip ATRank's one-knob-at-a-time validation runs (SENSITIVITY)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -540,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     echo(f"{describe(log_data)}\n{len(split.users)} users, {len(split.train)} training "
          f"targets, {split.n_candidates} candidate rows ({int(split.universe_count.sum())} "
          f"objects); {comp.plan(models, variants)} runs planned")
-    if not a.no_eta:
+    if not a.no_eta and not a.report_only:
         eta = probe_eta(comp, models, variants)
         echo(f"estimated time: about {eta / 60:.0f} min (from the probe; finished runs "
              f"are skipped)")
