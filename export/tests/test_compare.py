@@ -148,3 +148,26 @@ def test_report_only_summarises_finished_runs_and_trains_nothing(compared, tmp_p
     assert main(["compare-report", "--out", str(out), "--protocol", str(proto),
                  "--task", str(partial)]) == 0
     assert "**Not run yet**" in out.read_text()
+
+
+def test_a_higher_epoch_cap_retrains_only_the_runs_that_hit_the_old_one(compared, tmp_path):
+    root, runs = compared
+    again = tmp_path / "again"
+    again.mkdir()
+    for f in runs.glob("BPR__*.json"):
+        (again / f.name).write_text(f.read_text())
+    old = {f.name: json.loads(f.read_text()) for f in again.glob("*.json")}
+    hit = {n for n, m in old.items() if len(m["epochs"]) == m["max_epochs"] == 2}
+    args = [a if a != "2" or ARGS[i - 1] != "--max-epochs" else "3" for i, a in enumerate(ARGS)]
+    args[args.index("--models") + 1] = "BPR"
+    args[args.index("--variants") + 1] = "none"
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(again),
+                 "--no-eta", *args]) == 0
+    new = {f.name: json.loads(f.read_text()) for f in again.glob("BPR__*.json")}
+    grid = [n for n in old if n.endswith("__seed1.json")]         # always requested
+    assert len(grid) == 4 and any(n in hit for n in grid)
+    for name in grid:
+        if name in hit:
+            assert new[name]["max_epochs"] == 3, name          # trained again
+        else:
+            assert new[name]["epochs"] == old[name]["epochs"], name   # kept as it was

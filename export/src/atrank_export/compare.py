@@ -206,8 +206,16 @@ class Comparison:
         return self.splits[key]
 
     def done(self, spec: RunSpec) -> dict | None:
+        """The finished run of ``spec``, unless it ran into a lower epoch cap than today's
+        without stopping early (then it is trained again under the higher cap; a run that
+        stopped early is the same run under any higher cap)."""
         f = self.runs / f"{spec.key}.json"
-        return json.loads(f.read_text()) if f.exists() else None
+        if not f.exists():
+            return None
+        m = json.loads(f.read_text())
+        if len(m["epochs"]) >= m["max_epochs"] and m["max_epochs"] < self.a.max_epochs:
+            return None
+        return m
 
     def run(self, spec: RunSpec, test: bool) -> dict:
         """Train one configuration (or read its finished run). ``test=False``: keep the best
