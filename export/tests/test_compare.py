@@ -171,3 +171,25 @@ def test_a_higher_epoch_cap_retrains_only_the_runs_that_hit_the_old_one(compared
             assert new[name]["max_epochs"] == 3, name          # trained again
         else:
             assert new[name]["epochs"] == old[name]["epochs"], name   # kept as it was
+
+
+def test_a_winner_without_its_weights_is_trained_again_with_test(compared, tmp_path):
+    """A fresh clone has the tuning runs' files but not their weights (not committed): the
+    winner is trained again and evaluated on test then; the losers stay as they were."""
+    root, runs = compared
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    for f in runs.glob("BPR__*__seed1.json"):
+        m = json.loads(f.read_text())
+        m["test"] = None                        # as before the winner was tested
+        (grid / f.name).write_text(json.dumps(m))
+    args = list(ARGS)
+    args[args.index("--models") + 1] = "BPR"
+    args[args.index("--variants") + 1] = "none"
+    args[args.index("--seeds") + 1] = "1"
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(grid),
+                 "--no-eta", *args]) == 0
+    s = json.loads((grid / "summary.json").read_text())
+    assert s["models"]["BPR"][0]["test"] is not None
+    tested = [f for f in grid.glob("BPR__*.json") if json.loads(f.read_text())["test"]]
+    assert len(tested) == 1 and not list(grid.glob("*.pt"))

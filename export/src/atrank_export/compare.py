@@ -254,6 +254,11 @@ class Comparison:
         """Evaluate the chosen tuning run on test, once (from its saved best weights)."""
         if m.get("test") is not None:
             return m
+        if not (self.runs / f"{spec.key}.pt").exists():
+            # its weights did not survive (a fresh clone keeps only the run files): train
+            # the winner again, evaluating test at its best epoch
+            (self.runs / f"{spec.key}.json").unlink()
+            return self.run(spec, test=True)
         split = self.split(spec.seed, spec.model)
         factory, run_split, cfg = make_model(spec, split)
         model = factory(cfg)
