@@ -248,3 +248,49 @@ def test_group_by_action_shares_tables_and_keeps_every_behavior(log):
     assert set(model.f_m) == set(names)
     _, m = train(by, by.config, epochs=1, seed=3, progress=False, log=lambda s: None)
     assert np.isfinite(m["test"]["all_items_auc"])
+
+
+def test_sasrec_shared_negatives_are_the_broadcast_forward(log):
+    """The sampled-softmax step's fast path for SASRec (shared negatives scored once) gives
+    the logits and the loss of the generic path (negatives repeated per row)."""
+    from atrank_export.baselines import MODELS, BaselineConfig
+    from atrank_export.train import batch_objective
+
+    sp = build_split(log, max_history=10, vocabulary="train", universe="objects", seed=3,
+                     embedding_dim=4)
+    cfg = BaselineConfig.of(sp.config, use_action=True, use_time=True)
+    torch.manual_seed(0)
+    model = MODELS["SASRec"](cfg, sp).eval()
+    negatives = sample_negatives(sp, np.random.default_rng(1), 5)
+    raw, _, _ = softmax_batch(sp, sp.train, negatives)
+    x = {k: torch.from_numpy(v) for k, v in raw.items()}
+    with torch.no_grad():
+        full = model(**x)
+        own = {k: (v[:, :1] if k.startswith("cand_") else v) for k, v in x.items()}
+        shared = model.shared_logits(own, torch.from_numpy(sp.universe[negatives, 0]),
+                                     torch.from_numpy(sp.universe[negatives, 1]))
+        u = model.user_vector(*model.config.unpack(x)[:5]).double().abs()
+        c = model.vectors(x["cand_id"], x["cand_category"]).double().abs()
+    # one dot product of width W per logit, summed in another order: |diff| <= 2 W u_max
+    # sum|u_i||c_i| (first order, u = 2^-24), plus the bias addition's half ulp
+    w = c.shape[-1]
+    bound = 2 * w * 2.0**-24 * (c * u[:, None, :]).sum(-1) + 2.0**-24 * full.abs().double()
+    assert shared.shape == full.shape
+    assert ((shared.double() - full.double()).abs() <= bound).all()
+
+    class Generic(torch.nn.Module):        # the same model without the fast path
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, **inputs):
+            return self.m(**inputs)
+
+    fast, _, _ = batch_objective(model, model, sp, sp.train, "softmax", 0.0, None, negatives)
+    slow, _, _ = batch_objective(Generic(model), Generic(model), sp, sp.train, "softmax", 0.0,
+                                 None, negatives)
+    # the mean cross-entropy of logits that agree within `bound`: log-softmax moves by at most
+    # 2 max(bound) under such a perturbation; each side's own float32 log-sum-exp over M + 1
+    # logits and mean over B rows adds at most (M + 1 + B) roundings of the loss's magnitude
+    roundings = (len(negatives) + 1 + len(sp.train)) * 2.0**-24 * (1 + float(full.abs().max()))
+    assert abs(float(fast.detach()) - float(slow.detach())) <= 2 * float(bound.max()) + 2 * roundings

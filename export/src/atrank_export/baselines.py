@@ -401,6 +401,19 @@ class SASRec(_HistoryBase):
         c = self.vectors(cand_item, cand_category)                      # [B,N,D]
         return self.item_bias[cand_item] + torch.matmul(c, u[:, :, None])[..., 0]
 
+    def shared_logits(self, inputs: dict[str, torch.Tensor], neg_item: torch.Tensor,
+                      neg_category: torch.Tensor) -> torch.Tensor:
+        """Logits [B, 1 + M] of each row's own candidate (``cand_*`` [B,1]) followed by M
+        negatives shared by every row ([M] each): the same numbers as ``forward`` with the
+        negatives repeated per row, but the negatives' vectors are looked up once and scored
+        in one [B,D] x [D,M] product (the sampled-softmax training step, train.py)."""
+        x = self.config.unpack(inputs)
+        u = self.user_vector(*x[:5])                                    # [B,D]
+        own = self.item_bias[x[5]] + torch.matmul(self.vectors(x[5], x[6]),
+                                                  u[:, :, None])[..., 0]  # [B,1]
+        neg = self.item_bias[neg_item][None, :] + u @ self.vectors(neg_item, neg_category).T
+        return torch.cat([own, neg], dim=1)
+
 
 class BPRMF(nn.Module):
     """``b_i + <p_u, q_i>``; ``user`` = user row + 1 (see ``UserSplit``)."""

@@ -230,9 +230,19 @@ def batch_objective(net: torch.nn.Module, model: torch.nn.Module, split: Split,
     if parallel is not None:          # this process's rows; scale makes the DDP mean exact
         rows, scale, n_rows = parallel.shard(rows)
     if loss == "softmax":       # target vs shared negatives, accidental hits left out
+        shared = getattr(model, "shared_logits", None) if parallel is None else None
         raw, offset, hit = softmax_batch(split, rows, negatives)
-        batch = to_tensors(raw)
-        logits = net(**batch)
+        if shared is not None:    # the model scores the shared negatives once (SASRec)
+            cols = split.universe[negatives]
+            own = {k: (np.ascontiguousarray(v[:, :1]) if k.startswith("cand_") else v)
+                   for k, v in raw.items()}
+            batch = to_tensors(own)
+            neg_cat = cols[:, 1] if cols.shape[1] > 1 else np.zeros(len(negatives), np.int64)
+            logits = shared(batch, torch.from_numpy(np.ascontiguousarray(cols[:, 0])),
+                            torch.from_numpy(np.ascontiguousarray(neg_cat)))
+        else:
+            batch = to_tensors(raw)
+            logits = net(**batch)
         neg = (logits[:, 1:] + torch.from_numpy(offset)).masked_fill(
             torch.from_numpy(hit), float("-inf"))
         value = -F.log_softmax(torch.cat([logits[:, :1], neg], dim=1), dim=1)[:, 0].mean()
