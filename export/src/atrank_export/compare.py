@@ -43,6 +43,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -191,6 +192,7 @@ class Comparison:
         self.log_data, self.a, self.runs, self.echo = log_data, a, runs, echo
         self.seeds = [a.seed + k for k in range(a.seeds)]
         self.splits: dict[tuple[int, str], Split] = {}
+        self.run_seconds = 0.0                # training time of every run used, resumed or not
         runs.mkdir(parents=True, exist_ok=True)
 
     def split(self, seed: int, model: str) -> Split:
@@ -222,6 +224,7 @@ class Comparison:
         weights in ``<run>.pt`` and evaluate test later, only if it wins."""
         old = self.done(spec)
         if old is not None:
+            self.run_seconds += old.get("wall_seconds", 0.0)
             return old
         if self.a.report_only:
             raise NotRun(spec.key)
@@ -242,6 +245,7 @@ class Comparison:
         if not test and spec.model not in SENSITIVITY:
             torch.save(model.state_dict(), self.runs / f"{spec.key}.pt")
         (self.runs / f"{spec.key}.json").write_text(json.dumps(m, indent=1) + "\n")
+        self.run_seconds += m["wall_seconds"]
         v = m["valid"]["all_items_auc"] if m["valid"] else float("nan")
         self.echo(f"{spec.model:14s} seed {spec.seed} lr {spec.lr:g} {spec.knob} "
                   f"{spec.value:g}: best epoch {m['best_epoch']}/{len(m['epochs'])}"
@@ -483,7 +487,7 @@ def section(summary: dict, png: Path | None, base: Path) -> list[str]:
         lines.append(f"| {name} | {cells} | lr {best['lr']:g}, {best['knob']} "
                      f"{best['value']:g} |")
     sens = summary.get("sensitivity")
-    if sens:
+    if sens and len(sens) > 1:
         c = sens["chosen"]
         lines += ["", ("ATRank's other knobs, one at a time around its chosen configuration "
                   f"(validation all-items AUC {c['valid_all_items_auc']:.4f}, first seed; "
@@ -606,9 +610,9 @@ def main(argv: list[str] | None = None) -> int:
              "max_epochs": a.max_epochs, "patience": a.patience, "seeds": comp.seeds,
              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch "
                         f"{torch.__version__}, {torch.get_num_threads()} threads",
-             "wall_seconds": time.perf_counter() - t0}
-    command = "python -m atrank_export compare " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+             "wall_seconds": time.perf_counter() - t0, "run_seconds": comp.run_seconds}
+    args = [x for x in (sys.argv[1:] if argv is None else argv) if x != "--report-only"]
+    command = "python -m atrank_export compare " + shlex.join(args)
     summary = {"facts": facts, "command": command.strip(), **result}
     if a.multigroup:
         from .synthetic import synthetic_multigroup
@@ -638,9 +642,9 @@ def report(argv: list[str] | None = None) -> int:
     for d in a.task:
         summary = json.loads((d / "summary.json").read_text())
         lines += section(summary, d / "curves.png", a.out.parent)
-        lines.append(f"Machine: {summary['facts']['machine']}; wall time of the task "
-                     f"(resumed runs not counted): {summary['facts']['wall_seconds'] / 60:.0f}"
-                     " min.")
+        f = summary["facts"]
+        lines.append(f"Machine: {f['machine']}. Training time of the runs above, tuning "
+                     f"included: {f.get('run_seconds', f['wall_seconds']) / 60:.0f} min.")
         lines.append("")
         if "multigroup" in summary:
             mg = summary["multigroup"]
