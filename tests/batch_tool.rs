@@ -19,14 +19,8 @@ use common::{read_golden, request_tolerance, Golden, GoldenRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atrank-batch");
 
-/// A fresh, empty scratch directory under the target dir.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("batch_tool")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("batch_tool", name)
 }
 
 fn behaviors_json(req: &GoldenRequest) -> Value {

@@ -16,12 +16,7 @@ use common::{read_golden, request_tolerance, Golden, GoldenRequest};
 const BIN: &str = env!("CARGO_BIN_EXE_atrank");
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("score_cli")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("score_cli", name)
 }
 
 /// A golden request as the JSON a service would send (plus its name, copied to the output).

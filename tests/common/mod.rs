@@ -334,3 +334,13 @@ pub fn atv_len(path: &Path) -> u64 {
     assert_eq!(&bytes[..8], b"ATRVOC01", "{}", path.display());
     u64::from_le_bytes(bytes[8..16].try_into().unwrap())
 }
+
+/// A fresh, empty scratch directory `<target tmp>/<suite>/<name>` for a test binary's files.
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(suite)
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -285,7 +285,6 @@ class Comparison:
     def execute(self, models: list[str], variants: list[str]) -> dict:
         total = self.plan(models, variants)
         bar = tqdm(total=total, desc="runs", unit="run", disable=not self.a.progress)
-        self.bar = bar
         out: dict = {"models": {}, "tuning": {}, "not_run": []}
 
         def step(spec: RunSpec, test: bool) -> dict:

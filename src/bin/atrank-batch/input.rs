@@ -61,24 +61,7 @@ pub enum KeyKind {
     Str,
 }
 
-/// One behavior, owned.
-#[derive(Debug, Clone, Default)]
-pub struct OwnedBehavior {
-    pub group: Option<String>,
-    pub id: String,
-    pub category: Option<String>,
-    pub features: Vec<(String, String)>,
-    pub action: Option<String>,
-    pub timestamp: i64,
-}
-
-/// One scoring request, owned.
-#[derive(Debug, Clone, Default)]
-pub struct OwnedRequest {
-    pub behaviors: Vec<OwnedBehavior>,
-    pub candidates: Vec<String>,
-    pub request_time: i64,
-}
+pub use crate::owned::{OwnedBehavior, OwnedRequest};
 
 /// One input row: its position in the shard, its keys, and its request (or why it has none).
 #[derive(Debug, Clone)]

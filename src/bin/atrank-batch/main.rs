@@ -6,6 +6,8 @@
 
 mod input;
 mod output;
+#[path = "../common/owned.rs"]
+mod owned;
 mod score;
 mod stats;
 

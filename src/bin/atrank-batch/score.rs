@@ -4,48 +4,10 @@
 use atrank::{Behavior, Model, Request};
 
 use crate::input::{OwnedRequest, Row};
+use crate::owned::Borrowed;
 
 /// A row's result: its scores (one per candidate, in order) or why it has none.
 pub type Outcome = Result<Vec<f32>, String>;
-
-/// The borrowed views of one owned request that [`Request`] needs.
-struct Borrowed<'a> {
-    features: Vec<Vec<(&'a str, &'a str)>>,
-    candidates: Vec<&'a str>,
-}
-
-impl<'a> Borrowed<'a> {
-    fn new(r: &'a OwnedRequest) -> Self {
-        Borrowed {
-            features: r
-                .behaviors
-                .iter()
-                .map(|b| {
-                    b.features
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect()
-                })
-                .collect(),
-            candidates: r.candidates.iter().map(String::as_str).collect(),
-        }
-    }
-
-    fn behaviors(&'a self, r: &'a OwnedRequest) -> Vec<Behavior<'a>> {
-        r.behaviors
-            .iter()
-            .zip(&self.features)
-            .map(|(b, f)| Behavior {
-                group: b.group.as_deref(),
-                id: &b.id,
-                category: b.category.as_deref(),
-                features: f,
-                action: b.action.as_deref(),
-                timestamp: b.timestamp,
-            })
-            .collect()
-    }
-}
 
 fn finite(scores: &[f32]) -> Result<(), String> {
     match scores.iter().position(|s| !s.is_finite()) {

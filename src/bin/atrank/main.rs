@@ -3,6 +3,9 @@
 //! See the README ("Scoring a request from the shell").
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/owned.rs"]
+mod owned;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -12,7 +15,9 @@ use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use atrank::{Backend, Behavior, LoadOptions, Model, Request};
+use owned::{Borrowed, OwnedBehavior, OwnedRequest};
+
+use atrank::{Backend, LoadOptions, Model, Request};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,35 +138,29 @@ fn score_one(model: &Model, value: &Value) -> Result<Vec<f32>, Value> {
         .map(|(k, c)| id_text(c, &format!("candidates[{k}]")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(invalid)?;
-    let features: Vec<Vec<(&str, &str)>> = req
-        .behaviors
-        .iter()
-        .map(|b| {
-            b.features
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect()
-        })
-        .collect();
-    let behaviors: Vec<Behavior<'_>> = req
-        .behaviors
-        .iter()
-        .zip(&ids)
-        .zip(&features)
-        .map(|((b, id), f)| Behavior {
-            group: b.group.as_deref(),
-            id,
-            category: b.category.as_deref(),
-            features: f,
-            action: b.action.as_deref(),
-            timestamp: b.timestamp,
-        })
-        .collect();
-    let cands: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    let owned = OwnedRequest {
+        behaviors: req
+            .behaviors
+            .into_iter()
+            .zip(ids)
+            .map(|(b, id)| OwnedBehavior {
+                group: b.group,
+                id,
+                category: b.category,
+                features: b.features.into_iter().collect(),
+                action: b.action,
+                timestamp: b.timestamp,
+            })
+            .collect(),
+        candidates,
+        request_time: req.request_time,
+    };
+    let borrowed = Borrowed::new(&owned);
+    let behaviors = borrowed.behaviors(&owned);
     let request = Request {
         behaviors: &behaviors,
-        candidates: &cands,
-        request_time: req.request_time,
+        candidates: &borrowed.candidates,
+        request_time: owned.request_time,
     };
     model.score(&request).map_err(|e| {
         json!({"code": e.code() as u32, "kind": format!("{:?}", e.code()), "message": e.to_string()})
