@@ -46,6 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from ..behaviors import BehaviorLog, LogBuilder, RowBuffer, with_event_catalog
 from ._io import numbered_lines, open_text, strip_gz
 
@@ -201,10 +203,19 @@ def read_events(path: Path, builder: LogBuilder, format: str | None = None,
     """Every behavior of ``path`` into ``builder`` (chunk by chunk). ``default_group``: the
     group of a record without one (then the ``group`` column is optional)."""
     path = Path(path)
+    required = [c for c in REQUIRED if c != "group" or default_group is None]
+    fmt = detect_format(path, format)
+    if fmt == "parquet" and columns is None and header:
+        _read_parquet_columnar(path, builder, required, default_group)
+        return
+    _read_rows(_records(path, fmt, required, columns, header), path, builder, default_group)
+
+
+def _read_rows(records, path: Path, builder: LogBuilder, default_group: str | None) -> None:
+    """Record by record (text formats, and Parquet batches the columnar path cannot take)."""
     buf = RowBuffer(builder)
     intern: dict[str, str] = {}
-    required = [c for c in REQUIRED if c != "group" or default_group is None]
-    for where, rec in _records(path, detect_format(path, format), required, columns, header):
+    for where, rec in records:
         if default_group is not None and rec.get("group") in (None, ""):
             rec = {**rec, "group": default_group}
         user, group, action, oid = (intern.setdefault(v, v) for v in
@@ -222,11 +233,98 @@ def read_events(path: Path, builder: LogBuilder, format: str | None = None,
     buf.flush()
 
 
+def _columnar_type(t) -> bool:
+    """Arrow types whose cells the columnar path turns into the same strings as ``_text``:
+    strings (plain or dictionary-encoded), integers (decimal) and booleans (true/false).
+    Floats (``str(1.0)`` is ``"1.0"``), nested and temporal types go record by record."""
+    import pyarrow as pa
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+            or pa.types.is_boolean(t))
+
+
+def _arrow_text(col):
+    """A column as strings, as ``_text`` makes them; an empty string is null (missing)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    col = col.cast(pa.string())
+    return pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+
+
+def _first(mask, start: int) -> int:
+    """The 1-based row number of the first true (or null) entry of ``mask``."""
+    return start + int(np.flatnonzero(np.asarray(mask.fill_null(True)))[0]) + 1
+
+
+def _arrow_ids(v, path: Path, start: int, col: str):
+    """``v`` checked as ``_id`` checks each cell: no missing, empty or blank id."""
+    import pyarrow.compute as pc
+    bad = pc.or_kleene(pc.is_null(v), pc.equal(pc.utf8_trim_whitespace(v), ""))
+    if pc.any(bad.fill_null(True)).as_py():
+        raise ValueError(f"{path} row {_first(bad, start)}: column {col}: empty id")
+    return v
+
+
+def _arrow_features(cols: dict, exclude: Sequence[str], n: int) -> dict:
+    """Every other column as a feature; a column missing in every row of the batch is left
+    out, as the record-by-record path never sees it."""
+    texts = ((k, _arrow_text(c)) for k, c in cols.items() if k not in exclude)
+    return {k: v for k, v in texts if v.null_count < n}
+
+
+def _read_parquet_columnar(path: Path, builder: LogBuilder, required: Sequence[str],
+                           default_group: str | None, batch_size: int = 1 << 20) -> None:
+    """A Parquet log column by column (a batch at a time, never the whole file): the same
+    strings, errors and order as reading it record by record (``_records``), at memory and
+    time proportional to the batch. A batch with a column of another type (a float,
+    a nested ``features`` struct, a timestamp given as text or as a date) is read record by
+    record instead."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    _check_columns(path, "schema", names, required)
+    start = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        n = batch.num_rows
+        cols = {name: batch.column(name) for name in batch.schema.names}
+        ts = cols.get("timestamp")
+        simple = (ts is not None and pa.types.is_integer(ts.type) and "features" not in cols
+                  and all(_columnar_type(c.type) for k, c in cols.items() if k != "timestamp"))
+        if not simple:
+            rows = ((f"row {start + i + 1}", rec) for i, rec in enumerate(batch.to_pylist()))
+            _read_rows(rows, path, builder, default_group)
+            start += n
+            continue
+        ids = {}
+        for c in REQUIRED[:4]:
+            if c not in cols:                         # no group column: the default group
+                ids[c] = pa.array(np.full(n, default_group, dtype=object), pa.string())
+                continue
+            v = _arrow_text(cols[c])
+            if c == "group" and default_group is not None:
+                v = pc.fill_null(v, default_group)
+            ids[c] = _arrow_ids(v, path, start, c)
+        if ts.null_count:
+            raise ValueError(f"{path} row {_first(pc.is_null(ts), start)}: column timestamp: "
+                             f"empty value")
+        feats = _arrow_features(cols, REQUIRED, n)
+        builder.add_events(ids["user"], ids["group"], ids["action"], ids["object_id"],
+                           np.asarray(ts.cast(pa.int64())), feats)
+        start += n
+
+
 def read_catalog(path: Path, builder: LogBuilder, group: str = "item",
                  format: str | None = None, chunk: int = 65536) -> None:
     """Catalog records into ``builder``: (group, object_id, features); ``group`` unless the
     record has one."""
     path = Path(path)
+    if detect_format(path, format) == "parquet" and _read_catalog_columnar(path, builder, group):
+        return
     rows: dict[str, tuple[list[str], dict[str, list]]] = {}
 
     def flush() -> None:
@@ -249,6 +347,40 @@ def read_catalog(path: Path, builder: LogBuilder, group: str = "item",
         if n % chunk == 0:
             flush()
     flush()
+
+
+def _read_catalog_columnar(path: Path, builder: LogBuilder, group: str,
+                           batch_size: int = 1 << 20) -> bool:
+    """A Parquet catalog column by column, as ``read_catalog`` reads it record by record;
+    False (nothing read) when a column has a type the columnar path does not take."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    pf = pq.ParquetFile(path)
+    _check_columns(path, "schema", pf.schema_arrow.names, CATALOG_REQUIRED)
+    if not all(_columnar_type(f.type) for f in pf.schema_arrow):
+        return False
+    start = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        n = batch.num_rows
+        cols = {name: batch.column(name) for name in batch.schema.names}
+        oid = _arrow_ids(_arrow_text(cols["object_id"]), path, start, "object_id")
+        if "group" in cols:
+            g = _arrow_text(cols["group"])
+            g = pc.if_else(pc.equal(pc.utf8_trim_whitespace(g), ""),
+                           pa.scalar(None, pa.string()), g)
+            g = np.asarray(pc.fill_null(g, group).to_numpy(zero_copy_only=False), dtype=object)
+        else:
+            g = None
+        feats = _arrow_features(cols, ("object_id", "group"), n)
+        for name in ([group] if g is None else list(dict.fromkeys(g))):
+            sel = None if g is None else pa.array(np.flatnonzero(g == name))
+            take = (lambda a: a) if sel is None else (lambda a, s=sel: a.take(s))
+            sub = {f: take(v) for f, v in feats.items()}
+            builder.add_catalog(name, take(oid),
+                                {f: v for f, v in sub.items() if v.null_count < len(v)})
+        start += n
+    return True
 
 
 CatalogArg = str | Path | Sequence[str | Path] | Mapping[str, str | Path] | None
