@@ -286,3 +286,108 @@ fn big_table_memory() {
          load {after_load:?} ({load_s:.2} s), after a run {after_run:?}"
     );
 }
+
+/// The lookup is lifted out of the engine (`LoadOptions::lift_tables`, the default): the
+/// rewritten graph has the `Gather` output as an input and no table, and lifting it again
+/// finds nothing.
+#[test]
+fn lift_takes_the_lookup_out_of_the_graph() {
+    use atrank::backend::lift::lift;
+    let original = graph("model.onnx");
+    let (rewritten, lifted) = lift(&original, &[tables()]).unwrap();
+    assert_eq!(lifted.len(), 1);
+    let l = &lifted[0];
+    assert_eq!(
+        (l.output.as_str(), l.indices.as_str(), l.table.as_str()),
+        ("emb", "ids", "table")
+    );
+    assert!(rewritten.len() < original.len());
+    let (again, none) = lift(&rewritten, &[tables()]).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(again, rewritten);
+    // The inline graph has no external table: nothing to lift, the bytes are unchanged.
+    let inline = graph("inline.onnx");
+    let (same, none) = lift(&inline, &[]).unwrap();
+    assert!(none.is_empty() && same == inline);
+}
+
+fn run_with(backend: Backend, lift_tables: bool, ids: &[i64]) -> Option<atrank::Result<Fetched>> {
+    let mut opts = options(backend)?;
+    opts.lift_tables = lift_tables;
+    let loaded = load_graph(
+        &opts,
+        &dir().join("model.onnx"),
+        &graph("model.onnx"),
+        &[tables()],
+        &["ids".to_owned()],
+        &["out".to_owned()],
+    )
+    .unwrap_or_else(|e| panic!("{backend}: {e}"));
+    Some(
+        loaded
+            .graph
+            .run(&[Feed::I64("ids", &[ids.len()], ids)], &["out"])
+            .map(|mut v| v.remove(0)),
+    )
+}
+
+/// Lifted or handed to the engine, the table gives the same bits (a row copy is exact), and
+/// an id outside the table is an error from the lifted lookup, as from the engine.
+fn lifted_equals_engine(backend: Backend) {
+    let ids = [0, 1, 57, ROWS as i64 - 1, 1];
+    let Some(lifted) = run_with(backend, true, &ids) else {
+        return;
+    };
+    let lifted = lifted.unwrap();
+    let engine = run_with(backend, false, &ids).unwrap().unwrap();
+    let bits = |f: &Fetched| f.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(lifted.shape, engine.shape);
+    assert_eq!(bits(&lifted), bits(&engine), "{backend}");
+    for bad in [ROWS as i64, -1, i64::MAX] {
+        let e = run_with(backend, true, &[0, bad]).unwrap().unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "index {bad} of input \"ids\" is outside table \"table\" (100 rows)"
+            )),
+            "{backend}: {e}"
+        );
+    }
+}
+
+#[test]
+fn tract_lifted_lookup_equals_the_engines() {
+    lifted_equals_engine(Backend::Tract);
+}
+
+#[test]
+fn ort_lifted_lookup_equals_the_engines() {
+    lifted_equals_engine(Backend::Ort);
+}
+
+/// Every lookup of an exported package's graphs is lifted: no `Gather` of an external table
+/// is left for the engine. (Tables under 1 KiB stay inline in the graph, with the engine:
+/// the fixtures' multigroup tables are all that small.)
+#[test]
+fn every_package_lookup_is_lifted() {
+    use atrank::backend::lift::lift;
+    for pkg in ["tiny", "tiny-multigroup"] {
+        let dir = common::repo().join("tests/fixtures").join(pkg);
+        let file = std::fs::File::open(dir.join("tables.bin")).unwrap();
+        // SAFETY: a test fixture that nothing modifies while the test runs.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let external = [ExternalFile {
+            name: "tables.bin".into(),
+            data: Bytes::from_owner(map),
+        }];
+        for g in ["model.onnx", "encoder.onnx", "scorer.onnx"] {
+            let bytes = Bytes::from(std::fs::read(dir.join(g)).unwrap());
+            let (rewritten, lifted) = lift(&bytes, &external).unwrap();
+            if pkg == "tiny" {
+                assert!(!lifted.is_empty(), "{pkg}/{g}");
+            }
+            let (_, left) = lift(&rewritten, &external).unwrap();
+            assert!(left.is_empty(), "{pkg}/{g}: {left:?}");
+        }
+    }
+}

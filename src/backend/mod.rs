@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::{Error, Result};
 
+pub mod lift;
 pub mod onnx_check;
 #[cfg(feature = "backend-ort")]
 #[allow(unsafe_code)]
@@ -102,8 +103,9 @@ pub struct LoadOptions {
     /// ONNX Runtime sessions for this model (1 ..= [`MAX_SESSIONS`]). ONNX Runtime's `Run` is
     /// not reliably thread-safe on one session, so calls on one session are serialised;
     /// concurrent callers spread over the sessions instead. Each session holds its own copy of
-    /// the weights (a few MB for the exporter's models). tract ignores it: its plan is shared
-    /// and runs on the calling thread.
+    /// the dense weights (a few MB for the exporter's models); the embedding tables are not
+    /// copied at all ([`LoadOptions::lift_tables`]), so a session costs the same at 10^7 items
+    /// as at 10^3. tract ignores it: its plan is shared and runs on the calling thread.
     pub sessions: usize,
     /// GPU use (ONNX Runtime only).
     pub gpu: GpuPolicy,
@@ -129,6 +131,12 @@ pub struct LoadOptions {
     /// SHA-256 checked at load: files of at most 64 MiB (default), or all of them. Sizes are
     /// always checked.
     pub verify_hashes: crate::package::VerifyHashes,
+    /// Serve the embedding lookups (`Gather` of an external-data table by an input) from the
+    /// mapped `tables.bin` instead of handing the tables to the engine (default true; see
+    /// [`lift`]): every graph, session and process then shares one read-only mapping of the
+    /// tables, and only the rows requests touch become resident. `false` gives the engine its
+    /// own copy of every table per graph and session (for comparison).
+    pub lift_tables: bool,
 }
 
 impl LoadOptions {
@@ -146,6 +154,7 @@ impl LoadOptions {
             tract_plans: DEFAULT_TRACT_PLANS,
             ort_library: None,
             verify_hashes: crate::package::VerifyHashes::Small,
+            lift_tables: true,
         }
     }
 }
@@ -312,8 +321,11 @@ pub(crate) fn check_options(options: &LoadOptions) -> Result<()> {
 ///
 /// Whatever the caller checked, every external data reference of the graph is checked here
 /// again against `external` ([`onnx_check::check_external_refs`]) before a backend parses it,
-/// so neither backend ever opens a file or reads outside the given bytes: ONNX Runtime reads
-/// the tensors from `external` in place, tract gets a copy of the graph with them inlined.
+/// so neither backend ever opens a file or reads outside the given bytes. Then, with
+/// [`LoadOptions::lift_tables`], the embedding lookups are taken out of the graph ([`lift`])
+/// and served from `external`; the engine gets the remaining (dense) weights: ONNX Runtime
+/// from `external` through `AddExternalInitializersFromMemory` (it copies them into the
+/// session), tract in a copy of the graph with them inlined.
 pub fn load_graph(
     options: &LoadOptions,
     path: &Path,
@@ -332,6 +344,28 @@ pub fn load_graph(
         .map(|f| (f.name.as_str(), f.data.len() as u64))
         .collect();
     onnx_check::check_external_refs(&file, bytes.clone(), &sizes)?;
+    let (bytes, lifted) = if options.lift_tables {
+        lift::lift(bytes, external)?
+    } else {
+        (bytes.clone(), Vec::new())
+    };
+    let mut all_inputs = inputs.to_vec();
+    all_inputs.extend(lifted.iter().map(|l| l.output.clone()));
+    let mut loaded = load_engine(options, path, &bytes, external, &all_inputs, outputs)?;
+    if !lifted.is_empty() {
+        loaded.graph = Box::new(lift::LiftedGraph::new(loaded.graph, lifted, external));
+    }
+    Ok(loaded)
+}
+
+fn load_engine(
+    options: &LoadOptions,
+    path: &Path,
+    bytes: &Bytes,
+    external: &[ExternalFile],
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<Loaded> {
     match options.backend {
         #[cfg(feature = "backend-ort")]
         Backend::Ort => ort::load(path, bytes, external, inputs, outputs, options),

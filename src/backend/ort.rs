@@ -261,9 +261,10 @@ fn environment() -> Result<&'static ort::environment::Environment> {
 /// purpose: its maintainers report that ONNX Runtime's `Run` is not reliably thread-safe in
 /// practice, whatever its documentation says (see the comment on `run_inner` in ort's
 /// `session/run.rs`). Concurrency across threads therefore comes from a pool of sessions
-/// ([`LoadOptions::sessions`]), each with its own copy of the weights: a call takes the first
-/// free session, starting from a rotating index, and waits on one only when all are busy.
-/// tract has no such limit.
+/// ([`LoadOptions::sessions`]), each with its own copy of the dense weights (a few MB; the
+/// embedding tables are served from the shared mapping, see [`super::lift`]): a call takes
+/// the first free session, starting from a rotating index, and waits on one only when all are
+/// busy. tract has no such limit.
 pub struct OrtGraph {
     sessions: Vec<Mutex<Session>>,
     next: AtomicUsize,
