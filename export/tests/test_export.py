@@ -209,3 +209,18 @@ def test_spec_and_readme_describe_the_inputs(trained, tmp_path):
     hashed = input_mapping(c, {"actions": ["like"]})
     assert "one of 5 buckets" in hashed["features"]["item.id"]
     assert hashed["actions"] == {"like": "no rule recorded by the reader"}
+
+
+def test_placeholder_tracing_writes_the_same_package(trained, tmp_path, monkeypatch):
+    """Tables traced as small placeholders and written from the model's tensors
+    (``_placeholder_tables``; the fixture's item table and bias have 121 rows > 64) give the
+    same bytes as tracing the real tables, the plain path (placeholders off)."""
+    import atrank_export.export as ex
+    monkeypatch.setattr(ex, "PLACEHOLDER_ROWS", 10**9)
+    assert main(["export", "--checkpoint", str(trained / "run" / "checkpoint.pt"),
+                 "--out", str(tmp_path / "plain")]) == 0
+    ckpt = load_checkpoint(trained / "run" / "checkpoint.pt")
+    rows = ckpt["model_config"]["table_sizes"]["item_id"] + 1
+    assert rows > 64
+    for f in ("tables.bin", "model.onnx", "encoder.onnx", "scorer.onnx", "spec.json"):
+        assert (tmp_path / "plain" / f).read_bytes() == (trained / "pkg" / f).read_bytes(), f

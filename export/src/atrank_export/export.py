@@ -22,6 +22,7 @@ tolerance (2 D U M, docs/tolerances.md), alone or batched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,7 +58,8 @@ def model_from_checkpoint(ckpt: dict) -> tuple[ATRank, Preprocessor]:
     """The model and the in-memory reference preprocessing of a checkpoint."""
     config = ModelConfig.from_dict(ckpt["model_config"])
     model = ATRank(config)
-    model.load_state_dict(ckpt["state_dict"])
+    # assign: the parameters are the checkpoint's tensors (memory-mapped), not copies of them
+    model.load_state_dict(ckpt["state_dict"], assign=True)
     model.eval()
     seed = int(ckpt["hash_seed"])
     tables = {t: TableIndex(keys, config.hash_buckets.get(t, 0), seed)
@@ -135,35 +137,70 @@ def _trace(module: nn.Module, args: tuple, input_names: list[str], output_names:
     return proto
 
 
-def example_inputs(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+def example_inputs(config: ModelConfig, seed: int = 0,
+                   max_rows: int | None = None) -> dict[str, np.ndarray]:
     """Random valid inputs for tracing: B = 3, N = 4, L_g = 5 + 2 g, so no dimension has size
-    1 or equals another (none gets specialised)."""
+    1 or equals another (none gets specialised). ``max_rows``: draw indices below it (for
+    tables traced as placeholders, :func:`_placeholder_tables`)."""
     rng = np.random.default_rng(seed)
     b, n = 3, 4
     out: dict[str, np.ndarray] = {}
     for gi, g in enumerate(config.groups):
         length = 5 + 2 * gi
         for f in g.features:
-            out[f"{g.name}_{f}"] = rng.integers(0, config.table_rows(table_name(g.name, f)),
-                                                (b, length))
+            rows = config.table_rows(table_name(g.name, f))
+            out[f"{g.name}_{f}"] = rng.integers(0, min(rows, max_rows or rows), (b, length))
         out[f"{g.name}_action"] = rng.integers(0, config.n_actions + 1, (b, length))
         out[f"{g.name}_time"] = rng.integers(0, config.n_time_buckets, (b, length))
         out[f"{g.name}_len"] = np.array([length, 2, 0])
     for f in config.group(config.target_group).features:
-        out[f"cand_{f}"] = rng.integers(0, config.table_rows(table_name(config.target_group, f)),
-                                        (b, n))
+        rows = config.table_rows(table_name(config.target_group, f))
+        out[f"cand_{f}"] = rng.integers(0, min(rows, max_rows or rows), (b, n))
     return {k: v.astype(np.int64) for k, v in out.items()}
+
+
+#: Embedding tables with more rows than this are traced as placeholders of this many rows.
+PLACEHOLDER_ROWS = 64
+
+
+@contextlib.contextmanager
+def _placeholder_tables(model: ATRank, rows: int):
+    """While tracing, every embedding table of more than ``rows`` rows is replaced by its first
+    ``rows`` rows, so the traced graphs (three of them, each a protobuf with its initializers
+    in memory) stay small whatever the catalogue; yields {initializer name: the real table as
+    a float32 array (a view, no copy)} for :func:`externalize` to write instead. The tables
+    are only ever read through ``Gather`` (``F.embedding``), whose graph does not depend on
+    the row count; the validation that follows runs the written package against the real
+    model."""
+    real: dict[str, tuple[nn.Embedding, nn.Parameter]] = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Embedding) and mod.num_embeddings > rows:
+            real[f"model.{name}.weight"] = (mod, mod.weight)
+            mod.weight = nn.Parameter(mod.weight.detach()[:rows].clone(), requires_grad=False)
+    try:
+        yield {k: w.detach().numpy() for k, (_, w) in real.items()}
+    finally:
+        for mod, w in real.values():
+            mod.weight = w
 
 
 def export_graphs(model: ATRank, out: Path) -> dict[str, Any]:
     """model.onnx, encoder.onnx and scorer.onnx into ``out``, their large initializers in one
-    shared ``tables.bin``; -> externalize's summary."""
+    shared ``tables.bin``; -> externalize's summary. Large embedding tables are traced as
+    placeholders and written to ``tables.bin`` straight from the model's tensors
+    (:func:`_placeholder_tables`), so the export holds no copy of them."""
     model.eval()
+    with _placeholder_tables(model, PLACEHOLDER_ROWS) as tables:
+        return _export_graphs(model, out, tables)
+
+
+def _export_graphs(model: ATRank, out: Path, tables: dict[str, np.ndarray]) -> dict[str, Any]:
     names = model.input_names()
     cand_names = [n for n in names if n.startswith("cand_")]
     hist_names = [n for n in names if not n.startswith("cand_")]
     dims = _dims(model.config)
-    ex = {k: torch.from_numpy(v) for k, v in example_inputs(model.config).items()}
+    ex = {k: torch.from_numpy(v) for k, v in example_inputs(model.config,
+                                                            max_rows=PLACEHOLDER_ROWS).items()}
     graphs = {}
     # forward(*args) takes its inputs as one varargs tuple: dynamic_shapes mirrors that.
     graphs["model.onnx"] = _trace(_Full(model, names), tuple(ex[n] for n in names), names,
@@ -178,7 +215,7 @@ def export_graphs(model: ATRank, out: Path) -> dict[str, Any]:
                                    ["encoded", "mask", *cand_names], ["logits"],
                                    (dims["encoded"], dims["mask"],
                                     tuple(dims[n] for n in cand_names)), "scorer.onnx")
-    return externalize(graphs, out)
+    return externalize(graphs, out, substitutes=tables)
 
 
 def golden_requests(ckpt: dict, config: ModelConfig, seed: int = GOLDEN_SEED) -> list[dict]:

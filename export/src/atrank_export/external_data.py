@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 TABLES = "tables.bin"
 ALIGNMENT = 65536
@@ -81,6 +83,7 @@ def externalize(
     location: str = TABLES,
     threshold: int = THRESHOLD,
     alignment: int = ALIGNMENT,
+    substitutes: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Moves every initializer of at least ``threshold`` bytes of every graph into
     ``out_dir/location`` and saves each graph as ``out_dir/<key>``.
@@ -93,6 +96,11 @@ def externalize(
     ``alignment``; a tensor with the same dtype, dims and bytes as one already written is not
     written again but referenced at the same offset. ``location`` is always created (empty
     when nothing reaches the threshold).
+
+    ``substitutes`` maps initializer names to arrays written in their place (dims from the
+    array; same dtype): a graph traced with a small placeholder for a large table gets the real
+    table, written straight from the array (no copy of it in memory). Every reference to one
+    name shares the one copy written.
 
     Returns a summary: ``location``, ``bytes`` (the file's size), ``tensors`` (distinct
     tensors written), ``references`` (initializers made external, over all graphs),
@@ -136,18 +144,48 @@ def externalize(
             written.setdefault(key, []).append((offset, len(raw)))
             return offset, False
 
+        placed: dict[str, tuple[int, int]] = {}
+
+        def place_array(tensor: onnx.TensorProto, arr: np.ndarray) -> tuple[int, int, bool]:
+            nonlocal end
+            want = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+            if arr.dtype != want:
+                raise ValueError(f"substitute for {tensor.name!r} is {arr.dtype}, the graph's "
+                                 f"initializer {want}")
+            del tensor.dims[:]
+            tensor.dims.extend(arr.shape)
+            if tensor.name in placed:
+                return (*placed[tensor.name], True)
+            data = memoryview(np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"),
+                                                              copy=False))).cast("B")
+            offset = -(-end // alignment) * alignment
+            f.seek(end)
+            f.write(b"\0" * (offset - end))
+            f.write(data)
+            end = offset + data.nbytes
+            placed[tensor.name] = (offset, data.nbytes)
+            return offset, data.nbytes, False
+
         for name, model in graphs.items():
             external = 0
             for graph in _graphs(model.graph):
                 for tensor in graph.initializer:
-                    raw = _raw_bytes(tensor)
-                    if raw is None or len(raw) < threshold:
-                        continue
-                    offset, shared = place(tensor, raw)
+                    if substitutes is not None and tensor.name in substitutes:
+                        arr = substitutes[tensor.name]
+                        if arr.nbytes < threshold:          # small: inline, as any other
+                            tensor.CopyFrom(numpy_helper.from_array(arr, tensor.name))
+                            continue
+                        offset, length, shared = place_array(tensor, arr)
+                    else:
+                        raw = _raw_bytes(tensor)
+                        if raw is None or len(raw) < threshold:
+                            continue
+                        offset, shared = place(tensor, raw)
+                        length = len(raw)
                     _clear_data(tensor)
                     tensor.data_location = onnx.TensorProto.EXTERNAL
                     for k, v in (("location", location), ("offset", str(offset)),
-                                 ("length", str(len(raw)))):
+                                 ("length", str(length))):
                         entry = tensor.external_data.add()
                         entry.key, entry.value = k, v
                     summary["references"] += 1
@@ -156,7 +194,7 @@ def externalize(
                         summary["shared"] += 1
                     else:
                         summary["tensors"] += 1
-                        summary["data_bytes"] += len(raw)
+                        summary["data_bytes"] += length
             data = model.SerializeToString()
             (out_dir / name).write_bytes(data)
             summary["graphs"][name] = {"bytes": len(data), "external": external}

@@ -439,7 +439,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, split: Split, metrics: d
 
 
 def load_checkpoint(path: Path) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint's contents; its tensors are memory-mapped from the file (read on use,
+    never copied into the heap: an export of a 10^7-row table holds it once, as page cache)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("version") != 3:
         raise ValueError(f"{path} is not an atrank checkpoint of version 3")
     return ckpt
