@@ -55,4 +55,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from atrank_export.distributed import exit_now
+    exit_now(main())
