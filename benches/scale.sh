@@ -5,7 +5,8 @@
 #
 # Builds the Rust serving probe in release (`cargo bench --bench scale_serve --no-run`; the
 # first build of tract in release takes about 15 minutes here), then runs the driver, which
-# writes everything under build/scale (about 6 GB at the default size; removed by the next run)
+# writes everything under build/scale (or $SCALE_WORK; about 6 GB at the default size; removed
+# by the next run)
 # and prints the table recorded in docs/benchmarks.md, "Scale". ONNX Runtime comes from
 # scripts/env.sh (ATRANK_ORT_LIB). The default run takes about an hour on 2 cores and peaks
 # at about 12 GB of memory; pass smaller sizes to try it (e.g. --items 100000 --users 10000
@@ -14,12 +15,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh >/dev/null
-PROBE=$(cargo bench --bench scale_serve --no-run --message-format=json 2>/dev/null \
+# SCALE_PROFILE=dev: the probe in the dev profile (quick to build; slower to score), for the
+# toy-size run of scripts/test.sh.
+if [ "${SCALE_PROFILE:-release}" = dev ]; then BUILD=(cargo test); else BUILD=(cargo bench); fi
+PROBE=$("${BUILD[@]}" --bench scale_serve --no-run --message-format=json 2>/dev/null \
   | "$PY" -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "scale_serve" and m.get("executable"):
         print(m["executable"])')
 [ -x "$PROBE" ] || { echo "could not build the scale_serve probe" >&2; exit 1; }
-rm -rf build/scale
-PYTHONPATH="$ROOT/export/src" exec "$PY" benches/scale.py --probe "$PROBE" "$@"
+rm -rf "${SCALE_WORK:-build/scale}"
+PYTHONPATH="$ROOT/export/src" exec "$PY" benches/scale.py --probe "$PROBE" \
+  --work "${SCALE_WORK:-build/scale}" "$@"
