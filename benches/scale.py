@@ -104,11 +104,18 @@ def train_stage(work: Path, steps: int, batch: int, dim: int, heads: int, negati
                 name: str) -> dict:
     """Read, split, train ``steps`` steps; write the checkpoint. Runs in its own process."""
     import torch
+
     from atrank_export.model import ATRank
     from atrank_export.readers import read_behavior_log
     from atrank_export.split import build_split
-    from atrank_export.train import (Optimizer, batch_objective, clip_grad_norm,
-                                     sample_negatives, save_checkpoint, setup_threads)
+    from atrank_export.train import (
+        Optimizer,
+        batch_objective,
+        clip_grad_norm,
+        sample_negatives,
+        save_checkpoint,
+        setup_threads,
+    )
     setup_threads()
     t = time.perf_counter()
     log = read_behavior_log(work / "events.parquet", catalogs=work / "catalog.parquet",
@@ -201,11 +208,14 @@ def main() -> None:
         step(f"{tag}: export")
         t = time.perf_counter()
         pkg = out / "package"
-        subprocess.run([sys.executable, "-m", "atrank_export", "export", "--checkpoint",
-                        str(out / "ckpt.pt"), "--out", str(pkg)], check=True,
-                       stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "atrank_export", "export",
+                                 "--checkpoint", str(out / "ckpt.pt"), "--out", str(pkg)],
+                                stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)          # this child's own peak memory
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"export failed ({os.waitstatus_to_exitcode(status)})")
         figures[f"{tag}_export"] = {
-            "seconds": time.perf_counter() - t,
+            "seconds": time.perf_counter() - t, "peak_rss_mib": usage.ru_maxrss / 1024,
             "package_bytes": sum(f.stat().st_size for f in pkg.rglob("*") if f.is_file()),
             "tables_bin_bytes": (pkg / "tables.bin").stat().st_size,
         }
@@ -293,8 +303,8 @@ def report(f: dict) -> str:
     s = f["serve"]
     tables = f["big_export"]["tables_bin_bytes"] / 2**20
     rows = [
-        ("generate (big)", f"{f['big_data']['behaviors']:,} behaviors, "
-                           f"{f['big_data']['items']:,} items, {f['big_data']['users']:,} users",
+        ("generate (big)", (f"{f['big_data']['behaviors']:,} behaviors, "
+                           f"{f['big_data']['items']:,} items, {f['big_data']['users']:,} users"),
          f"{f['big_data']['seconds']:.0f} s"),
         ("read (columnar Parquet)", "", f"{f['big_train']['read_s']:.0f} s"),
         ("split", f"{f['big_train']['train_rows']:,} training rows",
@@ -306,7 +316,8 @@ def report(f: dict) -> str:
         ("**train ratio big / small**", "target ≥ 0.7",
          f"**{f['big_train']['samples_per_s'] / f['small_train']['samples_per_s']:.2f}**"),
         ("training process peak RSS", "", f"{f['big_train']['peak_rss_mib']:,.0f} MiB"),
-        ("export", "", f"{f['big_export']['seconds']:.0f} s"),
+        ("export", f"peak RSS {f['big_export'].get('peak_rss_mib', 0):,.0f} MiB",
+         f"{f['big_export']['seconds']:.0f} s"),
         ("package", f"tables.bin {tables:,.0f} MiB",
          f"{f['big_export']['package_bytes'] / 2**30:.2f} GiB"),
     ]
@@ -321,8 +332,8 @@ def report(f: dict) -> str:
             (f"{b}: RSS after 16 threads × 1 session",
              f"(anonymous {warm['after_threads']['anon_kib'] * mib:,.0f} MiB)",
              f"{warm['after_threads']['rss_kib'] * mib:,.0f} MiB"),
-            (f"{b}: PSS of each of 2 processes", f"target ≤ 0.6 × RSS alone "
-             f"({two['rss_alone_kib'] * mib:,.0f} MiB)",
+            (f"{b}: PSS of each of 2 processes", (f"target ≤ 0.6 × RSS alone "
+             f"({two['rss_alone_kib'] * mib:,.0f} MiB)"),
              " / ".join(f"{p * mib:,.0f} MiB ({p / two['rss_alone_kib']:.2f}×)"
                         for p in two["pss_kib"])),
         ]
@@ -334,8 +345,8 @@ def report(f: dict) -> str:
     four = s["ort_4_sessions"]
     one = s["ort_warm"]
     rows.append(("ort: RSS after 16 threads × 4 sessions", "vs × 1 session; target ≤ 1.05×",
-                 f"{four['after_threads']['rss_kib'] * mib:,.0f} MiB "
-                 f"({four['after_threads']['rss_kib'] / one['after_threads']['rss_kib']:.3f}×)"))
+                 (f"{four['after_threads']['rss_kib'] * mib:,.0f} MiB "
+                 f"({four['after_threads']['rss_kib'] / one['after_threads']['rss_kib']:.3f}×)")))
     lines = ["| measurement | note | value |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"

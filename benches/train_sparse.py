@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
+
 from atrank_export.behaviors import LogBuilder
 from atrank_export.model import ATRank
 from atrank_export.split import build_split

@@ -14,7 +14,7 @@ bash scripts/setup.sh
 export ATRANK_REQUIRE_ORT=1
 
 step "lint: ruff, rustfmt, clippy, rustdoc, header drift"
-"$VENV/bin/ruff" check export scripts
+"$VENV/bin/ruff" check export scripts benches
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
