@@ -104,7 +104,6 @@ def train_stage(work: Path, steps: int, batch: int, dim: int, heads: int, negati
                 name: str) -> dict:
     """Read, split, train ``steps`` steps; write the checkpoint. Runs in its own process."""
     import torch
-
     from atrank_export.model import ATRank
     from atrank_export.readers import read_behavior_log
     from atrank_export.split import build_split

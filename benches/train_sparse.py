@@ -24,12 +24,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
-
 from atrank_export.behaviors import LogBuilder
 from atrank_export.model import ATRank
 from atrank_export.split import build_split
 from atrank_export.synthetic import synthetic_items
-from atrank_export.train import Optimizer, batch_objective, clip_grad_norm, setup_threads
+from atrank_export.train import (
+    Optimizer,
+    batch_objective,
+    clip_grad_norm,
+    setup_threads,
+)
 
 
 def with_catalog(n_items: int, seed: int):

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from atrank_export.model import ATRank, amazon_preset
 from atrank_export.train import Optimizer, batch_objective, clip_grad_norm
 
@@ -138,7 +137,6 @@ def result(mode, batch, threads, world, blocks, steps) -> dict:
 
 def _ddp_worker(rank: int, world: int, port: int, batch: int, a, out: str) -> None:
     import torch.distributed as dist
-
     from atrank_export.distributed import Parallel
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
