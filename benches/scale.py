@@ -178,6 +178,9 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--work", type=Path, default=ROOT / "build" / "scale")
     p.add_argument("--probe", type=Path, help="the scale_serve binary (benches/scale.sh)")
+    p.add_argument("--serve-only", action="store_true",
+                   help="measure the serving of the packages an earlier run left in --work "
+                        "again (after a runtime change); its other figures are kept")
     p.add_argument("--stage", choices=["train"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.stage == "train":                    # the child process of stage 3
@@ -188,8 +191,10 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     big, small = a.work / "big", a.work / "small"
     figures: dict = {"args": {k: str(v) for k, v in vars(a).items()}}
+    if a.serve_only:                    # the packages and figures of an earlier run
+        figures = json.loads((a.work / "scale.json").read_text())
     n_small_users = max(1000, a.users // 50)
-    for tag, out, items, users, behaviors, queries, cats, shops in (
+    for tag, out, items, users, behaviors, queries, cats, shops in () if a.serve_only else (
             ("big", big, a.items, a.users, a.behaviors, a.queries, a.categories, a.shops),
             ("small", small, a.small_items, n_small_users,
              n_small_users * a.behaviors // a.users, max(100, a.queries // 1000),
@@ -315,7 +320,8 @@ def report(f: dict) -> str:
         ("**train ratio big / small**", "target ≥ 0.7",
          f"**{f['big_train']['samples_per_s'] / f['small_train']['samples_per_s']:.2f}**"),
         ("training process peak RSS", "", f"{f['big_train']['peak_rss_mib']:,.0f} MiB"),
-        ("export", f"peak RSS {f['big_export'].get('peak_rss_mib', 0):,.0f} MiB",
+        ("export", f"peak RSS {f['big_export']['peak_rss_mib']:,.0f} MiB"
+         if "peak_rss_mib" in f["big_export"] else "",
          f"{f['big_export']['seconds']:.0f} s"),
         ("package", f"tables.bin {tables:,.0f} MiB",
          f"{f['big_export']['package_bytes'] / 2**30:.2f} GiB"),

@@ -25,6 +25,6 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "scale_serve" and m.get("executable"):
         print(m["executable"])')
 [ -x "$PROBE" ] || { echo "could not build the scale_serve probe" >&2; exit 1; }
-rm -rf "${SCALE_WORK:-build/scale}"
+case " $* " in *" --serve-only "*) ;; *) rm -rf "${SCALE_WORK:-build/scale}" ;; esac
 PYTHONPATH="$ROOT/export/src" exec "$PY" benches/scale.py --probe "$PROBE" \
   --work "${SCALE_WORK:-build/scale}" "$@"

@@ -13,6 +13,8 @@
 //! - `after_load`: Rss, Pss, anonymous and file-backed resident memory after the load;
 //! - `latency_ms`: median of one user (history 50) with N = 100 and N = 1000 candidates, one
 //!   caller, 1 intra-op thread, drawn from the package's own catalog;
+//! - `prepare_ms`: the same requests' preprocessing alone (`Model::prepare`: look-ups and
+//!   tensors, no graph run);
 //! - `after_threads`: memory after `--threads` callers each scored requests of N = 100 at once
 //!   (with `--sessions` ONNX Runtime sessions);
 //! - `touched_pages`: how much of the table file the calls brought in.
@@ -178,6 +180,7 @@ fn main() {
 
     let mut mix = Mix(7);
     let mut latency = Vec::new();
+    let mut prepare = Vec::new();
     for n in [100usize, 1000] {
         let reqs: Vec<_> = (0..8).map(|_| request(&mut mix, n)).collect();
         let mut k = 0;
@@ -191,6 +194,28 @@ fn main() {
             reps,
         );
         latency.push(format!("\"{n}\": {:.4}", d.as_secs_f64() * 1e3));
+        // the preprocessing alone (vocabulary and catalog look-ups, tensors), same requests
+        let mut k = 0;
+        let d = median(
+            || {
+                let (h, c) = &reqs[k % reqs.len()];
+                k += 1;
+                let behaviors: Vec<Behavior<'_>> = h
+                    .iter()
+                    .enumerate()
+                    .map(|(j, id)| Behavior::item(id, None, action.as_deref(), t0 - 600 * j as i64))
+                    .collect();
+                let cands: Vec<&str> = c.iter().map(String::as_str).collect();
+                let req = Request {
+                    behaviors: &behaviors,
+                    candidates: &cands,
+                    request_time: t0,
+                };
+                drop(model.prepare(&[req]).expect("prepare"));
+            },
+            reps,
+        );
+        prepare.push(format!("\"{n}\": {:.4}", d.as_secs_f64() * 1e3));
     }
 
     let t = Instant::now();
@@ -213,13 +238,15 @@ fn main() {
     println!(
         "{{\"backend\": \"{:?}\", \"serving\": \"{:?}\", \"sessions\": {}, \"threads\": {}, \"lift\": {}, \
          \"load_ms\": {load_ms:.1}, \"after_load\": {after_load}, \"latency_ms\": {{{}}}, \
+         \"prepare_ms\": {{{}}}, \
          \"threads_s\": {threads_s:.2}, \"after_threads\": {after_threads}}}",
         a.backend,
         model.serving(),
         a.sessions,
         a.threads,
         a.lift,
-        latency.join(", ")
+        latency.join(", "),
+        prepare.join(", ")
     );
     std::io::stdout().flush().ok();
     if a.hold {

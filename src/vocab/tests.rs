@@ -137,7 +137,8 @@ fn unsorted_or_non_utf8_keys_never_panic() {
         let got = atv.get(key).unwrap();
         assert!(got.is_none_or(|k| k < 4), "{key}: {got:?}");
     }
-    assert_eq!(atv.get("b").unwrap(), Some(1));
+    // "d", first, is a fence key (every 64th key is held in memory): found where it is.
+    assert_eq!(atv.get("d").unwrap(), Some(0));
     // A key that is not UTF-8: look-ups compare bytes; reading it as text is an error.
     let mut b = atv_bytes(&["a", "b"]).unwrap();
     let last = b.len() - 1;
@@ -228,4 +229,30 @@ fn catalog_columns_are_checked_on_read() {
     );
     assert!(err(cat.value(4, 1)).contains("out of range"));
     assert!(err(cat.value(usize::MAX, 1)).contains("out of range"));
+}
+
+/// Look-ups through the in-memory fence keys (every 64th) give the rank a plain search of the
+/// sorted keys gives, for every key and for absent keys before, between and after them, at
+/// sizes around the stride.
+#[test]
+fn fenced_lookup_matches_a_sorted_reference() {
+    for n in [1usize, 63, 64, 65, 128, 129, 1000] {
+        let mut keys: Vec<String> = (0..n).map(|k| format!("k{:07}", k * 7 + 3)).collect();
+        keys.sort();
+        let atv = Atv::open(atv_bytes(&keys).unwrap(), "f.atv", Some(n as u64)).unwrap();
+        for (rank, key) in keys.iter().enumerate() {
+            assert_eq!(atv.get(key).unwrap(), Some(rank), "n = {n}, {key}");
+            // just below and just above a key: absent
+            for probe in [format!("{key}0"), key[..key.len() - 1].to_owned()] {
+                let want = keys.binary_search(&probe).ok();
+                assert_eq!(atv.get(&probe).unwrap(), want, "n = {n}, {probe}");
+            }
+        }
+        for probe in ["", "a", "k", "k9999999", "z"] {
+            assert_eq!(
+                atv.get(probe).unwrap(),
+                keys.binary_search(&probe.to_owned()).ok()
+            );
+        }
+    }
 }
