@@ -350,7 +350,9 @@ fn liftable(
         .map(|&d| usize::try_from(d).ok())
         .collect::<Option<_>>()?;
     let rows = dims[0];
-    let width = dims[1..].iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    let width = dims[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))?;
     // The checks already made (onnx_check): the range lies in the file and has exactly the
     // bytes the dims need. Checked again, as the copy at run time relies on it.
     let end = offset.checked_add(length)?;
