@@ -1,13 +1,13 @@
 //! Vocabularies and catalogs of package format 3, read in place from memory-mapped files
-//! (`docs/package-format-v3.md`, "The atv file", "Indices", "Catalog columns").
+//! (`docs/package-format.md`, "The atv file", "Indices", "Catalog columns").
 //!
 //! An [`Atv`] file is a sorted string table: a 32-byte header, `n + 1` u64 offsets and the keys
 //! concatenated. Opening it checks the header and the exact file size (constant time, nothing
 //! parsed); the first look-up copies every 64th key into memory (n / 64 keys, the only heap
 //! that grows with the file); a look-up is a binary search over those, then over at most 64
-//! neighbouring keys of the file, in which
-//! every offset read is bounds- and order-checked, so a damaged file gives a miss or an
-//! [`Error::InvalidPackage`], never an out-of-bounds read or a panic.
+//! neighbouring keys of the file, in which every offset read is bounds- and order-checked, so
+//! a damaged file gives a miss or an [`Error::InvalidPackage`], never an out-of-bounds read or
+//! a panic. [`Atv::get_many`] does many look-ups with their cache misses overlapped.
 
 use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -70,27 +70,102 @@ fn le_u64(data: &[u8], at: usize) -> Option<u64> {
 /// ([`Fences`]).
 pub const FENCE_STRIDE: usize = 64;
 
-/// Keys of rank 0, S, 2S, ... (S = [`FENCE_STRIDE`]) held in memory: a look-up first searches
-/// them (in cache), then at most S keys of the file that lie together. A plain binary search
-/// of a 10^7-key file touches about 23 keys spread over the whole mapping, and the lower
-/// dozen of them miss every cache: 3.4 µs per look-up at 10^7 keys against 0.25 µs at 1,682
-/// (benches/scale.py). The copy is n / 64 keys: about 1.6 MB at 10^7 keys.
+/// Look-ups whose memory reads [`Atv::get_many`] issues together (and the chunk of rows the
+/// runtime's table gathers read ahead): enough to keep the core's outstanding cache misses
+/// busy, few enough that what they bring in (about 1.6 KB each) stays in the L1 and L2 caches.
+pub const LOOKAHEAD: usize = 32;
+
+/// Where a key can be, after the fences.
+#[derive(Debug, Clone, Copy)]
+enum Narrowed {
+    Done(Option<usize>),
+    Range(usize, usize),
+}
+
+/// Reads one byte of every 64-byte cache line of `bytes[range]` (clamped to `bytes`), and the
+/// last one, and returns their XOR: a prefetch in safe code. The loads do not depend on each
+/// other, so their cache misses overlap.
+pub fn touch(bytes: &[u8], range: std::ops::Range<usize>) -> u8 {
+    let end = range.end.min(bytes.len());
+    let mut sum = 0u8;
+    let mut at = range.start;
+    while at < end {
+        sum ^= bytes[at];
+        at += 64;
+    }
+    if range.start < end {
+        sum ^= bytes[end - 1];
+    }
+    sum
+}
+
+/// Keys held in memory, concatenated: the file's keys of rank 0, S, 2S, ... (S =
+/// [`FENCE_STRIDE`]), and every S-th of those again (ranks 0, S², 2S², ...). A look-up
+/// searches the upper list (n / 4,096 keys: in the L1 or L2 cache), then S neighbouring keys
+/// of the lower one (one stretch of memory), then S neighbouring keys of the file. A plain
+/// binary search of a 10^7-key file touches about 23 keys spread over the whole mapping, and
+/// the lower dozen of them miss every cache: 3.4 µs per look-up at 10^7 keys against 0.25 µs
+/// at 1,682 (benches/scale.py). The copy is about n / 64 keys: 1.6 MB at 10^7 keys.
 #[derive(Debug, Default)]
 struct Fences {
-    /// The fence keys, concatenated.
+    lower: KeyList,
+    upper: KeyList,
+}
+
+/// Sorted keys, concatenated.
+#[derive(Debug, Default)]
+struct KeyList {
     bytes: Vec<u8>,
-    /// End of fence key i in `bytes`.
+    /// End of key i in `bytes`.
     ends: Vec<usize>,
 }
 
-impl Fences {
+impl KeyList {
+    fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
     fn key(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
+        &self.bytes[self.start(i)..self.ends[i]]
     }
 
     fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// The first index in `lo..hi` whose key is greater than `key` (`hi` when none is).
+    fn upper_bound(&self, key: &[u8], mut lo: usize, mut hi: usize) -> usize {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Reads the cache lines of keys `lo..hi` and of their ends (see [`touch`]).
+    fn touch(&self, lo: usize, hi: usize) -> u8 {
+        if lo >= hi {
+            return 0;
+        }
+        let mut sum = 0u8;
+        // 8 ends to a 64-byte line
+        for i in (lo..hi).step_by(8).chain([hi - 1]) {
+            sum ^= self.ends[i] as u8;
+        }
+        sum ^ touch(&self.bytes, self.start(lo)..self.ends[hi - 1])
     }
 }
 
@@ -175,8 +250,11 @@ impl Atv {
     fn read_fences(&self) -> Option<Fences> {
         let mut f = Fences::default();
         for k in (0..self.n).step_by(FENCE_STRIDE) {
-            f.bytes.extend_from_slice(self.key_bytes(k).ok()?);
-            f.ends.push(f.bytes.len());
+            f.lower.push(self.key_bytes(k).ok()?);
+        }
+        for i in (0..f.lower.len()).step_by(FENCE_STRIDE) {
+            let key = f.lower.key(i).to_vec();
+            f.upper.push(&key);
         }
         Some(f)
     }
@@ -243,28 +321,107 @@ impl Atv {
     /// The rank of `key` (0-based), `None` when it is not in the file. Binary search; a damaged
     /// offset met on the way is an error.
     pub fn get_bytes(&self, key: &[u8]) -> Result<Option<usize>> {
-        let (mut lo, mut hi) = (0usize, self.n);
-        if let Some(f) = self.fences.get_or_init(|| self.read_fences()) {
-            // the last fence <= key: the key, if present, is in its block of S keys
-            let (mut a, mut b) = (0usize, f.len());
-            while a < b {
-                let mid = a + (b - a) / 2;
-                if f.key(mid) <= key {
-                    a = mid + 1;
-                } else {
-                    b = mid;
+        match self.narrow(key) {
+            Narrowed::Done(found) => Ok(found),
+            Narrowed::Range(lo, hi) => self.search(key, lo, hi),
+        }
+    }
+
+    /// The ranks of `keys`, in order, appended to `out`: the same answers as
+    /// [`Atv::get_bytes`] one by one, but with the file's memory reads of up to [`LOOKAHEAD`]
+    /// look-ups issued together. A look-up in a big file waits on two or three cache misses
+    /// (its block's offsets, then its keys); one after another, the waits add up (about 1 µs
+    /// per look-up at 10^7 keys). Here the look-ups of a chunk go through each stage together:
+    /// each one's stretch of lower fences, then its block's offsets, then its block's keys
+    /// are read (one byte of each cache line), with no look-up waiting on another, so the
+    /// misses overlap; the binary searches that follow read from cache.
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K], out: &mut Vec<Option<usize>>) -> Result<()> {
+        let bytes = self.data.bytes();
+        let mut steps = Vec::with_capacity(LOOKAHEAD.min(keys.len()));
+        let mut uppers = Vec::with_capacity(LOOKAHEAD.min(keys.len()));
+        for chunk in keys.chunks(LOOKAHEAD) {
+            steps.clear();
+            let mut sum = 0u8;
+            match self.fences.get_or_init(|| self.read_fences()) {
+                None => steps.extend(chunk.iter().map(|_| Narrowed::Range(0, self.n))),
+                Some(f) => {
+                    // The upper fences (in cache), then the stretches of lower fences.
+                    uppers.clear();
+                    uppers.extend(chunk.iter().map(|k| Atv::narrow_upper(f, k.as_ref())));
+                    for &(lo, hi) in uppers.iter().flatten() {
+                        sum ^= f.lower.touch(lo, hi);
+                    }
+                    steps.extend(chunk.iter().zip(&uppers).map(|(k, u)| match *u {
+                        Err(found) => Narrowed::Done(found),
+                        Ok((lo, hi)) => self.narrow_lower(f, k.as_ref(), lo, hi),
+                    }));
                 }
             }
-            if a == 0 {
-                return Ok(None); // before the first key
+            // The file block's offsets, then (with those in cache) the keys they point at.
+            // (Only fence blocks: without fences, a range is the whole file.)
+            let block = |s: &Narrowed| match *s {
+                Narrowed::Range(lo, hi) if hi - lo <= FENCE_STRIDE => Some((lo, hi)),
+                _ => None,
+            };
+            for (lo, hi) in steps.iter().filter_map(block) {
+                sum ^= touch(bytes, HEADER + 8 * lo..HEADER + 8 * (hi + 1));
             }
-            let block = a - 1;
-            if f.key(block) == key {
-                return Ok(Some(block * FENCE_STRIDE));
+            let offset = |k: usize| le_u64(bytes, HEADER + 8 * k).unwrap_or(u64::MAX);
+            for (lo, hi) in steps.iter().filter_map(block) {
+                // A damaged pair is left to the search, which reports it.
+                let (a, b) = (offset(lo), offset(hi));
+                if a <= b && b <= self.key_bytes as u64 {
+                    sum ^= touch(bytes, self.keys_at + a as usize..self.keys_at + b as usize);
+                }
             }
-            lo = block * FENCE_STRIDE + 1;
-            hi = hi.min((block + 1) * FENCE_STRIDE);
+            std::hint::black_box(sum);
+            for (k, step) in chunk.iter().zip(&steps) {
+                out.push(match *step {
+                    Narrowed::Done(found) => found,
+                    Narrowed::Range(lo, hi) => self.search(k.as_ref(), lo, hi)?,
+                });
+            }
         }
+        Ok(())
+    }
+
+    /// Where `key` can be: answered by the fences alone, or a range of ranks to search (the
+    /// whole file when there are no fences).
+    fn narrow(&self, key: &[u8]) -> Narrowed {
+        match self.fences.get_or_init(|| self.read_fences()) {
+            None => Narrowed::Range(0, self.n),
+            Some(f) => match Atv::narrow_upper(f, key) {
+                Err(found) => Narrowed::Done(found),
+                Ok((lo, hi)) => self.narrow_lower(f, key, lo, hi),
+            },
+        }
+    }
+
+    /// The lower fences `lo..hi` among which the last one <= `key` is (the first of them is
+    /// <= `key`), or the answer (`key` is before the first key).
+    fn narrow_upper(f: &Fences, key: &[u8]) -> std::result::Result<(usize, usize), Option<usize>> {
+        let a = f.upper.upper_bound(key, 0, f.upper.len());
+        if a == 0 {
+            return Err(None);
+        }
+        Ok(((a - 1) * FENCE_STRIDE, f.lower.len().min(a * FENCE_STRIDE)))
+    }
+
+    /// The last lower fence <= `key` among `lo..hi` (lower fence `lo` is <= `key`): the key,
+    /// if present, is in its block of S keys of the file.
+    fn narrow_lower(&self, f: &Fences, key: &[u8], lo: usize, hi: usize) -> Narrowed {
+        let block = f.lower.upper_bound(key, lo + 1, hi) - 1;
+        if f.lower.key(block) == key {
+            return Narrowed::Done(Some(block * FENCE_STRIDE));
+        }
+        Narrowed::Range(
+            block * FENCE_STRIDE + 1,
+            self.n.min((block + 1) * FENCE_STRIDE),
+        )
+    }
+
+    /// Binary search of `key` among the ranks `lo..hi`.
+    fn search(&self, key: &[u8], mut lo: usize, mut hi: usize) -> Result<Option<usize>> {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.key_bytes(mid)?.cmp(key) {
@@ -302,15 +459,32 @@ pub struct Table {
 impl Table {
     /// The index of `s`.
     pub fn index(&self, s: &str) -> Result<i64> {
-        if let Some(k) = self.atv.get(s)? {
-            return Ok(k as i64 + 1);
+        Ok(self.index_of(s, self.atv.get(s)?))
+    }
+
+    /// The indices of `keys`, appended to `out`: [`Table::index`] of each, with the
+    /// vocabulary's reads overlapped ([`Atv::get_many`]).
+    pub fn index_many<K: AsRef<str>>(&self, keys: &[K], out: &mut Vec<i64>) -> Result<()> {
+        let mut found = Vec::with_capacity(keys.len());
+        let bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
+        self.atv.get_many(&bytes, &mut found)?;
+        for (k, f) in keys.iter().zip(found) {
+            out.push(self.index_of(k.as_ref(), f));
+        }
+        Ok(())
+    }
+
+    /// The index of `s` given its rank in the vocabulary.
+    fn index_of(&self, s: &str, found: Option<usize>) -> i64 {
+        if let Some(k) = found {
+            return k as i64 + 1;
         }
         if self.hash_buckets == 0 {
-            return Ok(0);
+            return 0;
         }
         let bucket = xxh3_64(s.as_bytes(), self.seed) % self.hash_buckets;
         // size + 1 + hash_buckets fits in u32 (the spec's limit on table rows).
-        Ok((self.atv.len() as u64 + 1 + bucket) as i64)
+        (self.atv.len() as u64 + 1 + bucket) as i64
     }
 
     /// Rows of the table's embedding: `size + 1 + hash_buckets`.
@@ -344,6 +518,12 @@ impl Column {
             name: name.into(),
             table_rows,
         })
+    }
+
+    /// Reads the cache line of value `row` (nothing when it is out of range): see [`touch`].
+    pub fn touch(&self, row: usize) -> u8 {
+        let at = row.saturating_mul(4);
+        touch(self.data.bytes(), at..at.saturating_add(4))
     }
 
     /// Value `row`; a value past the table's last row is a damaged package.

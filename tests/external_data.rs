@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use atrank::backend::onnx_check::{self, Expect, InputType};
 use atrank::backend::{load_graph, Backend, ExternalFile, Feed, Fetched, LoadOptions};
+use atrank::vocab::LOOKAHEAD;
 use atrank::ErrorCode;
 use bytes::Bytes;
 
@@ -334,7 +335,9 @@ fn run_with(backend: Backend, lift_tables: bool, ids: &[i64]) -> Option<atrank::
 /// Lifted or handed to the engine, the table gives the same bits (a row copy is exact), and
 /// an id outside the table is an error from the lifted lookup, as from the engine.
 fn lifted_equals_engine(backend: Backend) {
-    let ids = [0, 1, 57, ROWS as i64 - 1, 1];
+    // More ids than one chunk of the lifted gather (vocab::LOOKAHEAD), repeated, in no order.
+    let mut ids = vec![0, 1, 57, ROWS as i64 - 1, 1];
+    ids.extend((0..3 * LOOKAHEAD as i64 + 7).map(|k| k * 37 % ROWS as i64));
     let Some(lifted) = run_with(backend, true, &ids) else {
         return;
     };
@@ -344,13 +347,18 @@ fn lifted_equals_engine(backend: Backend) {
     assert_eq!(lifted.shape, engine.shape);
     assert_eq!(bits(&lifted), bits(&engine), "{backend}");
     for bad in [ROWS as i64, -1, i64::MAX] {
-        let e = run_with(backend, true, &[0, bad]).unwrap().unwrap_err();
-        assert!(
-            e.to_string().contains(&format!(
-                "index {bad} of input \"ids\" is outside table \"table\" (100 rows)"
-            )),
-            "{backend}: {e}"
-        );
+        // first in a chunk, and in a later chunk than the first
+        let mut late = vec![3; LOOKAHEAD + 2];
+        late.push(bad);
+        for ids in [vec![0, bad], late] {
+            let e = run_with(backend, true, &ids).unwrap().unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "index {bad} of input \"ids\" is outside table \"table\" (100 rows)"
+                )),
+                "{backend}: {e}"
+            );
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use prost::encoding::{decode_varint, encode_key, encode_varint, WireType};
 use prost::Message;
 
 use super::{ExternalFile, Feed, Fetched, Graph, PlanStats};
+use crate::vocab::{touch, LOOKAHEAD};
 use crate::{Error, Result};
 
 const FLOAT: i32 = 1;
@@ -412,25 +413,38 @@ impl LiftedGraph {
         let file = &self.external[l.file];
         let row_bytes = l.width * 4;
         let mut out = Vec::with_capacity(ids.len() * l.width);
-        for &id in ids {
-            let row = usize::try_from(id)
+        let start = |id: i64| {
+            usize::try_from(id)
                 .ok()
                 .filter(|&r| r < l.rows)
-                .ok_or_else(|| {
+                .map(|row| l.offset + row * row_bytes)
+        };
+        for chunk in ids.chunks(LOOKAHEAD) {
+            // Every row's cache lines first, with no read waiting on another: the misses of
+            // rows scattered over a big table overlap instead of queueing (vocab::touch).
+            let mut sum = 0u8;
+            for &id in chunk {
+                if let Some(at) = start(id) {
+                    sum ^= touch(file, at..at + row_bytes);
+                }
+            }
+            std::hint::black_box(sum);
+            for &id in chunk {
+                let at = start(id).ok_or_else(|| {
                     Error::Backend(format!(
                         "index {id} of input {:?} is outside table {:?} ({} rows)",
                         l.indices, l.table, l.rows
                     ))
                 })?;
-            let start = l.offset + row * row_bytes;
-            let bytes = file
-                .get(start..start + row_bytes)
-                .ok_or_else(|| Error::Backend(format!("table {:?} is truncated", l.table)))?;
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
+                let bytes = file
+                    .get(at..at + row_bytes)
+                    .ok_or_else(|| Error::Backend(format!("table {:?} is truncated", l.table)))?;
+                out.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+            }
         }
         Ok(out)
     }

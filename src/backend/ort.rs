@@ -264,7 +264,10 @@ fn environment() -> Result<&'static ort::environment::Environment> {
 /// ([`LoadOptions::sessions`]), each with its own copy of the dense weights (a few MB; the
 /// embedding tables are served from the shared mapping, see [`super::lift`]): a call takes
 /// the first free session, starting from a rotating index, and waits on one only when all are
-/// busy. tract has no such limit.
+/// busy. tract has no such limit. The CUDA execution provider uses the same pool, one session
+/// per concurrent call, and must: ONNX Runtime does not promise concurrent `Run` on one session
+/// there (CUDA graphs, a session's own stream and arena). Each CUDA session holds its own
+/// device copy of the dense weights only; the tables' rows are gathered on the host.
 pub struct OrtGraph {
     sessions: Vec<Mutex<Session>>,
     next: AtomicUsize,

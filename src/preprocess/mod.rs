@@ -14,7 +14,7 @@ use foldhash::HashMap;
 
 use crate::package::{PackageDir, VerifyHashes};
 use crate::spec::{CatalogSpec, Spec, TimeBuckets};
-use crate::vocab::{Atv, Catalog, Column, Table};
+use crate::vocab::{Atv, Catalog, Column, Table, LOOKAHEAD};
 use crate::{Error, Result};
 
 /// One raw behavior of a user: what they did (`action`) to which object (`id`, of `group`)
@@ -346,9 +346,21 @@ impl Preprocessor {
         caller: Option<&Behavior<'_>>,
         out: &mut [i64],
     ) -> Result<()> {
+        let index = self.tables[self.spec.groups[g].features[0].table].index(id)?;
+        self.object_features_at(g, id, index, caller, out)
+    }
+
+    /// [`Preprocessor::object_features`] with the id's index already looked up.
+    fn object_features_at(
+        &self,
+        g: usize,
+        id: &str,
+        index: i64,
+        caller: Option<&Behavior<'_>>,
+        out: &mut [i64],
+    ) -> Result<()> {
         let group = &self.spec.groups[g];
         let id_table = &self.tables[group.features[0].table];
-        let index = id_table.index(id)?;
         out[0] = index;
         let mut row: Option<Option<usize>> = None;
         for (f, feature) in group.features.iter().enumerate().skip(1) {
@@ -387,6 +399,28 @@ impl Preprocessor {
             };
         }
         Ok(())
+    }
+
+    /// Reads the cache lines of group `g`'s catalog values for the objects of id indices
+    /// `index` (where the catalog is keyed by the ids), so that reading them next hits the
+    /// cache; see [`crate::vocab::touch`].
+    fn touch_catalog(&self, g: usize, index: &[i64]) {
+        let Some(GroupCatalog {
+            catalog,
+            keys_are_ids: true,
+        }) = &self.groups[g]
+        else {
+            return;
+        };
+        let mut sum = 0u8;
+        for &i in index {
+            if let Some(row) = usize::try_from(i).ok().and_then(|i| i.checked_sub(1)) {
+                for (_, column) in &catalog.columns {
+                    sum ^= column.touch(row);
+                }
+            }
+        }
+        std::hint::black_box(sum);
     }
 
     /// Turns B requests into one padded batch: every group's behaviors padded to the longest
@@ -483,11 +517,20 @@ impl Preprocessor {
         let width = self.spec.groups[t].features.len();
         let mut columns = vec![Vec::with_capacity(rows * n); self.spec.candidate_inputs.len()];
         let mut one = vec![0i64; width];
+        let id_table = &self.tables[self.spec.groups[t].features[0].table];
+        let mut index = Vec::with_capacity(LOOKAHEAD);
         for r in requests {
-            for c in r.candidates {
-                self.object_features(t, c, None, &mut one)?;
-                for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
-                    col.push(one[*f]);
+            // Chunks of candidates: their vocabulary and catalog reads are issued together, so
+            // that the cache misses of a big catalog overlap (Atv::get_many).
+            for chunk in r.candidates.chunks(LOOKAHEAD) {
+                index.clear();
+                id_table.index_many(chunk, &mut index)?;
+                self.touch_catalog(t, &index);
+                for (c, &i) in chunk.iter().zip(&index) {
+                    self.object_features_at(t, c, i, None, &mut one)?;
+                    for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
+                        col.push(one[*f]);
+                    }
                 }
             }
             for col in columns.iter_mut() {

@@ -280,6 +280,49 @@ fn ids_catalog_values_and_hashed_buckets() {
 }
 
 #[test]
+fn candidates_beyond_one_lookahead_chunk() {
+    // Candidates are looked up LOOKAHEAD at a time: lists longer than a chunk, not a multiple
+    // of it, in two requests of a batch, give the same indices as the rule says one by one.
+    let mut spec = spec_json(None, 3);
+    spec["limits"]["max_candidates"] = json!(100);
+    let pkg = write_package("chunks", spec, &base_files(&[1, 0, 2]));
+    let p = load(&pkg).unwrap();
+    let pool = ["i1", "i2", "i3", "zz", "", "i0", "i4"];
+    let want = |c: &str| match c {
+        "i1" => (1, 1),
+        "i2" => (2, 0),
+        "i3" => (3, 2),
+        other => (bucket(other), 0),
+    };
+    let a: Vec<&str> = (0..2 * LOOKAHEAD + 5).map(|k| pool[k * 3 % 7]).collect();
+    let b: Vec<&str> = (0..LOOKAHEAD + 1).map(|k| pool[k % 7]).collect();
+    let out = p
+        .prepare(&[
+            Request {
+                behaviors: &[],
+                candidates: &a,
+                request_time: 0,
+            },
+            Request {
+                behaviors: &[],
+                candidates: &b,
+                request_time: 0,
+            },
+        ])
+        .unwrap();
+    let n = a.len();
+    let padded = |c: &[&str], f: fn((i64, i64)) -> i64| -> Vec<i64> {
+        let mut v: Vec<i64> = c.iter().map(|c| f(want(c))).collect();
+        v.resize(n, 0);
+        v
+    };
+    let ids = [padded(&a, |w| w.0), padded(&b, |w| w.0)].concat();
+    let cats = [padded(&a, |w| w.1), padded(&b, |w| w.1)].concat();
+    assert_eq!(col(&out, "cand_id"), ids);
+    assert_eq!(col(&out, "cand_category"), cats);
+}
+
+#[test]
 fn a_catalog_with_its_own_keys() {
     // Keys i2 and zz (an id the vocabulary does not have): zz -> c1, i2 -> c2.
     let mut files = base_files(&[2, 1]);

@@ -234,9 +234,24 @@ fn catalog_columns_are_checked_on_read() {
 /// Look-ups through the in-memory fence keys (every 64th) give the rank a plain search of the
 /// sorted keys gives, for every key and for absent keys before, between and after them, at
 /// sizes around the stride.
+/// `get_many` of `probes`: the same as `get_bytes` one by one, or an error when one of those
+/// is one.
+fn get_many_agrees(atv: &Atv, probes: &[Vec<u8>]) {
+    let one: Result<Vec<Option<usize>>> = probes.iter().map(|p| atv.get_bytes(p)).collect();
+    let mut many = vec![Some(usize::MAX)]; // appended to, not replaced
+    match (one, atv.get_many(probes, &mut many)) {
+        (Ok(one), Ok(())) => assert_eq!(many[1..], one[..]),
+        (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{a} / {b}"),
+        (a, b) => panic!("one by one {a:?}, get_many {b:?}"),
+    }
+}
+
 #[test]
 fn fenced_lookup_matches_a_sorted_reference() {
-    for n in [1usize, 63, 64, 65, 128, 129, 1000] {
+    // 4,096 = 64²: the sizes around it have one or two upper fences.
+    for n in [
+        1usize, 63, 64, 65, 128, 129, 1000, 4095, 4096, 4097, 4160, 9000,
+    ] {
         let mut keys: Vec<String> = (0..n).map(|k| format!("k{:07}", k * 7 + 3)).collect();
         keys.sort();
         let atv = Atv::open(atv_bytes(&keys).unwrap(), "f.atv", Some(n as u64)).unwrap();
@@ -248,11 +263,69 @@ fn fenced_lookup_matches_a_sorted_reference() {
                 assert_eq!(atv.get(&probe).unwrap(), want, "n = {n}, {probe}");
             }
         }
+        let mut probes: Vec<Vec<u8>> = Vec::new();
         for probe in ["", "a", "k", "k9999999", "z"] {
             assert_eq!(
                 atv.get(probe).unwrap(),
                 keys.binary_search(&probe.to_owned()).ok()
             );
+            probes.push(probe.into());
+        }
+        // get_many over hits, misses and fence keys, in a scrambled order longer than
+        // LOOKAHEAD.
+        for (k, key) in keys.iter().enumerate() {
+            let p = (k * 7919) % n;
+            probes.push(keys[p].clone().into());
+            probes.push(format!("{key}0").into());
+        }
+        get_many_agrees(&atv, &probes);
+        let mut found = Vec::new();
+        atv.get_many(&keys, &mut found).unwrap();
+        assert_eq!(found, (0..n).map(Some).collect::<Vec<_>>(), "n = {n}");
+    }
+}
+
+#[test]
+fn get_many_on_damaged_files_agrees_with_get() {
+    let probes: Vec<Vec<u8>> = SMALL_KEYS
+        .iter()
+        .chain(&["zzz", "0", "b", "a c", ""])
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    for (k, v) in [
+        (4, 1 << 40),
+        (4, u64::MAX),
+        (4, 2),
+        (3, 3),
+        (5, 27),
+        (7, 30),
+    ] {
+        let atv = with_offset(k, v);
+        get_many_agrees(&atv, &probes);
+        for p in &probes {
+            get_many_agrees(&atv, std::slice::from_ref(p));
         }
     }
+    // Out of order keys: the same (wrong) answers as one by one, no reads outside.
+    let mut b = atv_bytes(&["a", "b", "c", "d"]).unwrap();
+    let keys_at = 32 + 8 * 5;
+    b.swap(keys_at, keys_at + 3);
+    let atv = Atv::open(b, "u.atv", Some(4)).unwrap();
+    get_many_agrees(&atv, &probes);
+}
+
+#[test]
+fn touch_reads_inside_the_slice_only() {
+    let b: Vec<u8> = (0..200u8).collect();
+    assert_eq!(touch(&b, 0..0), 0);
+    let (hi, lo) = (5, 10); // a reversed range is empty
+    assert_eq!(touch(&b, lo..hi), 0);
+    assert_eq!(touch(&b, 300..400), 0);
+    // one byte per 64 from the start, and the last one
+    assert_eq!(
+        touch(&b, 0..usize::MAX),
+        b[0] ^ b[64] ^ b[128] ^ b[192] ^ b[199]
+    );
+    assert_eq!(touch(&b, 1..2), b[1] ^ b[1]);
+    assert_eq!(touch(&b, 3..70), b[3] ^ b[67] ^ b[69]);
 }
