@@ -101,6 +101,9 @@ bash scripts/test-example-cpp.sh
 step "Python binding (ctypes over the C ABI) and PySpark scoring in local mode"
 bash scripts/test-python.sh
 
+step "every binding serves the toy scale package (benches/scale_bindings.sh: C, C++, Go, Python, CLIs)"
+bash benches/scale_bindings.sh build/scale-toy/big/package
+
 step "fuzz smoke (60 s per target when nightly is present)"
 bash scripts/fuzz.sh --smoke
 
