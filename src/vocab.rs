@@ -66,8 +66,8 @@ fn le_u64(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
-/// Every [`FENCE_STRIDE`]-th key of a file is copied into memory by its first look-up
-/// ([`Fences`]).
+/// Every [`FENCE_STRIDE`]-th key of a file, and every [`FENCE_STRIDE`]-th of those, is copied
+/// into memory by its first look-up.
 pub const FENCE_STRIDE: usize = 64;
 
 /// Look-ups whose memory reads [`Atv::get_many`] issues together (and the chunk of rows the
