@@ -19,20 +19,9 @@ use atrank::backend::{load_graph, Feed, LoadOptions};
 use atrank::preprocess::Prepared;
 use atrank::{Backend, Behavior, Model, Request};
 
-fn median(mut f: impl FnMut(), reps: usize) -> Duration {
-    for _ in 0..3 {
-        f();
-    }
-    let mut t: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed()
-        })
-        .collect();
-    t.sort();
-    t[t.len() / 2]
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::median;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use atrank::{Backend, Behavior, LoadOptions, Model, Request};
 
@@ -54,20 +54,9 @@ fn memory() -> String {
     )
 }
 
-fn median(mut f: impl FnMut(), reps: usize) -> Duration {
-    for _ in 0..3 {
-        f();
-    }
-    let mut t: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed()
-        })
-        .collect();
-    t.sort();
-    t[t.len() / 2]
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::median;
 
 /// A small deterministic generator (splitmix64), so that both processes and both backends draw
 /// the same requests.
