@@ -76,10 +76,10 @@ Name: atrank
 Description: atrank from $LIB_DIR
 Version: 0
 Libs: -L$LIB_DIR -latrank -Wl,-rpath,$LIB_DIR
-Cflags: -I$ROOT/include
+Cflags: -I$ROOT/capi/include
 PC
 export PKG_CONFIG_PATH="$WORK/pkgconfig" GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
-export GOCACHE="$ROOT/build/go-cache-$(sha256sum include/atrank.h | cut -c1-16)"
+export GOCACHE="$ROOT/build/go-cache-$(sha256sum capi/include/atrank.h | cut -c1-16)"
 timed "Go: ffi-tests/go consumer test, tract and ORT" \
   bash -c 'cd ffi-tests/go && go test -count=1 ./...'
 (cd examples/go && go build -o "$WORK/" ./cmd/rerank-server ./cmd/loadtest)

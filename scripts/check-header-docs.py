@@ -1,4 +1,4 @@
-"""Checks include/atrank.h against the README's "API conventions": every function documents its
+"""Checks capi/include/atrank.h against the README's "API conventions": every function documents its
 ownership, what NULL does and its thread-safety class, and every name it defines carries the
 atrank_ / ATRANK_ prefix (cbindgen exports any public constant of src/ unless cbindgen.toml
 excludes it). Exits 1 naming the offenders."""
@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-header = Path(__file__).resolve().parent.parent / "include" / "atrank.h"
+header = Path(__file__).resolve().parent.parent / "capi" / "include" / "atrank.h"
 text = header.read_text()
 decl = re.compile(r"/\*\n((?: .*\n|\n)+?) \*/\n[^\n(]*?\b(atrank_\w+)\(")
 found = {m.group(2): m.group(1) for m in decl.finditer(text)}

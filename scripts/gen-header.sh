@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates include/atrank.h with the pinned cbindgen (installed by scripts/setup.sh).
+# Regenerates capi/include/atrank.h with the pinned cbindgen (installed by scripts/setup.sh).
 # With --check, fails if the committed header differs from what the sources generate.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,12 +8,12 @@ cd "$ROOT"
 if [ "${1:-}" = "--check" ]; then
   tmp="$(mktemp)"
   "$CB" --quiet --config cbindgen.toml --crate atrank --output "$tmp" .
-  if ! diff -u include/atrank.h "$tmp"; then
-    echo "include/atrank.h is out of date: run scripts/gen-header.sh and commit it" >&2
+  if ! diff -u capi/include/atrank.h "$tmp"; then
+    echo "capi/include/atrank.h is out of date: run scripts/gen-header.sh and commit it" >&2
     rm -f "$tmp"; exit 1
   fi
-  rm -f "$tmp"; echo "header: include/atrank.h matches the sources"
+  rm -f "$tmp"; echo "header: capi/include/atrank.h matches the sources"
 else
-  mkdir -p include
-  "$CB" --quiet --config cbindgen.toml --crate atrank --output include/atrank.h .
+  mkdir -p capi/include
+  "$CB" --quiet --config cbindgen.toml --crate atrank --output capi/include/atrank.h .
 fi

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Builds atrank and installs it into a prefix, for C/C++ consumers:
 #
-#   bash scripts/install.sh PREFIX [--profile release|debug]      (default: release)
+#   bash scripts/install.sh PREFIX [--profile release|debug] [--with-ort[=LIB]]
+#
+#   --profile     release (default) or debug
+#   --with-ort    also install ONNX Runtime's shared library into PREFIX/lib, where libatrank
+#                 finds it with no environment variable. LIB is libonnxruntime.so.<version>;
+#                 default: $ATRANK_ORT_LIB, else the one scripts/setup.sh unpacked into .cache/
+#                 (from the PyPI onnxruntime wheel).
 #
 # installs
 #   PREFIX/lib/libatrank.so.X.Y.Z          the shared library, SONAME libatrank.so.X (patchelf)
@@ -13,6 +19,11 @@
 #   PREFIX/lib/cmake/atrank/atrankConfig.cmake, atrankConfigVersion.cmake
 #                                          find_package(atrank CONFIG): atrank::atrank (shared),
 #                                          atrank::atrank_static
+# and with --with-ort
+#   PREFIX/lib/libonnxruntime.so.V (+ .so.1, .so links, libonnxruntime_providers_shared.so)
+# The installed libatrank.so carries RUNPATH $ORIGIN, so the `libonnxruntime.so` it opens by
+# default is the one beside it; atrank.pc and the CMake targets give consumers an rpath to
+# PREFIX/lib (static consumers open ONNX Runtime through their own RUNPATH).
 # X.Y.Z is the crate's version (Cargo.toml); for 0.x the SONAME is libatrank.so.0.
 #
 # Idempotent (re-running overwrites the same files). cargo fetches missing dependencies from
@@ -21,16 +32,19 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-usage() { sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 log() { printf '[install] %s\n' "$*" >&2; }
 
 prefix=""
 profile=release
+with_ort=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) [ $# -ge 2 ] || usage; profile="$2"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
+    --with-ort) with_ort=default; shift ;;
+    --with-ort=*) with_ort="${1#--with-ort=}"; [ -n "$with_ort" ] || usage; shift ;;
     -h|--help) usage ;;
     -*) printf 'install.sh: unknown option %s\n' "$1" >&2; usage ;;
     *) [ -z "$prefix" ] || usage; prefix="$1"; shift ;;
@@ -57,15 +71,35 @@ incdir="$prefix/include"
 pcdir="$libdir/pkgconfig"
 cmakedir="$libdir/cmake/atrank"
 
-# 1. Build all three crate types (rlib, cdylib, staticlib) and learn which system libraries the
-#    static library needs. `cargo rustc` replays rustc's note when the build is already fresh.
-log "cargo build ($profile profile)"
+# The ONNX Runtime library to install, checked before the long build.
+ort_src=""
+if [ -n "$with_ort" ]; then
+  if [ "$with_ort" = default ]; then
+    ort_src="${ATRANK_ORT_LIB:-}"
+    if [ -z "$ort_src" ]; then
+      ort_src="$(ls "${ATRANK_CACHE:-$ROOT/.cache}"/onnxruntime-*/lib/libonnxruntime.so.*.*.* 2>/dev/null | sort -V | tail -n1 || true)"
+    fi
+    [ -n "$ort_src" ] || die "--with-ort: no ONNX Runtime library found: run scripts/setup.sh (it unpacks one from PyPI into .cache/) or pass --with-ort=/path/to/libonnxruntime.so.<version>"
+  else
+    ort_src="$with_ort"
+  fi
+  ort_src="$(readlink -f "$ort_src" 2>/dev/null || true)"
+  [ -n "$ort_src" ] && [ -f "$ort_src" ] || die "--with-ort: $with_ort is not a file"
+  [[ "$(basename "$ort_src")" =~ ^libonnxruntime\.so\.([0-9]+)\.[0-9]+\.[0-9]+$ ]] \
+    || die "--with-ort: expected libonnxruntime.so.<major>.<minor>.<patch>, got $(basename "$ort_src")"
+  ort_major="${BASH_REMATCH[1]}"
+fi
+
+# 1. Build the C libraries (crate atrank-capi: cdylib and staticlib) and learn which system
+#    libraries the static one needs. `cargo rustc` replays rustc's note when the build is
+#    already fresh. Cargo's output is streamed (a first release build takes several minutes)
+#    and kept to read the note from.
+log "cargo build ($profile profile; a first release build compiles tract with optimizations: minutes)"
 build_log="$(mktemp)"
 trap 'rm -f "$build_log"' EXIT
-if ! (cd "$ROOT" && cargo rustc --lib --profile "$cargo_profile" --locked \
-        -- --print native-static-libs) 2>"$build_log"; then
-  cat "$build_log" >&2
-  die "cargo build failed"
+if ! (cd "$ROOT" && cargo rustc -p atrank-capi --lib --profile "$cargo_profile" --locked \
+        -- --print native-static-libs) 2>&1 | tee "$build_log" >&2; then
+  die "cargo build failed (output above)"
 fi
 native_libs="$(sed -n 's/^.*native-static-libs: *//p' "$build_log" | tail -n1)"
 if [ -z "$native_libs" ]; then
@@ -89,12 +123,30 @@ install -m 0755 "$out/libatrank.so" "$libdir/libatrank.so.$version"
 # The SONAME is set on the installed copy only: in-tree builds (target/) keep none, so tests
 # and tools linking target/<profile>/libatrank.so need no extra symlink.
 patchelf --set-soname "$soname" "$libdir/libatrank.so.$version"
+# $ORIGIN: ONNX Runtime installed beside it (--with-ort) is found with no variable set (dlopen
+# searches the RUNPATH of the library that calls it).
+patchelf --set-rpath '$ORIGIN' "$libdir/libatrank.so.$version"
 ln -sfn "libatrank.so.$version" "$libdir/$soname"
 ln -sfn "$soname" "$libdir/libatrank.so"
 install -m 0644 "$out/libatrank.a" "$libdir/libatrank.a"
-install -m 0644 "$ROOT/include/atrank.h" "$incdir/atrank.h"
-if [ -f "$ROOT/include/atrank.hpp" ]; then
-  install -m 0644 "$ROOT/include/atrank.hpp" "$incdir/atrank.hpp"
+install -m 0644 "$ROOT/capi/include/atrank.h" "$incdir/atrank.h"
+if [ -f "$ROOT/capi/include/atrank.hpp" ]; then
+  install -m 0644 "$ROOT/capi/include/atrank.hpp" "$incdir/atrank.hpp"
+fi
+
+if [ -n "$ort_src" ]; then
+  ort_name="$(basename "$ort_src")"
+  log "installing ONNX Runtime $ort_name from $ort_src"
+  install -m 0755 "$ort_src" "$libdir/$ort_name"
+  ln -sfn "$ort_name" "$libdir/libonnxruntime.so.$ort_major"
+  ln -sfn "libonnxruntime.so.$ort_major" "$libdir/libonnxruntime.so"
+  # The CUDA execution provider's loader shim, when it sits beside the library.
+  if [ -f "$(dirname "$ort_src")/libonnxruntime_providers_shared.so" ]; then
+    install -m 0755 "$(dirname "$ort_src")/libonnxruntime_providers_shared.so" "$libdir/"
+  fi
+  ort_library="$libdir/$ort_name"
+else
+  ort_library=""
 fi
 
 # 3. pkg-config and CMake package files, from packaging/*.in.
@@ -108,6 +160,7 @@ fill() {  # fill TEMPLATE DEST
       -e "s|@VERSION_MINOR@|$minor|g" \
       -e "s|@NATIVE_STATIC_LIBS_CMAKE@|$native_libs_cmake|g" \
       -e "s|@NATIVE_STATIC_LIBS@|$native_libs|g" \
+      -e "s|@ORT_LIBRARY@|$(printf '%s' "$ort_library" | sed 's/[&|\\]/\\&/g')|g" \
       "$1" >"$2.tmp"
   chmod 0644 "$2.tmp"
   mv -f "$2.tmp" "$2"
@@ -118,3 +171,6 @@ fill "$ROOT/packaging/atrankConfigVersion.cmake.in" "$cmakedir/atrankConfigVersi
 
 log "done: $libdir/libatrank.so.$version ($soname), libatrank.a, include/atrank.h,"
 log "      lib/pkgconfig/atrank.pc, lib/cmake/atrank/ (find_package(atrank))"
+if [ -n "$ort_library" ]; then
+  log "      ONNX Runtime: $ort_library (opened by default; ATRANK_ORT_LIB still overrides it)"
+fi

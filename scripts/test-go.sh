@@ -32,10 +32,10 @@ mkdir -p build/pkgconfig
 cat >build/pkgconfig/atrank.pc.tmp <<PC
 # Uninstalled atrank for in-tree Go builds, written by scripts/test-go.sh.
 libdir=$ROOT/target/debug
-includedir=$ROOT/include
+includedir=$ROOT/capi/include
 
 Name: atrank
-Description: atrank from the source tree (target/debug, include/)
+Description: atrank from the source tree (target/debug, capi/include/)
 Version: $version
 Libs: -L\${libdir} -latrank -Wl,-rpath,\${libdir}
 Cflags: -I\${includedir}
@@ -43,7 +43,7 @@ PC
 mv -f build/pkgconfig/atrank.pc.tmp build/pkgconfig/atrank.pc
 export PKG_CONFIG_PATH="$ROOT/build/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 # cgo does not notice changes to a header outside the module: a build cache per header version.
-export GOCACHE="$ROOT/build/go-cache-$(sha256sum include/atrank.h | cut -c1-16)"
+export GOCACHE="$ROOT/build/go-cache-$(sha256sum capi/include/atrank.h | cut -c1-16)"
 export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 # The Go tests always use both fixtures, plus $ATRANK_PACKAGE when it is set; the server
 # serves $ATRANK_PACKAGE, else the tiny fixture.

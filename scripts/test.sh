@@ -76,7 +76,7 @@ for t in test_golden test_errors test_null; do
 done
 
 step "C++ tests (header-only RAII wrapper, GoogleTest), plain and with ASan+UBSan"
-echo '#include "atrank.hpp"' | g++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Iinclude -x c++ -fsyntax-only -
+echo '#include "atrank.hpp"' | g++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Icapi/include -x c++ -fsyntax-only -
 for variant in plain asan; do
   dir="build/ffi-cpp-$variant"
   sanitize=OFF; [ "$variant" = asan ] && sanitize=ON

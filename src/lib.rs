@@ -6,7 +6,7 @@
 //! Callers hand in raw behaviors and candidate ids; the crate does the grouped-embedding
 //! preprocessing and runs the graph through ONNX Runtime (`backend-ort`) or
 //! tract (`backend-tract`). The same functionality is exposed to C, C++ and Go through the C ABI
-//! in [`ffi`] (header `include/atrank.h`).
+//! in [`ffi`] (header `capi/include/atrank.h`).
 //!
 //! ```no_run
 //! use atrank::{Backend, Behavior, Model, Request};

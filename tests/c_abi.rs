@@ -91,7 +91,7 @@ impl Api {
                 path.display()
             )
         });
-        // SAFETY: the symbol types match include/atrank.h.
+        // SAFETY: the symbol types match capi/include/atrank.h.
         unsafe {
             let load: Symbol<'_, LoadFn> = lib.get(b"atrank_model_load").unwrap();
             let score: Symbol<'_, ScoreFn> = lib.get(b"atrank_model_score").unwrap();
@@ -371,13 +371,13 @@ fn c_abi_errors_carry_codes_and_name_the_argument() {
 
 #[test]
 fn header_version_macros_match_cargo_toml() {
-    let header = std::fs::read_to_string(common::repo().join("include/atrank.h")).unwrap();
+    let header = std::fs::read_to_string(common::repo().join("capi/include/atrank.h")).unwrap();
     let mac = |name: &str| -> String {
         let prefix = format!("#define {name} ");
         header
             .lines()
             .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("{name} missing from include/atrank.h"))
+            .unwrap_or_else(|| panic!("{name} missing from capi/include/atrank.h"))
             .trim()
             .to_owned()
     };

@@ -1,4 +1,4 @@
-// Package atrank is the Go binding of atrank's C ABI (include/atrank.h): it loads ATRank model
+// Package atrank is the Go binding of atrank's C ABI (capi/include/atrank.h): it loads ATRank model
 // packages on ONNX Runtime or tract and scores candidates for a user's behavior history.
 //
 // # Building
@@ -10,7 +10,7 @@
 //
 // (the rpath, or LD_LIBRARY_PATH=PREFIX/lib at run time, lets the program find libatrank.so.0).
 // In the source tree, scripts/test-go.sh writes an uninstalled build/pkgconfig/atrank.pc that
-// points at target/debug and include/ with an rpath.
+// points at target/debug and capi/include/ with an rpath.
 //
 // # Goroutines and lifetime
 //

@@ -2,16 +2,20 @@
  * A consumer of an *installed* atrank (scripts/install.sh): built by ffi-tests/install/run.sh
  * with pkg-config (shared and static) and with CMake (find_package(atrank)).
  *
- *   consumer PACKAGE_DIR
+ *   consumer PACKAGE_DIR [tract|ort [REQUEST_TIME CANDIDATE...]]
  *
- * Checks the library's version against the installed header, loads PACKAGE_DIR on tract,
- * scores one request (empty history, the first two item ids of PACKAGE_DIR/vocab/item_id.atv) and
- * checks that the two scores are finite. Exit 0 on success, 1 on any failure.
+ * Checks the library's version against the installed header, loads PACKAGE_DIR on the backend
+ * (default tract; ort opens ONNX Runtime from the library's default places, no variable needed
+ * after `install.sh --with-ort`) and scores one request with an empty history: the CANDIDATEs at
+ * REQUEST_TIME, or the first two item ids of PACKAGE_DIR/vocab/item_id.atv. Prints one line
+ * `score <index> <value>` per candidate, for run.sh to compare with golden.json; fails on a
+ * score that is not finite. Exit 0 on success, 1 on any failure, 2 on bad arguments.
  */
 #include <atrank.h>
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int fail_error(const char *what, atrank_error *err) {
@@ -64,11 +68,14 @@ static int read_two_items(const char *package_dir, char *a, char *b, size_t cap)
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s PACKAGE_DIR\n", argv[0]);
+  if (argc < 2 || argc == 4 || (argc > 2 && strcmp(argv[2], "tract") != 0 && strcmp(argv[2], "ort") != 0)) {
+    fprintf(stderr, "usage: %s PACKAGE_DIR [tract|ort [REQUEST_TIME CANDIDATE...]]\n", argv[0]);
     return 2;
   }
   const char *package_dir = argv[1];
+  const int ort = argc > 2 && strcmp(argv[2], "ort") == 0;
+  const atrank_backend wanted = ort ? ATRANK_BACKEND_ORT : ATRANK_BACKEND_TRACT;
+  const char *backend_name = ort ? "ort" : "tract";
 
   char header_version[32];
   snprintf(header_version, sizeof header_version, "%d.%d.%d", ATRANK_VERSION_MAJOR,
@@ -86,11 +93,26 @@ int main(int argc, char **argv) {
   }
 
   char item_a[256], item_b[256];
-  if (read_two_items(package_dir, item_a, item_b, sizeof item_a)) return 1;
+  const char *two[2] = {item_a, item_b};
+  const char *const *candidates = two;
+  size_t n = 2;
+  long long request_time = 1700000000;
+  if (argc > 4) {
+    char *end = NULL;
+    request_time = strtoll(argv[3], &end, 10);
+    if (!end || *end != '\0') {
+      fprintf(stderr, "consumer: REQUEST_TIME %s is not an integer\n", argv[3]);
+      return 2;
+    }
+    candidates = (const char *const *)(argv + 4);
+    n = (size_t)(argc - 4);
+  } else if (read_two_items(package_dir, item_a, item_b, sizeof item_a)) {
+    return 1;
+  }
 
   const atrank_model *model = NULL;
-  atrank_error *err = atrank_model_load(package_dir, ATRANK_BACKEND_TRACT, &model);
-  if (err) return fail_error("atrank_model_load (tract)", err);
+  atrank_error *err = atrank_model_load(package_dir, wanted, &model);
+  if (err) return fail_error(ort ? "atrank_model_load (ort)" : "atrank_model_load (tract)", err);
 
   atrank_backend backend = 99;
   err = atrank_model_backend(model, &backend);
@@ -98,24 +120,34 @@ int main(int argc, char **argv) {
     atrank_model_free(model);
     return fail_error("atrank_model_backend", err);
   }
-  if (backend != ATRANK_BACKEND_TRACT) {
-    fprintf(stderr, "consumer: backend is %u, expected ATRANK_BACKEND_TRACT\n", (unsigned)backend);
+  if (backend != wanted) {
+    fprintf(stderr, "consumer: backend is %u, expected %u (%s)\n", (unsigned)backend, (unsigned)wanted,
+            backend_name);
     atrank_model_free(model);
     return 1;
   }
 
-  const char *candidates[2] = {item_a, item_b};
-  float scores[2] = {NAN, NAN};
-  err = atrank_model_score(model, NULL, 0, candidates, 2, 1700000000, scores, 2);
+  float *scores = calloc(n, sizeof *scores);
+  if (!scores) {
+    atrank_model_free(model);
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) scores[i] = NAN;
+  err = atrank_model_score(model, NULL, 0, candidates, n, (int64_t)request_time, scores, n);
   atrank_model_free(model);
-  if (err) return fail_error("atrank_model_score", err);
-  for (int i = 0; i < 2; i++) {
+  if (err) {
+    free(scores);
+    return fail_error("atrank_model_score", err);
+  }
+  int rc = 0;
+  printf("atrank %s (ABI %u), %s\n", lib_version, (unsigned)atrank_abi_version(), backend_name);
+  for (size_t i = 0; i < n; i++) {
     if (!isfinite(scores[i])) {
       fprintf(stderr, "consumer: score of %s is not finite (%f)\n", candidates[i], (double)scores[i]);
-      return 1;
+      rc = 1;
     }
+    printf("score %zu %.9g\n", i, (double)scores[i]);
   }
-  printf("atrank %s (ABI %u), tract: %s=%.6f %s=%.6f\n", lib_version, (unsigned)atrank_abi_version(),
-         item_a, (double)scores[0], item_b, (double)scores[1]);
-  return 0;
+  free(scores);
+  return rc;
 }

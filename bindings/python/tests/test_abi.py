@@ -1,4 +1,4 @@
-"""The ctypes mirror against include/atrank.h: struct sizes and field offsets measured by a C
+"""The ctypes mirror against capi/include/atrank.h: struct sizes and field offsets measured by a C
 compiler on the real header, and the header's constants."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from conftest import REPO
 from atrank import _native
 from atrank.errors import Code
 
-HEADER = REPO / "include" / "atrank.h"
+HEADER = REPO / "capi" / "include" / "atrank.h"
 
 STRUCTS = {
     "atrank_feature": _native.CFeature,

@@ -1,4 +1,4 @@
-"""ctypes declarations mirroring ``include/atrank.h`` and loading of ``libatrank.so``.
+"""ctypes declarations mirroring ``capi/include/atrank.h`` and loading of ``libatrank.so``.
 
 Everything here follows the header exactly: the structs' field order and C types, and the
 argument and result types of every function the binding calls. ``tests/test_abi.py`` compiles

@@ -1,7 +1,7 @@
 """Exceptions raised by the atrank binding.
 
 Every error that comes back from the C library is raised as a subclass of :class:`Error` chosen
-by its stable code (``enum atrank_code`` in ``include/atrank.h``) and carries that code and the
+by its stable code (``enum atrank_code`` in ``capi/include/atrank.h``) and carries that code and the
 library's message. The C error object is always freed before the exception is raised.
 """
 
@@ -11,7 +11,7 @@ import enum
 
 
 class Code(enum.IntEnum):
-    """``enum atrank_code`` of ``include/atrank.h`` (numbers are never reused)."""
+    """``enum atrank_code`` of ``capi/include/atrank.h`` (numbers are never reused)."""
 
     OK = 0
     NULL_ARGUMENT = 1
