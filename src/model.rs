@@ -136,6 +136,8 @@ pub struct Model {
     /// SHA-256 of the graph file, hex (computed at load).
     graph_sha256: String,
     metrics: Metrics,
+    /// [`LoadOptions::exclude_seen`].
+    exclude_seen: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -278,6 +280,7 @@ impl Model {
             split,
             graph_sha256,
             metrics: Metrics::default(),
+            exclude_seen: options.exclude_seen,
         })
     }
 
@@ -362,7 +365,36 @@ impl Model {
         let prepared = self.prepare(std::slice::from_ref(request))?;
         let mut scores = self.run_full(&prepared)?;
         scores.truncate(request.candidates.len());
+        self.mark_seen(request, &mut scores);
         Ok(scores)
+    }
+
+    /// Whether this model scores already-touched candidates `-inf` ([`LoadOptions::exclude_seen`]).
+    pub fn excludes_seen(&self) -> bool {
+        self.exclude_seen
+    }
+
+    /// With [`LoadOptions::exclude_seen`], sets the score of every candidate that one of the
+    /// request's target-group behaviors names to `-inf`.
+    fn mark_seen(&self, request: &Request<'_>, scores: &mut [f32]) {
+        if !self.exclude_seen {
+            return;
+        }
+        let target = self.spec.groups[self.spec.target].name.as_str();
+        let seen: foldhash::HashSet<&str> = request
+            .behaviors
+            .iter()
+            .filter(|b| b.group.is_none_or(|g| g == target))
+            .map(|b| b.id)
+            .collect();
+        if seen.is_empty() {
+            return;
+        }
+        for (score, id) in scores.iter_mut().zip(request.candidates) {
+            if seen.contains(id) {
+                *score = f32::NEG_INFINITY;
+            }
+        }
     }
 
     /// Scores several users. Returns one score vector per request, as long as its candidate
@@ -399,6 +431,7 @@ impl Model {
             let flat = self.run_full(&prepared)?;
             for (row, &i) in flat.chunks(prepared.candidates.max(1)).zip(&chunk) {
                 out[i] = row[..requests[i].candidates.len()].to_vec();
+                self.mark_seen(&requests[i], &mut out[i]);
             }
         }
         Ok(out)
@@ -497,6 +530,7 @@ impl Model {
             .ok_or_else(|| Error::Backend("no output".into()))?;
         let mut scores = Model::logits(first, p.users, p.candidates)?;
         scores.truncate(request.candidates.len());
+        self.mark_seen(request, &mut scores);
         Ok(scores)
     }
 

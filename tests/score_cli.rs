@@ -225,3 +225,25 @@ fn unreadable_input_or_package_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load"));
 }
+
+/// `--exclude-seen`: a candidate from the request's own history scores `null` (-infinity has no
+/// JSON form); without the flag the same candidate gets a number.
+#[test]
+fn exclude_seen_writes_null_for_a_candidate_from_the_history() {
+    let package = common::repo().join("tests/fixtures/tiny");
+    let golden = common::read_golden(&package);
+    let req = golden
+        .requests
+        .iter()
+        .find(|r| !r.behaviors.is_empty())
+        .unwrap();
+    let mut request = request_json(req);
+    let seen = req.behaviors[0].id.clone();
+    request["candidates"] = json!([seen, "no-such-item"]);
+    let text = request.to_string();
+    let plain = lines(&run(&package, &[], "-", Some(&text)));
+    let excluding = lines(&run(&package, &["--exclude-seen"], "-", Some(&text)));
+    assert!(plain[0]["scores"][0].is_f64(), "{plain:?}");
+    assert!(excluding[0]["scores"][0].is_null(), "{excluding:?}");
+    assert_eq!(excluding[0]["scores"][1], plain[0]["scores"][1]);
+}

@@ -674,3 +674,56 @@ func TestHandleSnapshotPairsModelAndGeneration(t *testing.T) {
 	}
 	t.Logf("%d snapshots checked", checked.Load())
 }
+
+// TestExcludeSeen: off by default; WithExcludeSeen(true) scores a candidate from the user's own
+// history -Inf and leaves the others' scores as they are.
+func TestExcludeSeen(t *testing.T) {
+	p := openPackage(t, "tiny", tinyDir)
+	var r *goldenRequest
+	for i := range p.golden.Requests {
+		if len(p.golden.Requests[i].Behaviors) > 0 {
+			r = &p.golden.Requests[i]
+			break
+		}
+	}
+	if r == nil {
+		t.Fatal("no golden request with behaviors")
+	}
+	history := r.behaviors()
+	seen := map[string]bool{}
+	for _, b := range history {
+		seen[b.Item] = true
+	}
+	fresh := ""
+	for _, c := range r.Candidates {
+		if !seen[c] {
+			fresh = c
+			break
+		}
+	}
+	candidates := []string{history[0].Item, fresh}
+	plain := load(t, tinyDir, BackendTract)
+	defer plain.Close()
+	want, err := plain.Score(history, candidates, r.RequestTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := load(t, tinyDir, BackendTract, WithExcludeSeen(false))
+	defer off.Close()
+	on := load(t, tinyDir, BackendTract, WithExcludeSeen(true))
+	defer on.Close()
+	gotOff, err := off.Score(history, candidates, r.RequestTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotOn, err := on.Score(history, candidates, r.RequestTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalScores(gotOff, want) || math.IsInf(float64(want[0]), 0) {
+		t.Errorf("exclude off: %v, default: %v", gotOff, want)
+	}
+	if !math.IsInf(float64(gotOn[0]), -1) || gotOn[1] != want[1] {
+		t.Errorf("exclude on: %v, want [-Inf %v]", gotOn, want[1])
+	}
+}

@@ -24,6 +24,7 @@ type options struct {
 	sessions     *int
 	cache        *int
 	verify       *VerifyHashes
+	excludeSeen  *bool
 }
 
 // WithBackend selects the inference engine.
@@ -51,6 +52,11 @@ func WithCacheCapacity(entries int) Option { return func(o *options) { o.cache =
 // WithVerifyHashes sets which package files have their SHA-256 checked at load (default
 // VerifySmall: every file of at most 64 MiB; VerifyAll: every file). Sizes are always checked.
 func WithVerifyHashes(v VerifyHashes) Option { return func(o *options) { o.verify = &v } }
+
+// WithExcludeSeen(true) gives candidates the user already touched (a behavior of the target
+// group with their id, any action or time) the score -Inf, so they sort last. Default false:
+// every candidate gets the model's score.
+func WithExcludeSeen(exclude bool) Option { return func(o *options) { o.excludeSeen = &exclude } }
 
 // newBuilder makes an atrank_model_builder for dir with opts applied; the caller consumes it
 // (build or reload) or frees it.
@@ -118,6 +124,15 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 		}
 		if o.verify != nil {
 			if err := takeError(C.atrank_model_builder_set_verify_hashes(b, C.atrank_verify_hashes(*o.verify))); err != nil {
+				return err
+			}
+		}
+		if o.excludeSeen != nil {
+			v := C.uint32_t(0)
+			if *o.excludeSeen {
+				v = 1
+			}
+			if err := takeError(C.atrank_model_builder_set_exclude_seen(b, v)); err != nil {
 				return err
 			}
 		}

@@ -511,6 +511,20 @@ struct atrank_error *atrank_model_builder_set_sessions(struct atrank_model_build
                                                        size_t sessions);
 
 /*
+ Sets whether candidates the user already touched get the score `-INFINITY` (1) or the
+ model's score like any other (0, the default). A candidate counts as touched when one of
+ the request's behaviors in the target group (`group` NULL or the target group's name) has
+ its id, whatever its action and timestamp, including behaviors beyond the group's
+ `max_history`. Sorting by score then puts them last. Any other value:
+ `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+ */
+struct atrank_error *atrank_model_builder_set_exclude_seen(struct atrank_model_builder *builder,
+                                                           uint32_t exclude);
+
+/*
  Sets how many user encodings the model caches for packages with split graphs (0: off;
  at most `ATRANK_MAX_CACHE_ENTRIES`, else `ATRANK_ERROR_INVALID_ARGUMENT`). Nothing is
  allocated for the capacity up front; the cache's memory is bounded by

@@ -140,6 +140,9 @@ struct Options {
     /// Which package files have their SHA-256 checked at load: ATRANK_VERIFY_HASHES_SMALL (the
     /// default: every file of at most 64 MiB) or ATRANK_VERIFY_HASHES_ALL. Sizes are always checked.
     std::optional<atrank_verify_hashes> verify_hashes;
+    /// true: candidates the user already touched (a target-group behavior with their id) score
+    /// -infinity, so they sort last. Default false: every candidate gets the model's score.
+    std::optional<bool> exclude_seen;
 };
 
 namespace detail {
@@ -163,6 +166,7 @@ inline std::unique_ptr<atrank_model_builder, BuilderFree> builder(const std::str
     }
     if (options.cache_capacity) check(atrank_model_builder_set_cache_capacity(b.get(), *options.cache_capacity));
     if (options.verify_hashes) check(atrank_model_builder_set_verify_hashes(b.get(), *options.verify_hashes));
+    if (options.exclude_seen) check(atrank_model_builder_set_exclude_seen(b.get(), *options.exclude_seen ? 1u : 0u));
     return b;
 }
 

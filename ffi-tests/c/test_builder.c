@@ -76,6 +76,14 @@ static void test_builder_errors(void) {
            ATRANK_ERROR_INVALID_ARGUMENT, "verify 4294967295");
     expect("set_verify_hashes(SMALL = 0)", atrank_model_builder_set_verify_hashes(b, 0), ATRANK_OK, NULL);
     expect("set_verify_hashes(ALL = 1)", atrank_model_builder_set_verify_hashes(b, 1), ATRANK_OK, NULL);
+    expect("set_exclude_seen(NULL builder)", atrank_model_builder_set_exclude_seen(NULL, 1), ATRANK_ERROR_NULL_ARGUMENT,
+           "builder");
+    expect("set_exclude_seen(2)", atrank_model_builder_set_exclude_seen(b, 2), ATRANK_ERROR_INVALID_ARGUMENT,
+           "exclude is 2");
+    expect("set_exclude_seen(UINT32_MAX)", atrank_model_builder_set_exclude_seen(b, UINT32_MAX),
+           ATRANK_ERROR_INVALID_ARGUMENT, "exclude is 4294967295");
+    expect("set_exclude_seen(1)", atrank_model_builder_set_exclude_seen(b, 1), ATRANK_OK, NULL);
+    expect("set_exclude_seen(0)", atrank_model_builder_set_exclude_seen(b, 0), ATRANK_OK, NULL);
     expect("build(NULL out)", atrank_model_builder_build(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "model_out");
     /* build consumed b even though it failed: no free here. A missing package also consumes. */
     expect("builder_new", atrank_model_builder_new("/nonexistent/atrank", &b), ATRANK_OK, NULL);

@@ -248,6 +248,41 @@ TEST(Handle, ReloadUnderLoadDropsNothing) {
     EXPECT_EQ(snap.score(hist, cands, 1300086400).size(), cands.size());
 }
 
+// Options::exclude_seen: off by default; true scores a candidate from the user's own history
+// -infinity and leaves the other candidates' scores unchanged.
+TEST(Options, ExcludeSeen) {
+    const auto g = atrank_test::load_golden(kSingle);
+    const atrank_test::GoldenRequest *r = nullptr;
+    for (const auto &q : g.requests) {
+        if (!q.behaviors.empty()) {
+            r = &q;
+            break;
+        }
+    }
+    ASSERT_NE(r, nullptr);
+    std::string fresh;
+    for (const auto &c : r->candidates) {
+        bool seen = false;
+        for (const auto &b : r->behaviors) seen = seen || b.item == c;
+        if (!seen) {
+            fresh = c;
+            break;
+        }
+    }
+    ASSERT_FALSE(fresh.empty());
+    const std::vector<std::string> cands{r->behaviors[0].item, fresh};
+    const auto plain = atrank::Model::load(kSingle, tract()).score(r->behaviors, cands, r->request_time);
+    ASSERT_TRUE(std::isfinite(plain[0]));
+    atrank::Options on = tract();
+    on.exclude_seen = true;
+    const auto got = atrank::Model::load(kSingle, on).score(r->behaviors, cands, r->request_time);
+    EXPECT_TRUE(std::isinf(got[0]) && got[0] < 0) << got[0];
+    EXPECT_EQ(got[1], plain[1]);
+    atrank::Options off = tract();
+    off.exclude_seen = false;
+    EXPECT_EQ(atrank::Model::load(kSingle, off).score(r->behaviors, cands, r->request_time), plain);
+}
+
 TEST(Handle, EmptyModelIsRefused) {
     const atrank::Model empty;
     EXPECT_TRUE(throws_code([&] { atrank::Handle h(empty); }, ATRANK_ERROR_NULL_ARGUMENT));

@@ -137,12 +137,18 @@ pub struct LoadOptions {
     /// tables, and only the rows requests touch become resident. `false` gives the engine its
     /// own copy of every table per graph and session (for comparison).
     pub lift_tables: bool,
+    /// Give the candidates the user already touched the score `f32::NEG_INFINITY` (default
+    /// false: every candidate gets the model's score). A candidate counts as touched when one
+    /// of the request's behaviors in the target group has its id, whatever the action and the
+    /// timestamp, including behaviors beyond `max_history` that the model itself does not see.
+    /// A reranker that sorts by score then puts them last; `sigmoid(-inf)` is 0.
+    pub exclude_seen: bool,
 }
 
 impl LoadOptions {
     /// Defaults for `backend`: 1 intra-op thread, 1 session, CPU only, a cache of 1024 user encodings,
     /// [`DEFAULT_TRACT_PLANS`] shape-specialised tract plans per graph, the library from the
-    /// environment.
+    /// environment, tables lifted, seen candidates scored like any other.
     pub fn new(backend: Backend) -> Self {
         LoadOptions {
             backend,
@@ -155,6 +161,7 @@ impl LoadOptions {
             ort_library: None,
             verify_hashes: crate::package::VerifyHashes::Small,
             lift_tables: true,
+            exclude_seen: false,
         }
     }
 }

@@ -227,6 +227,36 @@ pub extern "C" fn atrank_model_builder_set_sessions(
     })
 }
 
+/// Sets whether candidates the user already touched get the score `-INFINITY` (1) or the
+/// model's score like any other (0, the default). A candidate counts as touched when one of
+/// the request's behaviors in the target group (`group` NULL or the target group's name) has
+/// its id, whatever its action and timestamp, including behaviors beyond the group's
+/// `max_history`. Sorting by score then puts them last. Any other value:
+/// `ATRANK_ERROR_INVALID_ARGUMENT`.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_exclude_seen(
+    builder: *mut atrank_model_builder,
+    exclude: u32,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.exclude_seen = match exclude {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(Error::invalid(format!(
+                    "exclude is {other}; it must be 0 (score seen candidates) or 1 (-INFINITY)"
+                )))
+            }
+        };
+        Ok(())
+    })
+}
+
 /// The most user encodings a model may cache (`atrank_model_builder_set_cache_capacity`).
 pub const ATRANK_MAX_CACHE_ENTRIES: usize = 1_048_576;
 const _: () = assert!(ATRANK_MAX_CACHE_ENTRIES == crate::backend::MAX_CACHE_ENTRIES);

@@ -405,3 +405,21 @@ def test_handle_reload_snapshot_and_threads(backend):
         assert counts["snapshots"] > 0
     with pytest.raises(ValueError, match="closed"):
         handle.score([], ["i1"], 0)
+
+
+def test_exclude_seen_scores_history_items_minus_infinity():
+    """Off by default; ``exclude_seen=True`` scores a candidate from the user's own history
+    ``-inf`` and leaves the others' scores unchanged; a non-bool is refused."""
+    r = next(r for r in golden(TINY)["requests"] if r["behaviors"])
+    seen = {b["id"] for b in r["behaviors"]}
+    fresh = next(c for c in r["candidates"] if c not in seen)
+    cands = [r["behaviors"][0]["id"], fresh]
+    with atrank.Model(TINY, "tract") as plain, \
+            atrank.Model(TINY, "tract", exclude_seen=True) as on:
+        want = plain.score(r["behaviors"], cands, r["request_time"])
+        got = on.score(r["behaviors"], cands, r["request_time"])
+    assert np.isfinite(want[0])
+    assert got[0] == -np.inf
+    assert got[1] == want[1]
+    with pytest.raises(atrank.InvalidArgumentError, match="exclude_seen"):
+        atrank.Model(TINY, "tract", exclude_seen=1)

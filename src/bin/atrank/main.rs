@@ -60,6 +60,10 @@ enum Command {
         /// then libonnxruntime.so).
         #[arg(long)]
         ort_lib: Option<PathBuf>,
+        /// Score candidates the request's own target-group behaviors name as -infinity
+        /// (`LoadOptions::exclude_seen`), written as `null` (JSON has no infinity).
+        #[arg(long)]
+        exclude_seen: bool,
         /// Requests: a file, or `-` for standard input.
         #[arg(default_value = "-")]
         input: PathBuf,
@@ -171,6 +175,7 @@ fn run_score(
     model_dir: PathBuf,
     backend: BackendArg,
     ort_lib: Option<PathBuf>,
+    exclude_seen: bool,
     input: PathBuf,
 ) -> ExitCode {
     let text = if input.as_os_str() == "-" {
@@ -201,6 +206,7 @@ fn run_score(
         BackendArg::Ort => Backend::Ort,
     });
     options.ort_library = ort_lib;
+    options.exclude_seen = exclude_seen;
     let model = match Model::load_with(&model_dir, &options) {
         Ok(m) => m,
         Err(e) => {
@@ -245,7 +251,8 @@ fn main() -> ExitCode {
             model,
             backend,
             ort_lib,
+            exclude_seen,
             input,
-        } => run_score(model, backend, ort_lib, input),
+        } => run_score(model, backend, ort_lib, exclude_seen, input),
     }
 }

@@ -200,7 +200,8 @@ def _request_fields(request: Any, where: str) -> tuple[Any, Any, Any]:
 
 
 def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu=None,
-                 ort_library=None, cache_capacity=None, sessions=None, verify_hashes=None):
+                 ort_library=None, cache_capacity=None, sessions=None, verify_hashes=None,
+                 exclude_seen=None):
     """A C builder for ``package_dir`` with the options applied (``None`` keeps a default).
     The caller passes it to a consuming call (build, reload); freed here on error."""
     if backend not in _BACKENDS:
@@ -232,6 +233,11 @@ def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu
         if verify_hashes is not None:
             lib.check(lib.atrank_model_builder_set_verify_hashes(
                 builder, _VERIFY_HASHES[verify_hashes]))
+        if exclude_seen is not None:
+            if not isinstance(exclude_seen, bool):
+                raise InvalidArgumentError(
+                    f"exclude_seen: expected True or False, got {exclude_seen!r}")
+            lib.check(lib.atrank_model_builder_set_exclude_seen(builder, int(exclude_seen)))
     except BaseException:
         lib.atrank_model_builder_free(builder)
         raise
@@ -247,7 +253,9 @@ class Model:
     default. ``sessions`` sizes ONNX Runtime's session pool (1..64): threads scoring one ORT
     model at once need more than one. ``verify_hashes`` is ``"small"`` (the default: the
     SHA-256 of every package file of at most 64 MiB is checked at load) or ``"all"`` (every
-    file's); sizes are always checked. ``lib_path`` picks ``libatrank.so`` (else
+    file's); sizes are always checked. ``exclude_seen=True`` gives candidates the user already
+    touched (a target-group behavior with their id) the score ``-inf``, so they sort last
+    (default ``False``: every candidate gets the model's score). ``lib_path`` picks ``libatrank.so`` (else
     ``$ATRANK_LIB``, else the loader's path).
 
     Thread safety: one ``Model`` may be used from any number of Python threads at once. ctypes
@@ -270,6 +278,7 @@ class Model:
         cache_capacity: int | None = None,
         sessions: int | None = None,
         verify_hashes: str | None = None,
+        exclude_seen: bool | None = None,
         lib_path: str | os.PathLike | None = None,
     ) -> None:
         self._handle = None
@@ -287,7 +296,7 @@ class Model:
         builder = _new_builder(lib, self.package_dir, backend, intra_threads=intra_threads,
                                gpu=gpu, ort_library=ort_library,
                                cache_capacity=cache_capacity, sessions=sessions,
-                               verify_hashes=verify_hashes)
+                               verify_hashes=verify_hashes, exclude_seen=exclude_seen)
         model = ctypes.POINTER(_native.CModel)()
         # build always consumes the builder, also on error.
         lib.check(lib.atrank_model_builder_build(builder, ctypes.byref(model)))
