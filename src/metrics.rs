@@ -294,6 +294,9 @@ pub struct ModelInfo {
     pub spec_version: u32,
     /// The package's `created_by` (the exporter and its versions), if it says.
     pub created_by: Option<String>,
+    /// The package's `input_mapping` as compact JSON ([`crate::spec::Spec::input_mapping`]):
+    /// what its actions and features mean and how equal timestamps are ordered.
+    pub input_mapping: Option<String>,
     /// SHA-256 of the main graph file (`graph.file`, e.g. `model.onnx`), lower-case hex.
     pub graph_sha256: String,
     /// The backend.

@@ -591,6 +591,7 @@ impl Model {
             name: spec.name.clone(),
             spec_version: spec.version,
             created_by: spec.created_by.clone(),
+            input_mapping: spec.input_mapping.clone(),
             graph_sha256: self.graph_sha256.clone(),
             backend: self.backend,
             serving: self.serving,

@@ -36,6 +36,11 @@ pub struct Spec {
     pub version: u32,
     /// `created_by`: what wrote the package (informational), if it says.
     pub created_by: Option<String>,
+    /// `input_mapping`, as compact JSON, if the package has one: what each action means and
+    /// the rule that produced it, each feature's source, the order of equal timestamps, how
+    /// time is bucketed (written by the exporter from the reader that built the training data;
+    /// docs/package-format.md). Informational: nothing at run time depends on it.
+    pub input_mapping: Option<String>,
     /// A human-readable model name.
     pub name: String,
     /// The encode-once ONNX graph, relative to the package.
@@ -184,6 +189,8 @@ struct Raw {
     name: String,
     #[serde(default)]
     created_by: Option<String>,
+    #[serde(default)]
+    input_mapping: Option<serde_json::Value>,
     graph: RawGraph,
     hash: RawHash,
     tables: BTreeMap<String, RawTable>,
@@ -480,6 +487,10 @@ impl Spec {
             split,
             version: 3,
             created_by: raw.created_by,
+            input_mapping: raw
+                .input_mapping
+                .filter(|m| !m.is_null())
+                .map(|m| m.to_string()),
             name: raw.name,
             graph_file: raw.graph.file,
             inputs: raw.graph.inputs,

@@ -171,6 +171,23 @@ fn info_matches_the_package() {
             spec["created_by"].as_str(),
             "{what}"
         );
+        // input_mapping: the spec's object (compared as JSON), None when it has none.
+        let mapping = spec.get("input_mapping").filter(|m| !m.is_null());
+        let got: Option<serde_json::Value> = info
+            .input_mapping
+            .as_deref()
+            .map(|m| serde_json::from_str(m).unwrap());
+        assert_eq!(got.as_ref(), mapping, "{what}");
+        if let Some(m) = mapping {
+            // Packages that describe their inputs state the tie order for equal timestamps.
+            assert!(
+                m["order"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("equal timestamps"),
+                "{what}: {m}"
+            );
+        }
         let graph = std::fs::read(pkg.join(spec["graph"]["file"].as_str().unwrap())).unwrap();
         let digest: String = Sha256::digest(&graph)
             .iter()

@@ -174,6 +174,9 @@ type Info struct {
 	Name        string
 	SpecVersion uint32
 	CreatedBy   string
+	// The package's input_mapping as JSON: what its actions and features mean and how equal
+	// timestamps are ordered ("" when the package has none).
+	InputMapping string
 	// SHA-256 of the graph file as loaded, 64 lower-case hex digits.
 	GraphSHA256 string
 	// What runs the graph: "ort-cpu", "ort-cuda" or "tract".
@@ -203,6 +206,7 @@ func (m *Model) Info() (Info, error) {
 		Name:          C.GoString(C.atrank_info_name(raw)),
 		SpecVersion:   uint32(C.atrank_info_spec_version(raw)),
 		CreatedBy:     C.GoString(C.atrank_info_created_by(raw)),
+		InputMapping:  C.GoString(C.atrank_info_input_mapping(raw)),
 		GraphSHA256:   C.GoString(C.atrank_info_graph_sha256(raw)),
 		Serving:       C.GoString(C.atrank_info_serving(raw)),
 		MaxCandidates: int(C.atrank_info_max_candidates(raw)),

@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 )
@@ -148,11 +150,12 @@ func TestInfo(t *testing.T) {
 		Size  int    `json:"size"`
 	}
 	type infoSpec struct {
-		Name        string           `json:"name"`
-		SpecVersion uint32           `json:"spec_version"`
-		CreatedBy   string           `json:"created_by"`
-		Tables      map[string]table `json:"tables"`
-		Graph       struct {
+		Name         string           `json:"name"`
+		SpecVersion  uint32           `json:"spec_version"`
+		CreatedBy    string           `json:"created_by"`
+		InputMapping json.RawMessage  `json:"input_mapping"`
+		Tables       map[string]table `json:"tables"`
+		Graph        struct {
 			File string `json:"file"`
 		} `json:"graph"`
 		Groups []struct {
@@ -181,6 +184,21 @@ func TestInfo(t *testing.T) {
 				info.GraphSHA256 != hex.EncodeToString(sum[:]) || info.Serving != "tract" ||
 				info.MaxCandidates != spec.Limits.MaxCandidates || info.MaxBehaviors != spec.Limits.MaxBehaviors {
 				t.Errorf("Info %+v disagrees with spec.json %+v", info, spec)
+			}
+			// input_mapping: the spec's object, compared as JSON values ("" when it has none).
+			var want, got any
+			if len(spec.InputMapping) > 0 {
+				if err := json.Unmarshal(spec.InputMapping, &want); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if info.InputMapping != "" {
+				if err := json.Unmarshal([]byte(info.InputMapping), &got); err != nil {
+					t.Fatalf("InputMapping is not JSON: %v", err)
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("InputMapping %q, spec.json has %s", info.InputMapping, spec.InputMapping)
 			}
 			if len(info.MaxHistory) != len(spec.Groups) {
 				t.Fatalf("%d groups, spec has %d", len(info.MaxHistory), len(spec.Groups))

@@ -876,6 +876,18 @@ const char *atrank_info_name(const struct atrank_info *info);
 const char *atrank_info_created_by(const struct atrank_info *info);
 
 /*
+ The package's `input_mapping` as compact JSON (`{"actions": {...}, "features": {...},
+ "order": "...", "time": "...", ...}`: what each action means and the rule that produced it,
+ each feature's source, how behaviors with equal timestamps are ordered), or "" when the
+ package has none (packages written before it existed). The same text, for people, is the
+ package's README.md.
+
+ Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL returns NULL.
+ Thread safety: thread-safe.
+ */
+const char *atrank_info_input_mapping(const struct atrank_info *info);
+
+/*
  SHA-256 of the package's main graph file (`graph.file`, e.g. model.onnx) as read at load, 64
  lower-case hex digits: tells which exact model is serving.
 

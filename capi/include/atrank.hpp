@@ -244,6 +244,9 @@ struct Info {
     std::string name;
     /// The package's `created_by` ("" when the spec does not say).
     std::string created_by;
+    /// The package's `input_mapping` as JSON: what its actions and features mean and how equal
+    /// timestamps are ordered ("" when the package has none).
+    std::string input_mapping;
     /// SHA-256 of the graph file as loaded, 64 lower-case hex digits.
     std::string graph_sha256;
     /// What runs the graph: "ort-cpu", "ort-cuda" or "tract".
@@ -421,6 +424,7 @@ public:
         Info i;
         i.name = str(atrank_info_name(raw));
         i.created_by = str(atrank_info_created_by(raw));
+        i.input_mapping = str(atrank_info_input_mapping(raw));
         i.graph_sha256 = str(atrank_info_graph_sha256(raw));
         i.serving = str(atrank_info_serving(raw));
         i.spec_version = atrank_info_spec_version(raw);

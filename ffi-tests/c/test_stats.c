@@ -314,6 +314,19 @@ static void test_info(const char *dir, atrank_backend backend) {
     expect_str("name", atrank_info_name(info), name != NULL ? name : "");
     const char *created_by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "created_by"));
     expect_str("created_by", atrank_info_created_by(info), created_by != NULL ? created_by : "");
+    /* input_mapping: the spec's object as JSON, or "" when the package has none. */
+    const cJSON *mapping = cJSON_GetObjectItemCaseSensitive(spec, "input_mapping");
+    const char *mapping_json = atrank_info_input_mapping(info);
+    if (mapping == NULL || cJSON_IsNull(mapping)) {
+        expect_str("input_mapping (none)", mapping_json, "");
+    } else {
+        cJSON *got = mapping_json != NULL ? cJSON_Parse(mapping_json) : NULL;
+        if (got == NULL || !cJSON_Compare(got, mapping, 1)) {
+            test_fail("%s: atrank_info_input_mapping is not spec.json's input_mapping: %s", dir,
+                      mapping_json != NULL ? mapping_json : "(null)");
+        }
+        cJSON_Delete(got);
+    }
     expect_u64("spec_version", atrank_info_spec_version(info),
                (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(spec, "spec_version")));
     const cJSON *limits = cJSON_GetObjectItemCaseSensitive(spec, "limits");
@@ -400,7 +413,8 @@ static void test_arguments(const char *dir) {
     atrank_info *info = (atrank_info *)&s;
     expect_error("info NULL model", atrank_model_info(NULL, &info), ATRANK_ERROR_NULL_ARGUMENT, "model");
     if (info != (atrank_info *)&s) test_fail("info_out written on error");
-    if (atrank_info_name(NULL) != NULL || atrank_info_spec_version(NULL) != 0 || atrank_info_table_count(NULL) != 0) {
+    if (atrank_info_name(NULL) != NULL || atrank_info_input_mapping(NULL) != NULL || atrank_info_spec_version(NULL) != 0 ||
+        atrank_info_table_count(NULL) != 0) {
         test_fail("info accessors on NULL do not return NULL / 0");
     }
     atrank_info_free(NULL);

@@ -105,6 +105,15 @@ TEST(Info, MatchesTheSpec) {
         const atrank::Info info = atrank::Model::load(dir, ATRANK_BACKEND_TRACT).info();
         EXPECT_EQ(info.name, str(spec, "name"));
         EXPECT_EQ(info.created_by, str(spec, "created_by"));
+        // input_mapping: the spec's object as JSON, "" when the package has none.
+        const cJSON *mapping = cJSON_GetObjectItem(spec, "input_mapping");
+        if (mapping == nullptr || cJSON_IsNull(mapping)) {
+            EXPECT_EQ(info.input_mapping, "");
+        } else {
+            cJSON *got = cJSON_Parse(info.input_mapping.c_str());
+            EXPECT_TRUE(got != nullptr && cJSON_Compare(got, mapping, 1)) << info.input_mapping;
+            cJSON_Delete(got);
+        }
         EXPECT_EQ(info.spec_version, static_cast<uint32_t>(cJSON_GetNumberValue(cJSON_GetObjectItem(spec, "spec_version"))));
         const cJSON *limits = cJSON_GetObjectItem(spec, "limits");
         EXPECT_EQ(info.max_candidates, static_cast<std::size_t>(cJSON_GetNumberValue(cJSON_GetObjectItem(limits, "max_candidates"))));

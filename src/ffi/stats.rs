@@ -227,6 +227,7 @@ pub struct atrank_info {
 struct Info {
     name: CString,
     created_by: CString,
+    input_mapping: CString,
     graph_sha256: CString,
     serving: CString,
     spec_version: u32,
@@ -247,6 +248,7 @@ impl Info {
         Info {
             name: cstring(&i.name),
             created_by: cstring(i.created_by.as_deref().unwrap_or("")),
+            input_mapping: cstring(i.input_mapping.as_deref().unwrap_or("")),
             graph_sha256: cstring(&i.graph_sha256),
             serving: cstring(i.serving.name()),
             spec_version: i.spec_version,
@@ -341,6 +343,19 @@ pub extern "C" fn atrank_info_name(info: *const atrank_info) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn atrank_info_created_by(info: *const atrank_info) -> *const c_char {
     string_of(info, |i| &i.created_by)
+}
+
+/// The package's `input_mapping` as compact JSON (`{"actions": {...}, "features": {...},
+/// "order": "...", "time": "...", ...}`: what each action means and the rule that produced it,
+/// each feature's source, how behaviors with equal timestamps are ordered), or "" when the
+/// package has none (packages written before it existed). The same text, for people, is the
+/// package's README.md.
+///
+/// Ownership: owned by `info`, valid until `atrank_info_free`. NULL: `info` NULL returns NULL.
+/// Thread safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn atrank_info_input_mapping(info: *const atrank_info) -> *const c_char {
+    string_of(info, |i| &i.input_mapping)
 }
 
 /// SHA-256 of the package's main graph file (`graph.file`, e.g. model.onnx) as read at load, 64

@@ -74,6 +74,8 @@ def test_info_matches_the_package(package):
     assert info.name == spec.get("name", "")
     assert info.spec_version == spec["spec_version"]
     assert info.created_by == spec.get("created_by", "")
+    mapping = spec.get("input_mapping")
+    assert (json.loads(info.input_mapping) if info.input_mapping else None) == mapping
     digest = hashlib.sha256((package / spec["graph"]["file"]).read_bytes()).hexdigest()
     assert info.graph_sha256 == digest
     assert info.serving == "tract"

@@ -187,6 +187,7 @@ _OPTIONAL_FUNCTIONS = {
     "atrank_info_free": (None, [POINTER(CInfo)]),
     "atrank_info_name": (c_char_p, [POINTER(CInfo)]),
     "atrank_info_created_by": (c_char_p, [POINTER(CInfo)]),
+    "atrank_info_input_mapping": (c_char_p, [POINTER(CInfo)]),
     "atrank_info_graph_sha256": (c_char_p, [POINTER(CInfo)]),
     "atrank_info_serving": (c_char_p, [POINTER(CInfo)]),
     "atrank_info_spec_version": (c_uint32, [POINTER(CInfo)]),

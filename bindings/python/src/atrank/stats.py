@@ -76,6 +76,9 @@ class ModelInfo:
     spec_version: int
     #: The package's ``created_by`` ("" when absent).
     created_by: str
+    #: The package's ``input_mapping`` as JSON: what its actions and features mean and how equal
+    #: timestamps are ordered ("" when the package has none).
+    input_mapping: str
     #: SHA-256 of the graph file as loaded (64 lower-case hex digits).
     graph_sha256: str
     #: ``"tract"``, ``"ort-cpu"`` or ``"ort-cuda"``.
@@ -125,6 +128,7 @@ def read_info(lib: Library, handle) -> ModelInfo:
             name=text(lib.atrank_info_name(info)),
             spec_version=int(lib.atrank_info_spec_version(info)),
             created_by=text(lib.atrank_info_created_by(info)),
+            input_mapping=text(lib.atrank_info_input_mapping(info)),
             graph_sha256=text(lib.atrank_info_graph_sha256(info)),
             serving=text(lib.atrank_info_serving(info)),
             max_candidates=int(lib.atrank_info_max_candidates(info)),
