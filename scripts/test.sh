@@ -88,8 +88,16 @@ done
 step "Go: the module (bindings/go), its consumer test, the HTTP /rerank example and its loopback load test"
 bash scripts/test-go.sh
 
-step "install into a prefix; consumers built with pkg-config (shared, static) and CMake"
+step "install --with-ort into a prefix; C (pkg-config, CMake; shared, static), C++, Go and Rust consumers built outside the tree"
 bash ffi-tests/install/run.sh
+
+step "both crates are ready to publish (cargo package --workspace: packs and builds atrank and atrank-capi)"
+# Tests and fixtures stay out of the crate (Cargo.toml include); cargo warns about each test it
+# leaves out, so the full log goes to a file and only the summary is shown.
+cargo package --workspace --allow-dirty >build/cargo-package.log 2>&1 \
+  || { cat build/cargo-package.log >&2; echo "cargo package failed" >&2; exit 1; }
+grep -E '^ *(Packaged|Verifying|Finished)' build/cargo-package.log
+ls -l target/package/atrank-[0-9]*.crate target/package/atrank-capi-[0-9]*.crate
 
 step "C example: the golden scorer the main job runs"
 make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/debug" BUILD="$ROOT/build/examples-c-debug"

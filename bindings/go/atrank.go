@@ -3,12 +3,13 @@
 //
 // # Building
 //
-// The package links the C library through pkg-config (`#cgo pkg-config: atrank`). After
-// `scripts/install.sh PREFIX`:
+// Import it as `atrank "github.com/atrank/atrank/bindings/go"`. The package links the C
+// library through pkg-config (`#cgo pkg-config: atrank`). After
+// `scripts/install.sh PREFIX --with-ort`:
 //
-//	PKG_CONFIG_PATH=PREFIX/lib/pkgconfig CGO_LDFLAGS="-Wl,-rpath,PREFIX/lib" go build ./...
+//	PKG_CONFIG_PATH=PREFIX/lib/pkgconfig go build ./...
 //
-// (the rpath, or LD_LIBRARY_PATH=PREFIX/lib at run time, lets the program find libatrank.so.0).
+// (atrank.pc's rpath lets the program find libatrank.so.0, and ONNX Runtime beside it).
 // In the source tree, scripts/test-go.sh writes an uninstalled build/pkgconfig/atrank.pc that
 // points at target/debug and capi/include/ with an rpath.
 //
