@@ -151,16 +151,15 @@ fi
 
 # 3. pkg-config and CMake package files, from packaging/*.in.
 native_libs_cmake="$(printf '%s' "$native_libs" | tr -s ' ' ';')"
+sed_escape() { printf '%s' "$1" | sed 's/[&|\\]/\\&/g'; }  # a value for s|...|VALUE|
 fill() {  # fill TEMPLATE DEST
-  local esc_prefix
-  esc_prefix="$(printf '%s' "$prefix" | sed 's/[&|\\]/\\&/g')"
-  sed -e "s|@PREFIX@|$esc_prefix|g" \
+  sed -e "s|@PREFIX@|$(sed_escape "$prefix")|g" \
       -e "s|@VERSION@|$version|g" \
       -e "s|@VERSION_MAJOR@|$major|g" \
       -e "s|@VERSION_MINOR@|$minor|g" \
       -e "s|@NATIVE_STATIC_LIBS_CMAKE@|$native_libs_cmake|g" \
       -e "s|@NATIVE_STATIC_LIBS@|$native_libs|g" \
-      -e "s|@ORT_LIBRARY@|$(printf '%s' "$ort_library" | sed 's/[&|\\]/\\&/g')|g" \
+      -e "s|@ORT_LIBRARY@|$(sed_escape "$ort_library")|g" \
       "$1" >"$2.tmp"
   chmod 0644 "$2.tmp"
   mv -f "$2.tmp" "$2"

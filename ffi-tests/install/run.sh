@@ -75,17 +75,14 @@ check_runpath() {  # EXE DIR: DIR is in EXE's RUNPATH
 }
 # The golden request every consumer scores: the fixture's empty-history request (its request
 # time, candidates, the trainer's scores and their derived tolerance, from golden.json).
-golden_field() {
-  python3 - "$PACKAGE/golden.json" "$1" <<'PY'
+read -r request_time candidates_line < <(python3 - "$PACKAGE/golden.json" <<'PY'
 import json, sys
 g = json.load(open(sys.argv[1]))
 r = next(r for r in g["requests"] if r["name"] == "empty-history" and not r["behaviors"])
-f = sys.argv[2]
-print(r["request_time"] if f == "time" else " ".join(r["candidates"]))
+print(r["request_time"], " ".join(r["candidates"]))
 PY
-}
-request_time="$(golden_field time)"
-read -r -a candidates <<<"$(golden_field candidates)"
+)
+read -r -a candidates <<<"$candidates_line"
 check_scores() {  # NAME OUTPUT: every `score i v` line equals the golden score within tolerance
   python3 - "$PACKAGE/golden.json" "$1" "$2" <<'PY'
 import json, sys
