@@ -44,8 +44,9 @@ def main() -> int:
         net = par.wrap(model)
         _, scaled, _ = batch_objective(net, model, split, inp["rows"].numpy(), "bce", 0.0, par)
         scaled.backward()
+        par.reduce_sparse()
         if par.is_main:
-            # sparse embedding gradients (all-reduced by DDP over gloo) saved densified
+            # sparse embedding gradients (averaged by Parallel.reduce_sparse) saved densified
             torch.save({k: (p.grad.to_dense() if p.grad.is_sparse else p.grad)
                         for k, p in model.named_parameters()}, a.out)
         par.barrier()

@@ -331,6 +331,8 @@ def train(split: Split, config: ModelConfig, epochs: int = 2, batch_size: int = 
                                                     loss, l2, parallel, negatives)
             opt.zero_grad(set_to_none=True)
             scaled.backward()
+            if parallel is not None:
+                parallel.reduce_sparse()
             clip_grad_norm(model.parameters(), 5.0)
             opt.step()
             total += float(value.detach()) * n_rows
