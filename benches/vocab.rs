@@ -8,8 +8,9 @@
 //! atv file (`atrank::vocab::atv_bytes`, the exporter's layout) and as an fst Map (key ->
 //! rank), then for each: file size, open time (map + header checks; the atv file through
 //! `PackageDir::map`, the runtime's path), RSS growth after open (VmRSS of /proc/self/status),
-//! and look-up time per key, for hits and misses in random order, after one warm-up pass. The
-//! files go to $TMPDIR and are removed at the end.
+//! and look-up time per key, for hits and misses in random order, after one warm-up pass; and
+//! the same atv file with its hashed index (`atrank::vocab::atv_index_bytes`, docs "The atv
+//! index file"). The files go to $TMPDIR and are removed at the end.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use atrank::package::{sha256_hex, PackageDir};
 use atrank::spec::FileDigest;
-use atrank::vocab::{atv_bytes, Atv};
+use atrank::vocab::{atv_bytes, atv_index_bytes, Atv};
 
 /// splitmix64: a small deterministic generator (no dependency).
 struct Rng(u64);
@@ -75,6 +76,28 @@ fn delta(before: (u64, u64)) -> (u64, u64) {
     )
 }
 
+/// Median over 5 passes (after a checked warm-up) of the time per key of looking up `hits`
+/// through [`Atv::get_many`] (the runtime's path for candidates), 1,000 keys per call.
+fn through_get_many(atv: &Atv, hits: &[&[u8]]) -> Duration {
+    let mut out = Vec::with_capacity(1000);
+    let mut many = |check: bool| {
+        let t = Instant::now();
+        for chunk in hits.chunks(1000) {
+            out.clear();
+            atv.get_many(black_box(chunk), &mut out).unwrap();
+            if check {
+                assert!(out.iter().all(Option::is_some));
+            }
+            black_box(&out);
+        }
+        t.elapsed() / hits.len() as u32
+    };
+    many(true);
+    let mut runs: Vec<Duration> = (0..5).map(|_| many(false)).collect();
+    runs.sort();
+    runs[2]
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -116,6 +139,17 @@ fn main() {
     drop(bytes);
     let atv_write = t.elapsed();
 
+    let index_path = dir.join("vocab.atvx");
+    let t = Instant::now();
+    let index = atv_index_bytes(&keys, 0).unwrap();
+    let index_digest = FileDigest {
+        sha256: sha256_hex(&index),
+        bytes: index.len() as u64,
+    };
+    std::fs::write(&index_path, &index).unwrap();
+    drop(index);
+    let index_write = t.elapsed();
+
     let fst_path = dir.join("vocab.fst");
     let t = Instant::now();
     {
@@ -130,7 +164,7 @@ fn main() {
     drop(keys);
 
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
-    let (atv_size, fst_size) = (size(&atv_path), size(&fst_path));
+    let (atv_size, fst_size, index_size) = (size(&atv_path), size(&fst_path), size(&index_path));
 
     // atv: the runtime's path (checked resolve, mmap, no hash above 64 MiB, header checks).
     let pkg = PackageDir::open(&dir).unwrap();
@@ -147,23 +181,21 @@ fn main() {
     let atv_rss_used = delta(rss0).0;
     // The same hits through get_many (the runtime's path for candidates), 1,000 per call.
     let hit_refs: Vec<&[u8]> = hits.iter().map(|h| h.as_bytes()).collect();
-    let mut out = Vec::with_capacity(1000);
-    let mut many = |check: bool| {
-        let t = Instant::now();
-        for chunk in hit_refs.chunks(1000) {
-            out.clear();
-            atv.get_many(black_box(chunk), &mut out).unwrap();
-            if check {
-                assert!(out.iter().all(Option::is_some));
-            }
-            black_box(&out);
-        }
-        t.elapsed() / m as u32
-    };
-    many(true);
-    let mut runs: Vec<Duration> = (0..5).map(|_| many(false)).collect();
-    runs.sort();
-    let atv_many = runs[2];
+    let atv_many = through_get_many(&atv, &hit_refs);
+
+    // atv + its hashed index (what the exporter writes): the same map, the index mapped too.
+    let rss0 = rss();
+    let t = Instant::now();
+    let imap = pkg.map("vocab.atvx", &index_digest, false).unwrap();
+    let indexed = atv.clone().with_index(imap, "vocab.atvx").unwrap();
+    let index_open = t.elapsed();
+    let index_rss = delta(rss0);
+    let (index_hit, found) = per_lookup(&hits, |s| indexed.get(s).unwrap().is_some());
+    assert_eq!(found, m);
+    let (index_miss, found) = per_lookup(&misses, |s| indexed.get(s).unwrap().is_some());
+    assert_eq!(found, 0);
+    let index_rss_used = delta(rss0).0;
+    let index_many = through_get_many(&indexed, &hit_refs);
 
     let rss0 = rss();
     let t = Instant::now();
@@ -203,6 +235,16 @@ fn main() {
             atv_rss_used,
         ),
         (
+            "atv + index (the index file)",
+            index_size,
+            index_write,
+            index_open,
+            index_rss,
+            index_hit,
+            index_miss,
+            index_rss_used,
+        ),
+        (
             "fst",
             fst_size,
             fst_write,
@@ -230,6 +272,11 @@ fn main() {
         "atv hits through get_many, 1,000 keys per call: {} ns per key (one by one: {} ns)",
         atv_many.as_nanos(),
         atv_hit.as_nanos()
+    );
+    println!(
+        "atv + index hits through get_many, 1,000 keys per call: {} ns per key (one by one: {} ns)",
+        index_many.as_nanos(),
+        index_hit.as_nanos()
     );
     println!("atv open with VerifyHashes::All (SHA-256 of the whole file): {verify:.2?}");
     let _ = std::fs::remove_dir_all(&dir);

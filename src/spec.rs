@@ -72,6 +72,10 @@ pub struct Spec {
     pub external_data: Vec<String>,
     /// `hash.seed` of the hashed buckets (`hash.function` is `xxh3_64`).
     pub hash_seed: u64,
+    /// `atv_index`: (atv file, its hashed index file), for the atv files that have one
+    /// (docs/package-format.md, "The atv index file"). Optional: a lookup in an atv file
+    /// without one is a search of the sorted keys, with the same answers.
+    pub atv_index: BTreeMap<String, String>,
 }
 
 /// One entry of the spec's `files` manifest.
@@ -200,6 +204,8 @@ struct Raw {
     actions: Vec<String>,
     time_buckets: TimeBuckets,
     limits: Limits,
+    #[serde(default)]
+    atv_index: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +338,7 @@ impl Spec {
             out.push(&c.keys);
             out.extend(c.columns.iter().map(|(_, f)| f.as_str()));
         }
+        out.extend(self.atv_index.values().map(String::as_str));
         out.sort_unstable();
         out.dedup();
         out
@@ -505,6 +512,7 @@ impl Spec {
             files: BTreeMap::new(),
             external_data: raw.graph.external_data,
             hash_seed: raw.hash.seed,
+            atv_index: raw.atv_index,
         })
     }
 
@@ -617,6 +625,36 @@ impl Spec {
             check_relative("graph.external_data", file)?;
             if self.external_data[..i].contains(file) {
                 return bad(format!("graph.external_data lists {file:?} twice"));
+            }
+        }
+        let is_atv = |file: &str| {
+            self.tables.iter().any(|t| t.vocab == file)
+                || self
+                    .groups
+                    .iter()
+                    .filter_map(|g| g.catalog.as_ref())
+                    .any(|c| c.keys == file)
+        };
+        for (atv, index) in &self.atv_index {
+            check_relative("atv_index value", index)?;
+            if !is_atv(atv) {
+                return bad(format!(
+                    "atv_index has an entry for {atv:?}, which is not a table's vocab or a catalog's keys"
+                ));
+            }
+            if let Some((other, _)) = self
+                .atv_index
+                .iter()
+                .find(|(a, i)| *i == index && *a != atv)
+            {
+                return bad(format!(
+                    "atv_index names {index:?} for both {other:?} and {atv:?}"
+                ));
+            }
+            if is_atv(index) {
+                return bad(format!(
+                    "atv_index value {index:?} is an atv file of the spec"
+                ));
             }
         }
         let referenced = self.referenced_files();

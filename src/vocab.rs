@@ -8,6 +8,11 @@
 //! neighbouring keys of the file, in which every offset read is bounds- and order-checked, so
 //! a damaged file gives a miss or an [`Error::InvalidPackage`], never an out-of-bounds read or
 //! a panic. [`Atv::get_many`] does many look-ups with their cache misses overlapped.
+//!
+//! A package may give an atv file a hashed index (spec `atv_index`, [`Atv::with_index`]): a
+//! mapped table of u64 slots (linear probing over XXH3), so that a look-up reads one or two
+//! slots and compares one key instead of searching the sorted keys. Its answers are the same;
+//! a damaged index can hide a key or report the damage, never give another key's rank.
 
 use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -19,6 +24,9 @@ const MAGIC: &[u8; 8] = b"ATRVOC01";
 const HEADER: usize = 32;
 /// Longest key an atv file may hold (bytes).
 const MAX_KEY: u64 = 4096;
+/// `ATRVIX01`: the first 8 bytes of every atv index file.
+const INDEX_MAGIC: &[u8; 8] = b"ATRVIX01";
+const INDEX_HEADER: usize = 40;
 
 /// The bytes of a vocabulary or catalog file: mapped from the package, or owned (tests, and
 /// files built in memory).
@@ -169,6 +177,75 @@ impl KeyList {
     }
 }
 
+/// An atv file's hashed index (docs/package-format.md, "The atv index file"): `slots` (a
+/// power of two, more than `n`) u64 slots, each 0 (empty) or `(xxh3_64(key, seed) >> 32) << 32
+/// | (rank + 1)`, with key k in the first free slot from `xxh3_64(key, seed) mod slots` on
+/// (linear probing). A look-up reads the slots from the key's home on until an empty one or
+/// `max_probes` of them, and compares the key only where the 32-bit fingerprint matches: one
+/// or two cache misses for the slots, then one for the key's offsets and bytes. Every rank
+/// it reads is checked against `n` and every hit compared with the atv file's key, so a
+/// damaged index can make a key missed (or report the damage), never a wrong rank.
+#[derive(Debug, Clone)]
+struct HashIndex {
+    data: Data,
+    name: Arc<str>,
+    mask: u64,
+    seed: u64,
+    max_probes: u64,
+}
+
+/// A slot's first probe and what to look for there.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    home: u64,
+    fingerprint: u64,
+}
+
+impl HashIndex {
+    fn probe_of(&self, key: &[u8]) -> Probe {
+        let h = xxh3_64(key, self.seed);
+        Probe {
+            home: h & self.mask,
+            fingerprint: h >> 32,
+        }
+    }
+
+    /// Slot `i` (`i <= mask`: in the file, whose size was checked at open).
+    fn slot(&self, i: u64) -> u64 {
+        le_u64(self.data.bytes(), INDEX_HEADER + 8 * i as usize).unwrap_or(0)
+    }
+
+    /// The rank a non-empty slot holds; 0 in its low half (no rank) or a rank past `n` is
+    /// damage.
+    fn rank(&self, i: u64, slot: u64, n: usize) -> Result<usize> {
+        let r = (slot & 0xFFFF_FFFF) as usize;
+        if r == 0 || r > n {
+            return Err(Error::package(format!(
+                "{}: slot {i} holds rank {r} (1..={n} allowed): damaged index",
+                self.name
+            )));
+        }
+        Ok(r - 1)
+    }
+
+    /// The rank in the first slot from the key's home whose fingerprint matches, if any
+    /// before an empty slot: where [`Atv::get_many`] reads ahead.
+    fn first_match(&self, p: Probe, n: usize) -> Option<usize> {
+        let mut i = p.home;
+        for _ in 0..self.max_probes {
+            let v = self.slot(i);
+            if v == 0 {
+                return None;
+            }
+            if v >> 32 == p.fingerprint {
+                return self.rank(i, v, n).ok();
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+}
+
 /// An opened atv file (sorted string table). Cheap to clone: the bytes are shared.
 #[derive(Debug, Clone)]
 pub struct Atv {
@@ -182,6 +259,8 @@ pub struct Atv {
     /// by clones; `None` when a fence key could not be read (a damaged file): plain binary
     /// search, which reports the damage where it meets it.
     fences: Arc<OnceLock<Option<Fences>>>,
+    /// The file's hashed index, when the package has one: then look-ups use it alone.
+    index: Option<HashIndex>,
 }
 
 impl Atv {
@@ -244,7 +323,128 @@ impl Atv {
             data,
             name: name.into(),
             fences: Arc::new(OnceLock::new()),
+            index: None,
         })
+    }
+
+    /// This file with the hashed index in `data` (`name` appears in errors), which every
+    /// look-up then uses instead of searching the sorted keys; the answers are the same.
+    /// Constant time: checks the magic, that the index is for `n` keys, that `slots` is a
+    /// power of two above `n`, that `1 <= max_probes <= slots`, and that the file is exactly
+    /// `40 + 8 slots` bytes.
+    pub fn with_index(mut self, data: impl Into<Data>, name: &str) -> Result<Atv> {
+        let data = data.into();
+        let bad = |msg: String| Err(Error::package(format!("{name}: {msg}")));
+        let bytes = data.bytes();
+        let size = bytes.len() as u64;
+        if size < INDEX_HEADER as u64 + 8 {
+            return bad(format!(
+                "{size} bytes is too short for an atv index (at least 48)"
+            ));
+        }
+        if &bytes[..8] != INDEX_MAGIC {
+            return bad(format!(
+                "not an atv index (magic {:?}, expected \"ATRVIX01\")",
+                String::from_utf8_lossy(&bytes[..8])
+            ));
+        }
+        let field = |at: usize| le_u64(bytes, at).unwrap_or(u64::MAX);
+        let (n, slots, seed, max_probes) = (field(8), field(16), field(24), field(32));
+        if n != self.n as u64 {
+            return bad(format!(
+                "indexes {n} keys, but {} holds {}",
+                self.name, self.n
+            ));
+        }
+        if !slots.is_power_of_two() || slots <= n {
+            return bad(format!(
+                "{slots} slots: must be a power of two above the {n} keys"
+            ));
+        }
+        if slots
+            .checked_mul(8)
+            .and_then(|b| b.checked_add(INDEX_HEADER as u64))
+            != Some(size)
+        {
+            return bad(format!(
+                "{size} bytes, but {slots} slots make 40 + 8 x {slots} (truncated or damaged)"
+            ));
+        }
+        if max_probes == 0 || max_probes > slots {
+            return bad(format!("max_probes {max_probes} is not in 1..={slots}"));
+        }
+        self.index = Some(HashIndex {
+            data,
+            name: name.into(),
+            mask: slots - 1,
+            seed,
+            max_probes,
+        });
+        Ok(self)
+    }
+
+    /// Whether look-ups use a hashed index ([`Atv::with_index`]).
+    pub fn has_index(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Look-up through the hashed index: the slots from the key's home on, comparing the key
+    /// where the fingerprint matches.
+    fn lookup_hashed(&self, ix: &HashIndex, p: Probe, key: &[u8]) -> Result<Option<usize>> {
+        let mut i = p.home;
+        for _ in 0..ix.max_probes {
+            let v = ix.slot(i);
+            if v == 0 {
+                return Ok(None);
+            }
+            if v >> 32 == p.fingerprint {
+                let r = ix.rank(i, v, self.n)?;
+                if self.key_bytes(r)? == key {
+                    return Ok(Some(r));
+                }
+            }
+            i = (i + 1) & ix.mask;
+        }
+        Ok(None)
+    }
+
+    /// [`Atv::get_many`] through the hashed index: each stage's reads for the whole chunk are
+    /// issued before any look-up waits on one (home slots, then the first matching rank's
+    /// offsets, then its key bytes), then each look-up runs from cache.
+    fn get_many_hashed<K: AsRef<[u8]>>(
+        &self,
+        ix: &HashIndex,
+        keys: &[K],
+        out: &mut Vec<Option<usize>>,
+    ) -> Result<()> {
+        let bytes = self.data.bytes();
+        let mut probes = Vec::with_capacity(LOOKAHEAD.min(keys.len()));
+        let mut ranks = Vec::with_capacity(LOOKAHEAD.min(keys.len()));
+        for chunk in keys.chunks(LOOKAHEAD) {
+            probes.clear();
+            probes.extend(chunk.iter().map(|k| ix.probe_of(k.as_ref())));
+            let mut sum = 0u8;
+            for p in &probes {
+                sum ^= ix.slot(p.home) as u8;
+            }
+            ranks.clear();
+            ranks.extend(probes.iter().map(|p| ix.first_match(*p, self.n)));
+            for r in ranks.iter().flatten() {
+                sum ^= touch(bytes, HEADER + 8 * r..HEADER + 8 * (r + 2));
+            }
+            let offset = |k: usize| le_u64(bytes, HEADER + 8 * k).unwrap_or(u64::MAX);
+            for &r in ranks.iter().flatten() {
+                let (a, b) = (offset(r), offset(r + 1));
+                if a <= b && b <= self.key_bytes as u64 {
+                    sum ^= touch(bytes, self.keys_at + a as usize..self.keys_at + b as usize);
+                }
+            }
+            std::hint::black_box(sum);
+            for (k, p) in chunk.iter().zip(&probes) {
+                out.push(self.lookup_hashed(ix, *p, k.as_ref())?);
+            }
+        }
+        Ok(())
     }
 
     fn read_fences(&self) -> Option<Fences> {
@@ -321,6 +521,9 @@ impl Atv {
     /// The rank of `key` (0-based), `None` when it is not in the file. Binary search; a damaged
     /// offset met on the way is an error.
     pub fn get_bytes(&self, key: &[u8]) -> Result<Option<usize>> {
+        if let Some(ix) = &self.index {
+            return self.lookup_hashed(ix, ix.probe_of(key), key);
+        }
         match self.narrow(key) {
             Narrowed::Done(found) => Ok(found),
             Narrowed::Range(lo, hi) => self.search(key, lo, hi),
@@ -336,6 +539,9 @@ impl Atv {
     /// are read (one byte of each cache line), with no look-up waiting on another, so the
     /// misses overlap; the binary searches that follow read from cache.
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K], out: &mut Vec<Option<usize>>) -> Result<()> {
+        if let Some(ix) = &self.index {
+            return self.get_many_hashed(ix, keys, out);
+        }
         let bytes = self.data.bytes();
         let mut steps = Vec::with_capacity(LOOKAHEAD.min(keys.len()));
         let mut uppers = Vec::with_capacity(LOOKAHEAD.min(keys.len()));
@@ -603,6 +809,49 @@ pub fn atv_bytes<K: AsRef<[u8]>>(keys: &[K]) -> Result<Vec<u8>> {
     }
     for k in keys {
         out.extend_from_slice(k.as_ref());
+    }
+    Ok(out)
+}
+
+/// Slots of the hashed index of `n` keys: the smallest power of two at least 4/3 n and above
+/// n (a load of 3/8 to 3/4).
+pub fn index_slots(n: u64) -> u64 {
+    (n + n.div_ceil(3)).max(n + 1).next_power_of_two()
+}
+
+/// Writes the hashed index of an atv file's `keys` (in the file's order: key k has rank k):
+/// for tests and benchmarks; the exporter writes the same layout
+/// (`vocabfile.write_atv_index`), with its own placement order: any placement in which each
+/// key is reached from its home slot through occupied slots is valid.
+pub fn atv_index_bytes<K: AsRef<[u8]>>(keys: &[K], seed: u64) -> Result<Vec<u8>> {
+    let n = keys.len() as u64;
+    if n >= u64::from(u32::MAX) {
+        return Err(Error::invalid(format!(
+            "{n} keys: an index holds fewer than 2^32 - 1"
+        )));
+    }
+    let slots = index_slots(n);
+    let mask = slots - 1;
+    let mut table = vec![0u64; slots as usize];
+    let mut max_probes = 1u64;
+    for (r, k) in keys.iter().enumerate() {
+        let h = xxh3_64(k.as_ref(), seed);
+        let mut i = h & mask;
+        let mut probes = 1;
+        while table[i as usize] != 0 {
+            i = (i + 1) & mask;
+            probes += 1;
+        }
+        table[i as usize] = (h >> 32) << 32 | (r as u64 + 1);
+        max_probes = max_probes.max(probes);
+    }
+    let mut out = Vec::with_capacity(INDEX_HEADER + 8 * table.len());
+    out.extend_from_slice(INDEX_MAGIC);
+    for v in [n, slots, seed, max_probes] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in table {
+        out.extend_from_slice(&v.to_le_bytes());
     }
     Ok(out)
 }

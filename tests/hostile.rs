@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use atrank::vocab::atv_bytes;
+use atrank::vocab::{atv_bytes, atv_index_bytes};
 use atrank::{Backend, Behavior, ErrorCode, LoadOptions, Model, Request};
 use common::{read_spec, replace_file, write_spec, TempPackage};
 use serde_json::json;
@@ -53,10 +53,22 @@ fn a_vocabulary_larger_than_the_graphs_table_is_refused_at_load() {
     keys.extend((0..1000).map(|k| format!("extra-{k:04}").into_bytes()));
     keys.sort();
     replace_file(&dir, "vocab/item_id.atv", &atv_bytes(&keys).unwrap());
+    // and its hashed index (the old one indexes 80 keys: refused first, see below)
+    let old_index = std::fs::read(dir.join("vocab/item_id.atvx")).unwrap();
+    replace_file(
+        &dir,
+        "vocab/item_id.atvx",
+        &atv_index_bytes(&keys, 0).unwrap(),
+    );
     let mut spec = read_spec(&dir);
     spec["tables"]["item_id"]["size"] = json!(1080);
     write_spec(&dir, &spec);
     expect_refused(&dir, "indexed by input \"item_id\" has 81 rows");
+    replace_file(&dir, "vocab/item_id.atvx", &old_index);
+    expect_refused(
+        &dir,
+        "vocab/item_id.atvx: indexes 80 keys, but vocab/item_id.atv holds 1080",
+    );
     // Hashed buckets the graph has no rows for, with the vocabulary unchanged.
     let dir = copy_package("tiny", "buckets");
     let mut spec = read_spec(&dir);

@@ -14,14 +14,20 @@ FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 # What each committed fixture's spec names, written out by hand from the package format
 # (docs/package-format.md), not from referenced_files().
 GRAPHS = {"model.onnx", "encoder.onnx", "scorer.onnx", "tables.bin"}
+ATV = {
+    "tiny": {"vocab/item_id.atv", "vocab/category.atv", "catalog/item.atv"},
+    "tiny-multigroup": {"vocab/category.atv", "vocab/coupon_id.atv", "vocab/item_id.atv",
+                        "vocab/query_id.atv", "vocab/shop.atv", "catalog/item.atv",
+                        "catalog/coupon.atv"},
+}
+# every atv file with its hashed index (<file>x)
 NAMED = {
-    "tiny": GRAPHS | {"vocab/item_id.atv", "vocab/category.atv", "catalog/item.atv",
-                      "catalog/item.category.u32"},
-    "tiny-multigroup": GRAPHS | {"vocab/category.atv", "vocab/coupon_id.atv",
-                                 "vocab/item_id.atv", "vocab/query_id.atv", "vocab/shop.atv",
-                                 "catalog/item.atv", "catalog/item.category.u32",
-                                 "catalog/item.shop.u32", "catalog/coupon.atv",
-                                 "catalog/coupon.category.u32", "catalog/coupon.shop.u32"},
+    "tiny": GRAPHS | ATV["tiny"] | {f"{a}x" for a in ATV["tiny"]}
+    | {"catalog/item.category.u32"},
+    "tiny-multigroup": GRAPHS | ATV["tiny-multigroup"]
+    | {f"{a}x" for a in ATV["tiny-multigroup"]}
+    | {"catalog/item.category.u32", "catalog/item.shop.u32", "catalog/coupon.category.u32",
+       "catalog/coupon.shop.u32"},
 }
 
 

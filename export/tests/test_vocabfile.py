@@ -9,9 +9,13 @@ from atrank_export.vocabfile import (
     Atv,
     TableIndex,
     bucket,
+    index_find,
+    index_slots,
+    index_table,
     read_column,
     sorted_keys,
     write_atv,
+    write_atv_index,
     write_column,
     xxh3_64,
 )
@@ -184,3 +188,95 @@ def test_many_keys_written_vectorised(tmp_path):
     assert len(atv) == 200_000
     assert atv.find("199999") == keys.index("199999") + 1
     assert atv.find("200000") == 0
+
+
+def probe_by_hand(table: list[int], seed: int, key: bytes) -> int | None:
+    """The slot holding ``key``'s rank + 1 by the doc's rule, read slot by slot (no max_probes:
+    an independent check that every key is reachable from its home through full slots)."""
+    h = xxh3_64(key, seed)
+    i = h % len(table)
+    for _ in range(len(table)):
+        if table[i] == 0:
+            return None
+        if table[i] >> 32 == h >> 32:
+            return i
+        i = (i + 1) % len(table)
+    return None
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 100, 5000])
+def test_index_layout_and_lookups(tmp_path, n):
+    keys = sorted_keys(f"item-{k * 7919 % 100003}" for k in range(n))
+    write_atv(tmp_path / "v.atv", keys)
+    write_atv_index(tmp_path / "v.atvx", keys, seed=11)
+    data = (tmp_path / "v.atvx").read_bytes()
+    assert data[:8] == b"ATRVIX01"
+    n_, slots, seed, max_probes = struct.unpack_from("<QQQQ", data, 8)
+    assert (n_, seed) == (n, 11)
+    # the smallest power of two >= 4/3 n and > n
+    assert slots == index_slots(n) and slots & (slots - 1) == 0 and slots > n
+    assert 3 * slots >= 4 * n and (slots == 1 or 3 * slots < 8 * n + 8)
+    assert len(data) == 40 + 8 * slots
+    table = list(struct.unpack_from(f"<{slots}Q", data, 40))
+    assert sum(v != 0 for v in table) == n
+    longest = 0
+    for r, k in enumerate(keys):
+        enc = k.encode()
+        i = probe_by_hand(table, 11, enc)
+        assert i is not None and table[i] & 0xFFFFFFFF == r + 1, k
+        longest = max(longest, (i - xxh3_64(enc, 11) % slots) % slots + 1)
+    assert max_probes == max(longest, 1)
+    atv = Atv.open(tmp_path / "v.atv")
+    for r, k in enumerate(keys):
+        assert index_find(data, atv, k) == r + 1
+    for miss in ["", "item-", "item-100003", "zzz", "日本"]:
+        assert index_find(data, atv, miss) == 0
+
+
+def test_index_table_places_colliding_keys_in_rank_order():
+    # hashes chosen by hand: tags 1..6 in the high halves, homes 3, 3, 4, 15, 15, 3
+    tag = [(k + 1) << 32 for k in range(6)]
+    homes = [3, 3, 4, 15, 15, 3]
+    hashes = np.array([t | h for t, h in zip(tag, homes)], dtype=np.uint64)
+    table, max_probes = index_table(hashes)
+    assert len(table) == 8          # 6 keys: 8 slots (>= 8, > 6)
+    # homes mod 8: 3, 3, 4, 7, 7, 3. Round 0: ranks 0, 2, 3 take 3, 4, 7. Round 1: rank 1
+    # tries 4 (taken), rank 4 tries 0 (free), rank 5 tries 4 (taken). Round 2: ranks 1, 5
+    # both try 5: rank 1 takes it. Round 3: rank 5 takes 6.
+    want = {3: 0, 4: 2, 7: 3, 0: 4, 5: 1, 6: 5}
+    for slot, r in want.items():
+        assert int(table[slot]) == tag[r] | (r + 1), slot
+    assert int(table[1]) == int(table[2]) == 0
+    assert max_probes == 4
+
+
+def test_index_command_upgrades_a_package(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from atrank_export.cli import main
+    from atrank_export.manifest import verify
+
+    src = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tiny"
+    pkg = tmp_path / "tiny"
+    shutil.copytree(src, pkg)
+    spec = json.loads((pkg / "spec.json").read_text())
+    for rel in spec["atv_index"].values():
+        (pkg / rel).unlink()
+    del spec["atv_index"]
+    (pkg / "spec.json").write_text(json.dumps(spec))
+    assert main(["manifest", "--package", str(pkg)]) == 0
+    assert main(["index", "--package", str(pkg)]) == 0
+    spec = json.loads((pkg / "spec.json").read_text())
+    assert spec["atv_index"] == {"vocab/category.atv": "vocab/category.atvx",
+                                 "vocab/item_id.atv": "vocab/item_id.atvx",
+                                 "catalog/item.atv": "catalog/item.atvx"}
+    assert verify(pkg) == []
+    for atv_rel, rel in spec["atv_index"].items():
+        # the same bytes as the committed fixture's (written by the same command)
+        assert (pkg / rel).read_bytes() == (src / rel).read_bytes()
+        atv = Atv.open(pkg / atv_rel)
+        data = (pkg / rel).read_bytes()
+        keys = atv.keys()          # a list (Atv is not a dict)
+        assert [index_find(data, atv, k) for k in keys] == list(range(1, len(atv) + 1))

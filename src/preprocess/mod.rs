@@ -189,7 +189,12 @@ impl Preprocessor {
             }
             let digest = spec.digest(file)?;
             let map = pkg.map(file, digest, verify.hashes(digest.bytes))?;
-            let atv = Atv::open(map, file, Some(n))?;
+            let mut atv = Atv::open(map, file, Some(n))?;
+            if let Some(index) = spec.atv_index.get(file) {
+                let digest = spec.digest(index)?;
+                let map = pkg.map(index, digest, verify.hashes(digest.bytes))?;
+                atv = atv.with_index(map, index)?;
+            }
             atvs.insert(file.to_owned(), atv.clone());
             Ok(atv)
         };

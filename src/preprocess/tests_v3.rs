@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::package::sha256_hex;
-use crate::vocab::{atv_bytes, xxh3_64};
+use crate::vocab::{atv_bytes, atv_index_bytes, xxh3_64};
 use crate::ErrorCode;
 
 const SEED: u64 = 7;
@@ -402,4 +402,79 @@ fn load_refuses_damaged_files() {
     std::fs::write(pkg.0.join("catalog/item.category.u32"), column(&[2, 0, 2])).unwrap();
     let e = load(&pkg).unwrap_err();
     assert!(e.to_string().contains("SHA-256"), "{e}");
+}
+
+/// `base_files` with a hashed index for each atv file, and the spec naming them.
+fn indexed_package(name: &str, index: Vec<u8>) -> Pkg {
+    let mut spec = spec_json(None, 3);
+    spec["atv_index"] = json!({"vocab/item_id.atv": "vocab/item_id.atvx",
+                               "vocab/category.atv": "vocab/category.atvx"});
+    let mut files = base_files(&[1, 0, 2]);
+    files.push(("vocab/item_id.atvx", index));
+    files.push((
+        "vocab/category.atvx",
+        atv_index_bytes(&["c1", "c2"], 5).unwrap(),
+    ));
+    write_package(name, spec, &files)
+}
+
+#[test]
+fn atv_indexes_give_the_same_indices() {
+    let pkg = indexed_package("index", atv_index_bytes(&["i1", "i2", "i3"], 0).unwrap());
+    let spec = Spec::read(&pkg.0).unwrap();
+    assert_eq!(spec.atv_index.len(), 2);
+    assert!(spec.referenced_files().contains(&"vocab/item_id.atvx"));
+    let p = load(&pkg).unwrap();
+    assert!(p.tables.iter().all(|t| t.atv.has_index()));
+    // the catalog's keys are the id vocabulary: the same opened file, with its index
+    assert!(p.groups[0].as_ref().unwrap().catalog.keys.has_index());
+    let history = [
+        Behavior::item("i2", Some("c2"), Some("like"), 99 * 86_400),
+        Behavior::item("new", None, Some("other"), 98 * 86_400),
+    ];
+    let out = score_inputs(&p, &history, &["i1", "i2", "i3", "zz", ""]).unwrap();
+    assert_eq!(col(&out, "cand_id"), [1, 2, 3, bucket("zz"), bucket("")]);
+    assert_eq!(col(&out, "cand_category"), [1, 0, 2, 0, 0]);
+    assert_eq!(col(&out, "item_id"), [bucket("new"), 2]);
+    assert_eq!(col(&out, "item_category"), [0, 2]);
+}
+
+#[test]
+fn atv_index_entries_are_checked() {
+    let index = |s: &mut Value, v: Value| s["atv_index"] = v;
+    refused(
+        |s| index(s, json!({"vocab/nope.atv": "vocab/nope.atvx"})),
+        "not a table's vocab or a catalog's keys",
+    );
+    refused(
+        |s| index(s, json!({"vocab/item_id.atv": "/tmp/x.atvx"})),
+        "relative path inside the package",
+    );
+    refused(
+        |s| {
+            index(
+                s,
+                json!({"vocab/item_id.atv": "i.atvx", "vocab/category.atv": "i.atvx"}),
+            )
+        },
+        "names \"i.atvx\" for both",
+    );
+    refused(
+        |s| index(s, json!({"vocab/item_id.atv": "vocab/category.atv"})),
+        "is an atv file of the spec",
+    );
+    // an index the manifest does not list
+    refused(
+        |s| index(s, json!({"vocab/item_id.atv": "vocab/item_id.atvx"})),
+        "\"files\" has no entry for \"vocab/item_id.atvx\"",
+    );
+    // an index for another file: refused when loaded
+    let pkg = indexed_package("index-n", atv_index_bytes(&["i1", "i2"], 0).unwrap());
+    let e = load(&pkg).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidPackage);
+    assert!(
+        e.to_string()
+            .contains("vocab/item_id.atvx: indexes 2 keys, but vocab/item_id.atv holds 3"),
+        "{e}"
+    );
 }

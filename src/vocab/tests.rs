@@ -19,14 +19,9 @@ fn err(r: Result<impl std::fmt::Debug>) -> String {
     }
 }
 
-#[test]
-fn reads_the_python_writers_file() {
-    let atv = small();
-    assert_eq!(atv.len(), 8);
-    for (k, key) in SMALL_KEYS.iter().enumerate() {
-        assert_eq!(atv.key(k).unwrap(), *key);
-        assert_eq!(atv.get(key).unwrap(), Some(k), "{key}");
-    }
+/// Strings that are not keys of the small file (near ones, prefixes, extensions, not UTF-8)
+/// miss.
+fn misses_of_small(atv: &Atv) {
     for miss in [
         "",
         "0",
@@ -44,6 +39,17 @@ fn reads_the_python_writers_file() {
     // Bytes that are not UTF-8 can only miss.
     assert_eq!(atv.get_bytes(b"\xff\xfe").unwrap(), None);
     assert_eq!(atv.get_bytes(b"\xc3").unwrap(), None);
+}
+
+#[test]
+fn reads_the_python_writers_file() {
+    let atv = small();
+    assert_eq!(atv.len(), 8);
+    for (k, key) in SMALL_KEYS.iter().enumerate() {
+        assert_eq!(atv.key(k).unwrap(), *key);
+        assert_eq!(atv.get(key).unwrap(), Some(k), "{key}");
+    }
+    misses_of_small(&atv);
     assert!(err(atv.key(8)).contains("key 8 asked of a file of 8 keys"));
 }
 
@@ -328,4 +334,192 @@ fn touch_reads_inside_the_slice_only() {
     );
     assert_eq!(touch(&b, 1..2), b[1] ^ b[1]);
     assert_eq!(touch(&b, 3..70), b[3] ^ b[67] ^ b[69]);
+}
+
+/// Written by the Python writer (tests/fixtures/vocab/README.md has the command).
+const SMALL_INDEX: &[u8] = include_bytes!("../../tests/fixtures/vocab/small.atvx");
+
+fn indexed(keys: &[String], index: Vec<u8>) -> Result<Atv> {
+    Atv::open(atv_bytes(keys).unwrap(), "f.atv", Some(keys.len() as u64))
+        .unwrap()
+        .with_index(index, "f.atvx")
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn reads_the_python_writers_index() {
+    let atv = small()
+        .with_index(SMALL_INDEX.to_vec(), "vocab/small.atvx")
+        .unwrap();
+    assert!(atv.has_index());
+    // The header, by the format's rule: 8 keys -> 16 slots (>= 4/3 n, above n, a power of 2).
+    assert_eq!(&SMALL_INDEX[..8], b"ATRVIX01");
+    assert_eq!(u64_at(SMALL_INDEX, 8), 8);
+    assert_eq!(u64_at(SMALL_INDEX, 16), 16);
+    assert_eq!(SMALL_INDEX.len(), 40 + 8 * 16);
+    // Every non-empty slot is one key's: its fingerprint is the high half of the key's hash.
+    let seed = u64_at(SMALL_INDEX, 24);
+    let mut ranks = Vec::new();
+    for i in 0..16 {
+        let v = u64_at(SMALL_INDEX, 40 + 8 * i);
+        if v != 0 {
+            let r = (v & 0xFFFF_FFFF) as usize - 1;
+            assert_eq!(v >> 32, xxh3_64(SMALL_KEYS[r].as_bytes(), seed) >> 32);
+            ranks.push(r);
+        }
+    }
+    ranks.sort_unstable();
+    assert_eq!(ranks, (0..8).collect::<Vec<_>>());
+    for (k, key) in SMALL_KEYS.iter().enumerate() {
+        assert_eq!(atv.get(key).unwrap(), Some(k), "{key}");
+    }
+    misses_of_small(&atv);
+}
+
+#[test]
+fn index_slots_follow_the_rule() {
+    for (n, slots) in [
+        (0, 1),
+        (1, 2),
+        (2, 4),
+        (3, 4),
+        (4, 8),
+        (6, 8),
+        (7, 16),
+        (12, 16),
+        (13, 32),
+    ] {
+        assert_eq!(index_slots(n), slots, "n = {n}");
+    }
+    // 10^7 keys: 2^24 slots, a load of 0.6
+    assert_eq!(index_slots(10_000_000), 1 << 24);
+    for n in 1..5000u64 {
+        let s = index_slots(n);
+        assert!(
+            s.is_power_of_two() && s > n && 3 * s >= 4 * n && (s == 2 || 3 * s / 2 < 4 * n + 8),
+            "n = {n}: {s}"
+        );
+    }
+}
+
+#[test]
+fn indexed_lookup_matches_the_sorted_search() {
+    for n in [1usize, 2, 7, 64, 1000, 9000] {
+        let mut keys: Vec<String> = (0..n).map(|k| format!("k{:07}", k * 7 + 3)).collect();
+        keys.sort();
+        let plain = Atv::open(atv_bytes(&keys).unwrap(), "f.atv", Some(n as u64)).unwrap();
+        for seed in [0u64, 0x9E37_79B9_7F4A_7C15] {
+            let atv = indexed(&keys, atv_index_bytes(&keys, seed).unwrap()).unwrap();
+            let mut probes: Vec<Vec<u8>> = Vec::new();
+            for (rank, key) in keys.iter().enumerate() {
+                assert_eq!(atv.get(key).unwrap(), Some(rank), "n = {n}, {key}");
+                probes.push(keys[(rank * 7919) % n].clone().into());
+                probes.push(format!("{key}0").into());
+                probes.push(key.as_bytes()[..key.len() - 1].to_vec());
+            }
+            probes.extend(["", "a", "k", "z"].map(|p| p.as_bytes().to_vec()));
+            for p in &probes {
+                assert_eq!(
+                    atv.get_bytes(p).unwrap(),
+                    plain.get_bytes(p).unwrap(),
+                    "{p:?}"
+                );
+            }
+            get_many_agrees(&atv, &probes);
+            let mut found = Vec::new();
+            atv.get_many(&keys, &mut found).unwrap();
+            assert_eq!(found, (0..n).map(Some).collect::<Vec<_>>(), "n = {n}");
+        }
+    }
+}
+
+#[test]
+fn with_index_refuses_damaged_headers() {
+    let keys: Vec<String> = SMALL_KEYS.iter().map(|k| k.to_string()).collect();
+    let good = atv_index_bytes(&keys, 0).unwrap();
+    let set = |at: usize, v: u64| {
+        let mut b = good.clone();
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        b
+    };
+    let mut magic = good.clone();
+    magic[..8].copy_from_slice(b"ATRVOC01");
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (good[..47].to_vec(), "too short"),
+        (magic, "not an atv index"),
+        (set(8, 9), "indexes 9 keys"),
+        (set(16, 12), "power of two"),
+        (set(16, 8), "power of two above"),
+        (set(16, 32), "truncated or damaged"),
+        (set(16, 1 << 61), "truncated or damaged"),
+        (set(16, 1 << 63), "truncated or damaged"),
+        (set(32, 0), "max_probes 0"),
+        (set(32, 17), "max_probes 17"),
+        (good[..good.len() - 8].to_vec(), "truncated or damaged"),
+    ];
+    for (bytes, want) in cases {
+        let e = err(indexed(&keys, bytes));
+        assert!(
+            e.contains(want) && e.contains("f.atvx"),
+            "{e} (wanted {want:?})"
+        );
+    }
+    indexed(&keys, good).unwrap();
+}
+
+#[test]
+fn damaged_slots_give_errors_or_misses_never_a_wrong_rank() {
+    let mut keys: Vec<String> = (0..300).map(|k| format!("item-{}", k * 13)).collect();
+    keys.sort();
+    let good = atv_index_bytes(&keys, 7).unwrap();
+    let slots = (good.len() - 40) / 8;
+    let mut probes: Vec<Vec<u8>> = keys.iter().map(|k| k.clone().into_bytes()).collect();
+    probes.extend((0..300).map(|k| format!("item-{}", k * 13 + 5).into_bytes()));
+    // Each slot in turn: emptied, its rank moved to the next key's, zeroed, pushed past n, or
+    // its fingerprint changed; and max_probes cut to 1.
+    let mut cases = Vec::new();
+    for i in 0..slots {
+        let at = 40 + 8 * i;
+        let v = u64_at(&good, at);
+        for w in [
+            0,
+            v + 1,
+            v & !0xFFFF_FFFF,
+            (v & !0xFFFF_FFFF) | 301,
+            v ^ (1 << 40),
+        ] {
+            let mut b = good.clone();
+            b[at..at + 8].copy_from_slice(&w.to_le_bytes());
+            cases.push(b);
+        }
+    }
+    let mut one = good.clone();
+    one[32..40].copy_from_slice(&1u64.to_le_bytes());
+    cases.push(one);
+    let (mut errors, mut misses) = (0, 0);
+    for b in cases {
+        let atv = indexed(&keys, b).unwrap();
+        for p in &probes {
+            match atv.get_bytes(p) {
+                Ok(Some(r)) => assert_eq!(keys[r].as_bytes(), &p[..]),
+                Ok(None) => {
+                    misses += usize::from(
+                        keys.binary_search(&String::from_utf8(p.clone()).unwrap())
+                            .is_ok(),
+                    )
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), crate::ErrorCode::InvalidPackage);
+                    assert!(e.to_string().contains("damaged index"), "{e}");
+                    errors += 1;
+                }
+            }
+        }
+        get_many_agrees(&atv, &probes);
+    }
+    // the damage was seen: present keys missed and damaged slots reported
+    assert!(errors > 0 && misses > 0, "errors {errors}, misses {misses}");
 }

@@ -1,4 +1,4 @@
-"""Command line: ``python -m atrank_export {train,export,fixture,manifest,verify} ...``."""
+"""Command line: ``python -m atrank_export {train,export,fixture,manifest,index,verify} ...``."""
 
 from __future__ import annotations
 
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
     m = sub.add_parser("manifest", help="(re)write spec.json's \"files\" (sha256 and size "
                        "of every file the spec names) from the files in a package")
     m.add_argument("--package", type=Path, required=True)
+    x = sub.add_parser("index", help="write a hashed index for every atv file of a package "
+                       "(spec.json's atv_index; packages written before indexes existed)")
+    x.add_argument("--package", type=Path, required=True)
     v = sub.add_parser("verify", help="recompute every file's sha256 and size against "
                        "spec.json's \"files\"")
     v.add_argument("--package", type=Path, required=True)
@@ -205,6 +208,12 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
 
         files = write_manifest(a.package)
         print(f"wrote {a.package / 'spec.json'}: files ({len(files)}: {', '.join(files)})")
+        return 0
+    if a.cmd == "index":
+        from .manifest import add_atv_indexes
+
+        index = add_atv_indexes(a.package)
+        print(f"wrote {len(index)} atv indexes: {', '.join(index.values())}")
         return 0
     if a.cmd == "verify":
         from .manifest import verify

@@ -42,7 +42,7 @@ from .model import ATRank, ModelConfig, table_name
 from .numerics import logit_magnitudes, logit_roundings, magnitude_bound, tolerance
 from .preprocess import Preprocessor, TimeBuckets, catalog_columns
 from .train import load_checkpoint, setup_threads
-from .vocabfile import TableIndex, write_atv, write_column
+from .vocabfile import TableIndex, write_atv, write_atv_index, write_column
 
 OPSET = 20
 SPEC_VERSION = 3
@@ -494,6 +494,9 @@ def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
         "tables": {t: {"vocab": f"vocab/{t}.atv", "size": len(keys),
                        "hash_buckets": c.hash_buckets.get(t, 0)}
                    for t, keys in sorted(ckpt["vocabs"].items())},
+        # every atv file's hashed index (docs/package-format.md, "The atv index file")
+        "atv_index": {**{f"vocab/{t}.atv": f"vocab/{t}.atvx" for t in sorted(ckpt["vocabs"])},
+                      **{f"catalog/{g}.atv": f"catalog/{g}.atvx" for g in catalogs}},
         "groups": groups,
         "target_group": c.target_group,
         "candidate_inputs": {f: f"cand_{f}" for f in c.group(c.target_group).features},
@@ -521,10 +524,12 @@ def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, An
     summary = export_graphs(model, out)
     for t, keys in ckpt["vocabs"].items():
         write_atv(out / "vocab" / f"{t}.atv", keys)
+        write_atv_index(out / "vocab" / f"{t}.atvx", keys)
     raw = {g: (list(ckpt["catalogs"][g]["keys"]), cols)
            for g, (_keys, cols) in pre_mem.catalogs.items()}
     for g, (keys, cols) in raw.items():
         write_atv(out / "catalog" / f"{g}.atv", keys)
+        write_atv_index(out / "catalog" / f"{g}.atvx", keys)
         for f, col in cols.items():
             write_column(out / "catalog" / f"{g}.{f}.u32", col)
     write_spec(out, model, ckpt, ckpt["name"], raw)

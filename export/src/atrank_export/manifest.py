@@ -25,7 +25,8 @@ SPEC = "spec.json"
 def referenced_files(spec: dict[str, Any]) -> list[str]:
     """The relative paths a spec (spec_version 3) names, in spec order, without duplicates:
     ``graph.file``, ``graph.encoder.file``, ``graph.scorer.file``, ``graph.external_data``,
-    every ``tables[].vocab``, every ``groups[].catalog.keys`` and ``.columns`` value."""
+    every ``tables[].vocab``, every ``groups[].catalog.keys`` and ``.columns`` value, every
+    ``atv_index`` value."""
     version = spec.get("spec_version")
     if version != 3:
         raise ValueError(f"unknown spec_version {version!r} (this exporter writes 3)")
@@ -37,6 +38,7 @@ def referenced_files(spec: dict[str, Any]) -> list[str]:
         cat = g.get("catalog") or {}
         paths.append(cat.get("keys"))
         paths += list(cat.get("columns", {}).values())
+    paths += list(spec.get("atv_index", {}).values())
     return list(dict.fromkeys(p for p in paths if p is not None))
 
 
@@ -64,6 +66,28 @@ def write_manifest(package_dir: str | Path) -> dict[str, dict]:
     spec["files"] = file_manifest(package_dir, referenced_files(spec))
     path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return spec["files"]
+
+
+def add_atv_indexes(package_dir: str | Path) -> dict[str, str]:
+    """Give every atv file the spec names (tables' vocabularies, catalogs' keys) a hashed index
+    ``<file>x`` (docs/package-format.md, "The atv index file"), record them in spec.json's
+    ``atv_index`` and rewrite ``files``: packages written before indexes existed look up
+    faster after it, with the same answers. Returns ``atv_index``."""
+    from .vocabfile import Atv, write_atv_index
+
+    root = Path(package_dir)
+    path = root / SPEC
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    atvs = [t["vocab"] for t in spec.get("tables", {}).values()]
+    atvs += [g["catalog"]["keys"] for g in spec.get("groups", []) if g.get("catalog")]
+    index = {}
+    for rel in dict.fromkeys(atvs):
+        index[rel] = f"{rel}x"
+        write_atv_index(root / index[rel], Atv.open(root / rel).keys())
+    spec["atv_index"] = index
+    path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    write_manifest(root)
+    return index
 
 
 def verify(package_dir: str | Path) -> list[str]:

@@ -5,6 +5,8 @@
   byte order, so a key's table index is its rank + 1 and lookup is a binary search.
 * the "Indices" rule: a key maps to ``k + 1``; an unseen string to a hashed bucket
   ``n + 1 + xxh3_64(utf8(s), seed) % h`` when the table has ``h > 0`` buckets; else 0.
+* atv index file: the hashed index of an atv file (linear probing over xxh3_64), so that a
+  look-up reads one or two slots and one key instead of searching the sorted keys.
 * catalog columns: ``rows`` u32 LE values.
 
 numpy + xxhash only: the runtime (src/vocab.rs) reads the same bytes.
@@ -85,6 +87,86 @@ def write_atv(path: PathLike, keys: Sequence[str]) -> None:
         f.write(b"".join(enc))
 
 
+INDEX_MAGIC = b"ATRVIX01"
+INDEX_HEADER_BYTES = 40
+
+
+def index_slots(n: int) -> int:
+    """Slots of the hashed index of ``n`` keys: the smallest power of two at least 4/3 n and
+    above n (a load of 3/8 to 3/4)."""
+    least = max(n + -(-n // 3), n + 1)
+    return 1 << (least - 1).bit_length()
+
+
+def index_table(hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """The slots of the hashed index of keys whose xxh3_64 hashes are ``hashes`` (uint64, in
+    rank order), and the most slots any key's look-up reads (``max_probes``).
+
+    Linear probing, placed in rounds (vectorised): in round p every key still unplaced
+    tries slot ``(home + p) mod slots``; of those trying one free slot, the lowest rank takes
+    it. A key placed in round p passed p slots that were taken, so a look-up that reads the
+    slots from the key's home on, until an empty one, finds it."""
+    n = len(hashes)
+    slots = index_slots(n)
+    mask = np.uint64(slots - 1)
+    table = np.zeros(slots, dtype="<u8")
+    home = (hashes & mask).astype(np.int64)
+    tagged = (hashes >> np.uint64(32)) << np.uint64(32)
+    pending = np.arange(n, dtype=np.int64)
+    probe = 0
+    while pending.size:
+        pos = (home[pending] + probe) & (slots - 1)
+        free = np.flatnonzero(table[pos] == 0)
+        # pending is in rank order, so the first of each position is the lowest rank
+        taken, first = np.unique(pos[free], return_index=True)
+        winners = pending[free[first]]
+        table[taken] = tagged[winners] | (winners + 1).astype(np.uint64)
+        keep = np.ones(pending.size, dtype=bool)
+        keep[free[first]] = False
+        pending = pending[keep]
+        probe += 1
+    return table, max(probe, 1)
+
+
+def write_atv_index(path: PathLike, keys: Sequence[str], seed: int = 0) -> None:
+    """Write the hashed index of the atv file of ``keys`` (in its order: key k has rank k):
+    a 40-byte header (magic, n, slots, seed, max_probes) and ``slots`` u64 LE, each 0 or
+    ``(h >> 32) << 32 | (rank + 1)`` with h = xxh3_64(utf8(key), seed)."""
+    enc = _encode(keys)
+    if len(enc) >= 0xFFFFFFFF:
+        raise ValueError(f"{len(enc)} keys: an index holds fewer than 2^32 - 1")
+    hashes = np.fromiter((xxhash.xxh3_64_intdigest(k, seed=seed) for k in enc),
+                         dtype=np.uint64, count=len(enc))
+    table, max_probes = index_table(hashes)
+    with open(path, "wb") as f:
+        f.write(INDEX_MAGIC + struct.pack("<QQQQ", len(enc), len(table), seed, max_probes))
+        f.write(table.tobytes())
+
+
+def index_find(index: bytes | np.ndarray, atv: Atv, s: str) -> int:
+    """``k + 1`` when ``s`` is key k of ``atv``, else 0, through its hashed index (the bytes
+    of an index file): the reference look-up (tests; the runtime is src/vocab.rs)."""
+    data = np.frombuffer(bytes(index), dtype=np.uint8)
+    if bytes(data[:8]) != INDEX_MAGIC:
+        raise ValueError("not an atv index")
+    n, slots, seed, max_probes = struct.unpack("<QQQQ", bytes(data[8:40]))
+    table = data[INDEX_HEADER_BYTES:].view("<u8")
+    if n != len(atv) or len(table) != slots:
+        raise ValueError("the index does not fit the atv file")
+    target = s.encode("utf-8", errors="surrogatepass")
+    h = xxhash.xxh3_64_intdigest(target, seed=seed)
+    i = h & (slots - 1)
+    for _ in range(max_probes):
+        v = int(table[i])
+        if v == 0:
+            return 0
+        r = v & 0xFFFFFFFF
+        if v >> 32 == h >> 32 and 1 <= r <= n and atv.key_bytes(r - 1) == target:
+            return r
+        i = (i + 1) & (slots - 1)
+    return 0
+
+
 class Atv:
     """An atv file mapped read-only (numpy memmap). ``find`` is a binary search over the
     mapped bytes; nothing is parsed or copied at open."""
@@ -128,6 +210,11 @@ class Atv:
         if not a <= b <= self._key_bytes:
             raise ValueError(f"{self.path}: offsets of key {k} ({a}..{b}) are damaged")
         return bytes(self._keys[a:b])
+
+    def key_bytes(self, k: int) -> bytes:
+        if not 0 <= k < self._n:
+            raise IndexError(f"key {k} out of range (n = {self._n})")
+        return self._key_bytes_at(k)
 
     def key(self, k: int) -> str:
         if not 0 <= k < self._n:
