@@ -228,21 +228,16 @@ impl HashIndex {
         Ok(r - 1)
     }
 
-    /// The rank in the first slot from the key's home whose fingerprint matches, if any
-    /// before an empty slot: where [`Atv::get_many`] reads ahead.
-    fn first_match(&self, p: Probe, n: usize) -> Option<usize> {
-        let mut i = p.home;
-        for _ in 0..self.max_probes {
-            let v = self.slot(i);
-            if v == 0 {
-                return None;
-            }
-            if v >> 32 == p.fingerprint {
-                return self.rank(i, v, n).ok();
-            }
-            i = (i + 1) & self.mask;
-        }
-        None
+    /// The slots a look-up of `p` compares a key at: (slot, value) of each slot from the
+    /// key's home on whose fingerprint matches, until an empty slot or `max_probes` slots.
+    fn matches(&self, p: Probe) -> impl Iterator<Item = (u64, u64)> + '_ {
+        (0..self.max_probes)
+            .map(move |k| {
+                let i = (p.home + k) & self.mask;
+                (i, self.slot(i))
+            })
+            .take_while(|&(_, v)| v != 0)
+            .filter(move |&(_, v)| v >> 32 == p.fingerprint)
     }
 }
 
@@ -391,19 +386,11 @@ impl Atv {
     /// Look-up through the hashed index: the slots from the key's home on, comparing the key
     /// where the fingerprint matches.
     fn lookup_hashed(&self, ix: &HashIndex, p: Probe, key: &[u8]) -> Result<Option<usize>> {
-        let mut i = p.home;
-        for _ in 0..ix.max_probes {
-            let v = ix.slot(i);
-            if v == 0 {
-                return Ok(None);
+        for (i, v) in ix.matches(p) {
+            let r = ix.rank(i, v, self.n)?;
+            if self.key_bytes(r)? == key {
+                return Ok(Some(r));
             }
-            if v >> 32 == p.fingerprint {
-                let r = ix.rank(i, v, self.n)?;
-                if self.key_bytes(r)? == key {
-                    return Ok(Some(r));
-                }
-            }
-            i = (i + 1) & ix.mask;
         }
         Ok(None)
     }
@@ -428,16 +415,16 @@ impl Atv {
                 sum ^= ix.slot(p.home) as u8;
             }
             ranks.clear();
-            ranks.extend(probes.iter().map(|p| ix.first_match(*p, self.n)));
+            // The first matching slot's rank (a damaged one is left to the look-up).
+            ranks.extend(probes.iter().map(|p| {
+                let (i, v) = ix.matches(*p).next()?;
+                ix.rank(i, v, self.n).ok()
+            }));
             for r in ranks.iter().flatten() {
                 sum ^= touch(bytes, HEADER + 8 * r..HEADER + 8 * (r + 2));
             }
-            let offset = |k: usize| le_u64(bytes, HEADER + 8 * k).unwrap_or(u64::MAX);
             for &r in ranks.iter().flatten() {
-                let (a, b) = (offset(r), offset(r + 1));
-                if a <= b && b <= self.key_bytes as u64 {
-                    sum ^= touch(bytes, self.keys_at + a as usize..self.keys_at + b as usize);
-                }
+                sum ^= self.touch_keys(r, r + 1);
             }
             std::hint::black_box(sum);
             for (k, p) in chunk.iter().zip(&probes) {
@@ -445,6 +432,19 @@ impl Atv {
             }
         }
         Ok(())
+    }
+
+    /// Reads the cache lines of keys `lo..hi` (see [`touch`]), their offsets being in cache; a
+    /// damaged pair of offsets is left to the look-up, which reports it.
+    fn touch_keys(&self, lo: usize, hi: usize) -> u8 {
+        let bytes = self.data.bytes();
+        let offset = |k: usize| le_u64(bytes, HEADER + 8 * k).unwrap_or(u64::MAX);
+        let (a, b) = (offset(lo), offset(hi));
+        if a <= b && b <= self.key_bytes as u64 {
+            touch(bytes, self.keys_at + a as usize..self.keys_at + b as usize)
+        } else {
+            0
+        }
     }
 
     fn read_fences(&self) -> Option<Fences> {
@@ -572,13 +572,8 @@ impl Atv {
             for (lo, hi) in steps.iter().filter_map(block) {
                 sum ^= touch(bytes, HEADER + 8 * lo..HEADER + 8 * (hi + 1));
             }
-            let offset = |k: usize| le_u64(bytes, HEADER + 8 * k).unwrap_or(u64::MAX);
             for (lo, hi) in steps.iter().filter_map(block) {
-                // A damaged pair is left to the search, which reports it.
-                let (a, b) = (offset(lo), offset(hi));
-                if a <= b && b <= self.key_bytes as u64 {
-                    sum ^= touch(bytes, self.keys_at + a as usize..self.keys_at + b as usize);
-                }
+                sum ^= self.touch_keys(lo, hi);
             }
             std::hint::black_box(sum);
             for (k, step) in chunk.iter().zip(&steps) {
