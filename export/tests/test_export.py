@@ -64,9 +64,13 @@ def test_package_layout_and_golden(trained):
     assert spec["hash"] == {"function": "xxh3_64", "seed": 0}
     assert spec["tables"]["item_id"] == {"vocab": "vocab/item_id.atv", "size": 120,
                                          "hash_buckets": 0}
+    # the catalog holds the vocabulary's 120 keys: it names the vocabulary's file, and no
+    # second copy (nor its index) is written
     assert spec["groups"][0]["catalog"] == {
-        "keys": "catalog/item.atv", "rows": 120,
+        "keys": "vocab/item_id.atv", "rows": 120,
         "columns": {"category": "catalog/item.category.u32"}}
+    assert not (pkg / "catalog" / "item.atv").exists()
+    assert sorted(spec["atv_index"]) == ["vocab/category.atv", "vocab/item_id.atv"]
     names = [r["name"] for r in golden["requests"]]
     for want in ["empty-history", "only-item", "unknown-ids-item",
                  "longer-than-every-max-history", "ties-at-truncation-boundary",
@@ -224,3 +228,15 @@ def test_placeholder_tracing_writes_the_same_package(trained, tmp_path, monkeypa
     assert rows > 64
     for f in ("tables.bin", "model.onnx", "encoder.onnx", "scorer.onnx", "spec.json"):
         assert (tmp_path / "plain" / f).read_bytes() == (trained / "pkg" / f).read_bytes(), f
+
+
+def test_catalog_keys_file_is_the_vocabulary_only_when_the_keys_are_equal():
+    from types import SimpleNamespace
+
+    from atrank_export.export import catalog_keys_file
+    config = SimpleNamespace(table=lambda g, f: f"{g}_{f}")
+    ckpt = {"vocabs": {"item_id": ["a", "b", "c"]}}
+    assert catalog_keys_file("item", ["a", "b", "c"], config, ckpt) == "vocab/item_id.atv"
+    for other in (["a", "b"], ["a", "b", "d"], ["a", "b", "c", "d"]):
+        assert catalog_keys_file("item", other, config, ckpt) == "catalog/item.atv"
+    assert catalog_keys_file("shop", ["a", "b", "c"], config, ckpt) == "catalog/shop.atv"

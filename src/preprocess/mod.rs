@@ -227,8 +227,16 @@ impl Preprocessor {
                 let table_rows = tables[g.features[*f].table].rows();
                 cols.push((*f, Column::open(map, file, rows_usize, table_rows)?));
             }
+            // The catalog's keys are the id vocabulary when the spec names the same file, or
+            // a file whose manifest entry (SHA-256 and size) is the vocabulary's: the same
+            // bytes. (A file above the hashing limit is trusted to match its entry, as every
+            // mapped file is; a row past the catalog would still be refused by the columns.)
+            let vocab = &spec.tables[id_table].vocab;
+            let keys_are_ids = vocab == keys
+                || (spec.digest(vocab)? == spec.digest(keys)?
+                    && key_atv.len() == tables[id_table].atv.len());
             groups.push(Some(GroupCatalog {
-                keys_are_ids: spec.tables[id_table].vocab == *keys,
+                keys_are_ids,
                 catalog: Catalog {
                     keys: key_atv,
                     columns: cols,
@@ -352,52 +360,38 @@ impl Preprocessor {
         out: &mut [i64],
     ) -> Result<()> {
         let index = self.tables[self.spec.groups[g].features[0].table].index(id)?;
-        self.object_features_at(g, id, index, caller, out)
+        self.object_features_at(g, id, index, None, caller, out)
     }
 
-    /// [`Preprocessor::object_features`] with the id's index already looked up.
+    /// [`Preprocessor::object_features`] with the id's index already looked up, and with the
+    /// object's catalog row when the caller already has it (`row`; `None`: looked up here if
+    /// a feature needs it).
     fn object_features_at(
         &self,
         g: usize,
         id: &str,
         index: i64,
+        mut row: Option<Option<usize>>,
         caller: Option<&Behavior<'_>>,
         out: &mut [i64],
     ) -> Result<()> {
         let group = &self.spec.groups[g];
-        let id_table = &self.tables[group.features[0].table];
         out[0] = index;
-        let mut row: Option<Option<usize>> = None;
         for (f, feature) in group.features.iter().enumerate().skip(1) {
             out[f] = match caller.and_then(|b| b.feature(&feature.name)) {
                 Some(v) => self.tables[feature.table].index(v)?,
                 None => {
-                    let Some(GroupCatalog {
-                        catalog,
-                        keys_are_ids,
-                    }) = &self.groups[g]
-                    else {
+                    let Some(c) = &self.groups[g] else {
                         // No catalog: a feature the caller does not give is missing (0).
                         out[f] = 0;
                         continue;
                     };
                     let r = match row {
                         Some(r) => r,
-                        None => {
-                            let r = if *keys_are_ids {
-                                // Ids 1..=n are keys; 0 and hashed buckets are not.
-                                usize::try_from(index)
-                                    .ok()
-                                    .filter(|&i| i >= 1 && i <= id_table.atv.len())
-                                    .map(|i| i - 1)
-                            } else {
-                                catalog.row(id)?
-                            };
-                            *row.insert(r)
-                        }
+                        None => *row.insert(self.catalog_row(g, c, id, index)?),
                     };
                     match r {
-                        Some(r) => catalog.value(r, f)?,
+                        Some(r) => c.catalog.value(r, f)?,
                         None => 0,
                     }
                 }
@@ -406,26 +400,57 @@ impl Preprocessor {
         Ok(())
     }
 
-    /// Reads the cache lines of group `g`'s catalog values for the objects of id indices
-    /// `index` (where the catalog is keyed by the ids), so that reading them next hits the
-    /// cache; see [`crate::vocab::touch`].
-    fn touch_catalog(&self, g: usize, index: &[i64]) {
-        let Some(GroupCatalog {
-            catalog,
-            keys_are_ids: true,
-        }) = &self.groups[g]
-        else {
-            return;
+    /// The row of object `id` (id index `index`) in group `g`'s catalog `c`.
+    fn catalog_row(
+        &self,
+        g: usize,
+        c: &GroupCatalog,
+        id: &str,
+        index: i64,
+    ) -> Result<Option<usize>> {
+        if c.keys_are_ids {
+            // Ids 1..=n are keys; 0 and hashed buckets are not.
+            let n = self.tables[self.spec.groups[g].features[0].table].atv.len();
+            Ok(usize::try_from(index)
+                .ok()
+                .filter(|&i| i >= 1 && i <= n)
+                .map(|i| i - 1))
+        } else {
+            c.catalog.row(id)
+        }
+    }
+
+    /// The catalog rows of a chunk of group `g`'s objects (`ids`, with their id indices
+    /// `index`) into `rows`, left empty when the group has no catalog. A catalog with its own
+    /// keys is searched through [`crate::vocab::Atv::get_many`], so that the look-ups' cache
+    /// misses overlap. Then the cache lines of the rows' catalog values are read, so that
+    /// reading them next hits the cache; see [`crate::vocab::touch`].
+    fn catalog_rows(
+        &self,
+        g: usize,
+        ids: &[&str],
+        index: &[i64],
+        rows: &mut Vec<Option<usize>>,
+    ) -> Result<()> {
+        rows.clear();
+        let Some(c) = &self.groups[g] else {
+            return Ok(());
         };
+        if c.keys_are_ids {
+            for (id, &i) in ids.iter().zip(index) {
+                rows.push(self.catalog_row(g, c, id, i)?);
+            }
+        } else {
+            c.catalog.keys.get_many(ids, rows)?;
+        }
         let mut sum = 0u8;
-        for &i in index {
-            if let Some(row) = usize::try_from(i).ok().and_then(|i| i.checked_sub(1)) {
-                for (_, column) in &catalog.columns {
-                    sum ^= column.touch(row);
-                }
+        for &r in rows.iter().flatten() {
+            for (_, column) in &c.catalog.columns {
+                sum ^= column.touch(r);
             }
         }
         std::hint::black_box(sum);
+        Ok(())
     }
 
     /// Turns B requests into one padded batch: every group's behaviors padded to the longest
@@ -524,15 +549,17 @@ impl Preprocessor {
         let mut one = vec![0i64; width];
         let id_table = &self.tables[self.spec.groups[t].features[0].table];
         let mut index = Vec::with_capacity(LOOKAHEAD);
+        let mut catalog_rows = Vec::with_capacity(LOOKAHEAD);
         for r in requests {
             // Chunks of candidates: their vocabulary and catalog reads are issued together, so
             // that the cache misses of a big catalog overlap (Atv::get_many).
             for chunk in r.candidates.chunks(LOOKAHEAD) {
                 index.clear();
                 id_table.index_many(chunk, &mut index)?;
-                self.touch_catalog(t, &index);
-                for (c, &i) in chunk.iter().zip(&index) {
-                    self.object_features_at(t, c, i, None, &mut one)?;
+                self.catalog_rows(t, chunk, &index, &mut catalog_rows)?;
+                for (k, (c, &i)) in chunk.iter().zip(&index).enumerate() {
+                    let row = catalog_rows.get(k).copied();
+                    self.object_features_at(t, c, i, row, None, &mut one)?;
                     for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
                         col.push(one[*f]);
                     }

@@ -279,21 +279,11 @@ fn ids_catalog_values_and_hashed_buckets() {
     }
 }
 
-#[test]
-fn candidates_beyond_one_lookahead_chunk() {
-    // Candidates are looked up LOOKAHEAD at a time: lists longer than a chunk, not a multiple
-    // of it, in two requests of a batch, give the same indices as the rule says one by one.
-    let mut spec = spec_json(None, 3);
-    spec["limits"]["max_candidates"] = json!(100);
-    let pkg = write_package("chunks", spec, &base_files(&[1, 0, 2]));
-    let p = load(&pkg).unwrap();
+/// Candidates are looked up LOOKAHEAD at a time (their catalog rows too): lists longer than a
+/// chunk, not a multiple of it, in two requests of a batch, must give the indices `want` says
+/// one by one: (id index, category index).
+fn check_chunked_candidates(p: &Preprocessor, want: impl Fn(&str) -> (i64, i64)) {
     let pool = ["i1", "i2", "i3", "zz", "", "i0", "i4"];
-    let want = |c: &str| match c {
-        "i1" => (1, 1),
-        "i2" => (2, 0),
-        "i3" => (3, 2),
-        other => (bucket(other), 0),
-    };
     let a: Vec<&str> = (0..2 * LOOKAHEAD + 5).map(|k| pool[k * 3 % 7]).collect();
     let b: Vec<&str> = (0..LOOKAHEAD + 1).map(|k| pool[k % 7]).collect();
     let out = p
@@ -320,6 +310,61 @@ fn candidates_beyond_one_lookahead_chunk() {
     let cats = [padded(&a, |w| w.1), padded(&b, |w| w.1)].concat();
     assert_eq!(col(&out, "cand_id"), ids);
     assert_eq!(col(&out, "cand_category"), cats);
+}
+
+/// The id rule of `base_files`' vocabulary i1, i2, i3 with the categories of `by_id`.
+fn ids_then(c: &str, by_id: [i64; 3]) -> (i64, i64) {
+    match c {
+        "i1" => (1, by_id[0]),
+        "i2" => (2, by_id[1]),
+        "i3" => (3, by_id[2]),
+        other => (bucket(other), 0),
+    }
+}
+
+fn keys_are_ids(p: &Preprocessor) -> bool {
+    p.groups[0].as_ref().unwrap().keys_are_ids
+}
+
+#[test]
+fn candidates_beyond_one_lookahead_chunk() {
+    let mut spec = spec_json(None, 3);
+    spec["limits"]["max_candidates"] = json!(100);
+    let pkg = write_package("chunks", spec, &base_files(&[1, 0, 2]));
+    let p = load(&pkg).unwrap();
+    assert!(keys_are_ids(&p));
+    check_chunked_candidates(&p, |c| ids_then(c, [1, 0, 2]));
+}
+
+#[test]
+fn a_catalog_whose_keys_file_has_the_vocabularys_bytes_is_read_by_id() {
+    // Another file, the same bytes (so the same manifest entry): the catalog row of id index
+    // i is i - 1, with no second look-up; the indices are the rule's.
+    let mut spec = spec_json(Some("catalog/item.atv"), 3);
+    spec["limits"]["max_candidates"] = json!(100);
+    let mut files = base_files(&[1, 0, 2]);
+    files.push(("catalog/item.atv", atv_bytes(&["i1", "i2", "i3"]).unwrap()));
+    let pkg = write_package("same-bytes", spec, &files);
+    let p = load(&pkg).unwrap();
+    assert!(keys_are_ids(&p));
+    check_chunked_candidates(&p, |c| ids_then(c, [1, 0, 2]));
+}
+
+#[test]
+fn a_catalog_with_its_own_keys_beyond_one_lookahead_chunk() {
+    // As many keys as the vocabulary, other keys: i1 -> c1, i3 -> c2, zz -> c2 (a hashed id
+    // the catalog knows), i2 has no row. Looked up LOOKAHEAD at a time (Atv::get_many).
+    let mut spec = spec_json(Some("catalog/item.atv"), 3);
+    spec["limits"]["max_candidates"] = json!(100);
+    let mut files = base_files(&[1, 2, 2]);
+    files.push(("catalog/item.atv", atv_bytes(&["i1", "i3", "zz"]).unwrap()));
+    let pkg = write_package("own-keys-chunks", spec, &files);
+    let p = load(&pkg).unwrap();
+    assert!(!keys_are_ids(&p));
+    check_chunked_candidates(&p, |c| match c {
+        "zz" => (bucket("zz"), 2),
+        other => ids_then(other, [1, 0, 2]),
+    });
 }
 
 #[test]

@@ -8,8 +8,10 @@ Writes, for a trained :class:`~atrank_export.model.ATRank`:
   ``scorer.onnx`` (``encoded``, ``mask``, candidates -> logits), traced by
   ``torch.onnx.export(dynamo=True)``, then :func:`~atrank_export.external_data.externalize`:
   every initializer of at least 1 KiB (the embedding tables) lives once in ``tables.bin``;
-* ``vocab/<table>.atv`` per embedding table, ``catalog/<group>.atv`` + one
-  ``catalog/<group>.<feature>.u32`` column per catalog feature (``vocabfile``);
+* ``vocab/<table>.atv`` per embedding table, ``catalog/<group>.atv`` (unless the catalog's
+  keys are the group's id vocabulary, whose file the spec then names) + one
+  ``catalog/<group>.<feature>.u32`` column per catalog feature (``vocabfile``), and a hashed
+  index ``<file>x`` per atv file;
 * ``golden.json`` (version 3): raw requests with PyTorch's logits and derived tolerances;
 * ``spec.json`` (spec_version 3) with ``files`` (every named file's sha256 and size) last.
 
@@ -462,8 +464,22 @@ def package_readme(spec: dict) -> str:
     return "\n".join(lines)
 
 
+def catalog_keys_file(group: str, keys: list[str], config, ckpt: dict) -> str:
+    """The atv file that holds group ``group``'s catalog keys: its id vocabulary's when the two
+    hold the same keys (one file, one index, and the runtime then reads catalog row i - 1 for
+    id index i with no second look-up), else ``catalog/<group>.atv``."""
+    table = config.table(group, "id")
+    vocab = ckpt["vocabs"].get(table)
+    if vocab is not None and len(vocab) == len(keys) and list(vocab) == list(keys):
+        return f"vocab/{table}.atv"
+    return f"catalog/{group}.atv"
+
+
 def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
-               catalogs: dict[str, tuple[list[str], dict[str, np.ndarray]]]) -> dict:
+               catalogs: dict[str, tuple[list[str], dict[str, np.ndarray]]],
+               keys_files: dict[str, str]) -> dict:
+    """spec.json and the package README; ``keys_files``: each catalog's keys file
+    (``catalog_keys_file``)."""
     c = model.config
     names = model.input_names()
     groups = []
@@ -476,7 +492,8 @@ def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
                        "length": f"{g.name}_len"}}
         if g.name in catalogs:
             keys, cols = catalogs[g.name]
-            entry["catalog"] = {"keys": f"catalog/{g.name}.atv", "rows": len(keys),
+            entry["catalog"] = {"keys": keys_files[g.name],
+                                "rows": len(keys),
                                 "columns": {f: f"catalog/{g.name}.{f}.u32" for f in cols}}
         groups.append(entry)
     spec = {
@@ -496,7 +513,7 @@ def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
                    for t, keys in sorted(ckpt["vocabs"].items())},
         # every atv file's hashed index (docs/package-format.md, "The atv index file")
         "atv_index": {**{f"vocab/{t}.atv": f"vocab/{t}.atvx" for t in sorted(ckpt["vocabs"])},
-                      **{f"catalog/{g}.atv": f"catalog/{g}.atvx" for g in catalogs}},
+                      **{f: f"{f}x" for f in keys_files.values() if f.startswith("catalog/")}},
         "groups": groups,
         "target_group": c.target_group,
         "candidate_inputs": {f: f"cand_{f}" for f in c.group(c.target_group).features},
@@ -527,12 +544,15 @@ def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, An
         write_atv_index(out / "vocab" / f"{t}.atvx", keys)
     raw = {g: (list(ckpt["catalogs"][g]["keys"]), cols)
            for g, (_keys, cols) in pre_mem.catalogs.items()}
+    keys_files = {g: catalog_keys_file(g, keys, model.config, ckpt)
+                  for g, (keys, _cols) in raw.items()}
     for g, (keys, cols) in raw.items():
-        write_atv(out / "catalog" / f"{g}.atv", keys)
-        write_atv_index(out / "catalog" / f"{g}.atvx", keys)
+        if keys_files[g].startswith("catalog/"):
+            write_atv(out / keys_files[g], keys)
+            write_atv_index(out / f"{keys_files[g]}x", keys)
         for f, col in cols.items():
             write_column(out / "catalog" / f"{g}.{f}.u32", col)
-    write_spec(out, model, ckpt, ckpt["name"], raw)
+    write_spec(out, model, ckpt, ckpt["name"], raw, keys_files)
     # the reference preprocessing reads the package just written (atv, hashes, columns)
     pre = Preprocessor.from_package(out)
     requests = golden_requests(ckpt, model.config)
