@@ -7,4 +7,5 @@ export ATRANK_ORT_LIB="${ATRANK_ORT_LIB:-$ATRANK_CACHE/onnxruntime-1.31.1/lib/li
 # torch's OpenMP spin-wait collapses throughput when another process holds a core.
 export OMP_WAIT_POLICY=PASSIVE
 export CARGO_TERM_COLOR=never
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's heading carries the wall-clock time, so a log shows where a run's minutes went.
+step() { printf '\n==> %s  [%s]\n' "$*" "$(date +%H:%M:%S)"; }
