@@ -29,6 +29,10 @@ NAMED = {
     | {"catalog/item.category.u32", "catalog/item.shop.u32", "catalog/coupon.category.u32",
        "catalog/coupon.shop.u32"},
 }
+# A package the exporter writes now, with tiny's layout: its catalog holds the id vocabulary's
+# keys, so the spec names vocab/item_id.atv as the catalog's keys and no catalog/item.atv (nor
+# its index) exists. The committed fixture was written before that rule.
+EXPORTED_TINY = NAMED["tiny"] - {"catalog/item.atv", "catalog/item.atvx"}
 
 
 def spec_of(pkg: Path) -> dict:
@@ -89,8 +93,8 @@ def test_exported_package_has_the_manifest(trained):
     pkg = trained / "pkg"
     spec = spec_of(pkg)
     assert list(spec)[-1] == "files"
-    assert set(spec["files"]) == NAMED["tiny"] == package_files(pkg)
-    assert spec["files"] == independent_manifest(pkg, NAMED["tiny"])
+    assert set(spec["files"]) == EXPORTED_TINY == package_files(pkg)
+    assert spec["files"] == independent_manifest(pkg, EXPORTED_TINY)
 
 
 def test_manifest_command_rewrites_only_files(tmp_path):
