@@ -46,7 +46,8 @@ step "the scale pipeline at toy size (benches/scale.sh: generate, read, train, e
 # Every code path of the 10M-item run (columnar Parquet, sparse training, placeholder export,
 # lifted lookups, the probe) on 20,000 items; the figures of a toy run mean nothing.
 SCALE_PROFILE=dev SCALE_WORK=build/scale-toy bash benches/scale.sh --items 20000 --users 2000 \
-  --behaviors 40000 --queries 2000 --categories 100 --shops 500 --steps 30 >/dev/null
+  --behaviors 40000 --queries 2000 --categories 100 --shops 500 --steps 30 --latency-rounds 2 \
+  >/dev/null
 test -s build/scale-toy/scale.md && cat build/scale-toy/scale.md
 
 step "the batch tool (atrank-batch, cargo feature batch): lint, integration tests, a CLI run"
