@@ -326,12 +326,22 @@ fn keys_are_ids(p: &Preprocessor) -> bool {
     p.groups[0].as_ref().unwrap().keys_are_ids
 }
 
+/// `base_files(category)` with room for 100 candidates; the catalog's keys are the id
+/// vocabulary's file (`own_keys` None) or a file `catalog/item.atv` holding `own_keys`.
+fn chunk_package(name: &str, category: &[u32], own_keys: Option<&[&str]>) -> Preprocessor {
+    let mut spec = spec_json(own_keys.map(|_| "catalog/item.atv"), 3);
+    spec["limits"]["max_candidates"] = json!(100);
+    let mut files = base_files(category);
+    if let Some(keys) = own_keys {
+        files.push(("catalog/item.atv", atv_bytes(keys).unwrap()));
+    }
+    let pkg = write_package(name, spec, &files);
+    load(&pkg).unwrap()
+}
+
 #[test]
 fn candidates_beyond_one_lookahead_chunk() {
-    let mut spec = spec_json(None, 3);
-    spec["limits"]["max_candidates"] = json!(100);
-    let pkg = write_package("chunks", spec, &base_files(&[1, 0, 2]));
-    let p = load(&pkg).unwrap();
+    let p = chunk_package("chunks", &[1, 0, 2], None);
     assert!(keys_are_ids(&p));
     check_chunked_candidates(&p, |c| ids_then(c, [1, 0, 2]));
 }
@@ -340,12 +350,7 @@ fn candidates_beyond_one_lookahead_chunk() {
 fn a_catalog_whose_keys_file_has_the_vocabularys_bytes_is_read_by_id() {
     // Another file, the same bytes (so the same manifest entry): the catalog row of id index
     // i is i - 1, with no second look-up; the indices are the rule's.
-    let mut spec = spec_json(Some("catalog/item.atv"), 3);
-    spec["limits"]["max_candidates"] = json!(100);
-    let mut files = base_files(&[1, 0, 2]);
-    files.push(("catalog/item.atv", atv_bytes(&["i1", "i2", "i3"]).unwrap()));
-    let pkg = write_package("same-bytes", spec, &files);
-    let p = load(&pkg).unwrap();
+    let p = chunk_package("same-bytes", &[1, 0, 2], Some(&["i1", "i2", "i3"]));
     assert!(keys_are_ids(&p));
     check_chunked_candidates(&p, |c| ids_then(c, [1, 0, 2]));
 }
@@ -354,12 +359,7 @@ fn a_catalog_whose_keys_file_has_the_vocabularys_bytes_is_read_by_id() {
 fn a_catalog_with_its_own_keys_beyond_one_lookahead_chunk() {
     // As many keys as the vocabulary, other keys: i1 -> c1, i3 -> c2, zz -> c2 (a hashed id
     // the catalog knows), i2 has no row. Looked up LOOKAHEAD at a time (Atv::get_many).
-    let mut spec = spec_json(Some("catalog/item.atv"), 3);
-    spec["limits"]["max_candidates"] = json!(100);
-    let mut files = base_files(&[1, 2, 2]);
-    files.push(("catalog/item.atv", atv_bytes(&["i1", "i3", "zz"]).unwrap()));
-    let pkg = write_package("own-keys-chunks", spec, &files);
-    let p = load(&pkg).unwrap();
+    let p = chunk_package("own-keys-chunks", &[1, 2, 2], Some(&["i1", "i3", "zz"]));
     assert!(!keys_are_ids(&p));
     check_chunked_candidates(&p, |c| match c {
         "zz" => (bucket("zz"), 2),
