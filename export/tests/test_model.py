@@ -147,3 +147,47 @@ def test_fused_evaluation_attention_matches_the_explicit_one():
     # block of keys; L = 9 is one block): logit_atol's count of roundings covers it. Row 0
     # (empty history) must agree too: its attention output is 0 on both paths.
     torch.testing.assert_close(fused, plain, rtol=0, atol=logit_atol(model, x))
+
+
+def test_serving_form_attention_matches_the_training_one():
+    """The exported graphs' attention (mask bias as a score column, zeroed values) gives the
+    training form's logits, empty and partial histories included, within the float32 bound of
+    docs/tolerances.md; the context restores the training form."""
+    from atrank_export.model import ATRank, amazon_preset, serving_form
+    from atrank_export.numerics import logit_atol
+
+    torch.manual_seed(5)
+    model = ATRank(amazon_preset(40, 5, 2, max_history=9, embedding_dim=8)).eval()
+    b, n, length = 5, 30, 9
+    g = torch.Generator().manual_seed(6)
+    x = {"item_id": torch.randint(1, 41, (b, length), generator=g),
+         "item_category": torch.randint(1, 6, (b, length), generator=g),
+         "item_action": torch.randint(1, 3, (b, length), generator=g),
+         "item_time": torch.randint(0, 13, (b, length), generator=g),
+         "item_len": torch.tensor([0, 1, 4, 9, 7]),
+         "cand_id": torch.randint(1, 41, (b, n), generator=g),
+         "cand_category": torch.randint(1, 6, (b, n), generator=g)}
+    with torch.no_grad():
+        plain = model(**x)
+        with serving_form(model):
+            assert all(m.serving for m in (model.self_att, model.vanilla_att))
+            served = model(**x)
+            # a padded behavior's content cannot leak in through the extra column
+            y = dict(x, item_id=x["item_id"].clone())
+            y["item_id"][2, 4:] = 7
+            assert torch.equal(model(**y)[2], served[2])
+        assert not model.self_att.serving and model.self_att._serving_q is None
+    assert torch.isfinite(served).all()
+    # Real keys: the extra score term is 1 * 0 (exact); padded keys weigh exp(MASK_FILL) = 0
+    # on both paths, and row 0 (no behaviors) is 0 on both: the same roundings, so
+    # logit_atol's count covers any difference in summation order.
+    torch.testing.assert_close(served, plain, rtol=0, atol=logit_atol(model, x))
+    # with weights where the ReLU'd scores are large, so that the masked columns matter
+    with torch.no_grad():
+        for m in (model.self_att, model.vanilla_att):
+            m.q.weight.mul_(30.0)
+            m.k.weight.mul_(30.0)
+        plain = model(**x)
+        with serving_form(model):
+            served = model(**x)
+    torch.testing.assert_close(served, plain, rtol=0, atol=logit_atol(model, x))

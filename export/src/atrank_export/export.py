@@ -40,7 +40,7 @@ from torch import nn
 from . import __version__
 from .external_data import TABLES, externalize
 from .manifest import write_manifest
-from .model import ATRank, ModelConfig, table_name
+from .model import ATRank, ModelConfig, serving_form, table_name
 from .numerics import logit_magnitudes, logit_roundings, magnitude_bound, tolerance
 from .preprocess import Preprocessor, TimeBuckets, catalog_columns
 from .train import load_checkpoint, setup_threads
@@ -192,7 +192,7 @@ def export_graphs(model: ATRank, out: Path) -> dict[str, Any]:
     placeholders and written to ``tables.bin`` straight from the model's tensors
     (:func:`_placeholder_tables`), so the export holds no copy of them."""
     model.eval()
-    with _placeholder_tables(model, PLACEHOLDER_ROWS) as tables:
+    with _placeholder_tables(model, PLACEHOLDER_ROWS) as tables, serving_form(model):
         return _export_graphs(model, out, tables)
 
 

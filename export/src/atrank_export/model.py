@@ -70,6 +70,10 @@ class AttentionBlock(nn.Module):
         # evaluation only (train.evaluate, through ``fused_attention``): the same attention
         # through torch's fused kernel, never in training or in the exported graph
         self.fused = False
+        # export only (through ``serving_form``): the same attention in the form the exported
+        # graphs use (``_serving_attention``)
+        self.serving = False
+        self._serving_q: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -79,6 +83,12 @@ class AttentionBlock(nn.Module):
                 query_mask: torch.Tensor | None = None) -> torch.Tensor:
         """queries [B,Q,H], keys [B,L,H], key_mask [B,L] (1 real, 0 padding) -> [B,Q,H]."""
         b, nq, hdim = queries.shape
+        if self.serving and not self.training:
+            att = self._serving_attention(queries, keys, key_mask)
+            if query_mask is not None:
+                att = att * query_mask[:, :, None]
+            x = self.ln1(queries + att)
+            return self.ln2(x + self.ff2(F.relu(self.ff1(x))))
         q = self._split(F.relu(self.q(queries)))        # [B,h,Q,d]
         k = self._split(F.relu(self.k(keys)))           # [B,h,L,d]
         v = self._split(F.relu(self.v(keys)))           # [B,h,L,d]
@@ -101,6 +111,46 @@ class AttentionBlock(nn.Module):
         x = self.ln1(queries + att)
         y = self.ff2(self.drop(F.relu(self.ff1(x))))
         return self.ln2(x + y)
+
+
+    def serving_q_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query projection with one more output per head (weight row 0, bias 1), as
+        constants: [heads * (head_dim + 1), H] and [heads * (head_dim + 1)]."""
+        h, d = self.heads, self.head_dim
+        with torch.no_grad():
+            w = self.q.weight.detach().reshape(h, d, -1)
+            wq = torch.cat([w, torch.zeros_like(w[:, :1])], 1).reshape(h * (d + 1), -1)
+            b = self.q.bias.detach().reshape(h, d)
+            bq = torch.cat([b, torch.ones_like(b[:, :1])], 1).reshape(h * (d + 1))
+        return wq.contiguous(), bq.contiguous()
+
+    def _serving_attention(self, queries: torch.Tensor, keys: torch.Tensor,
+                           key_mask: torch.Tensor) -> torch.Tensor:
+        """The attention of :meth:`forward` (before the residual) in the form the exported
+        graphs use: the same values, fewer operations over [B, heads, Q, L].
+
+        - The key mask's additive bias rides in the score matmul instead of an ``Add`` over
+          [B, heads, Q, L]: each head's query gets one more column, constant 1 (weight row 0,
+          bias 1 in the query projection, so ``relu(1) = 1`` and no ``Concat`` over Q), and
+          each head's keys one more column, ``(1 - mask) * MASK_FILL / scale``. A real key's
+          extra term is ``1 * 0``, so its score is unchanged; a padded key's is
+          ``MASK_FILL`` after the scale, as before.
+        - Padding's zero weight comes from zeroed values (``v * mask``, [B, L, H]) instead of
+          multiplying the weights ([B, heads, Q, L]) by the mask: a real key exists -> the
+          padded weights are exp(MASK_FILL - max) = 0 in float32 either way; no real key ->
+          every value is 0, so the output is 0, as the weights' mask gives.
+        """
+        b, nq, hdim = queries.shape
+        nk, h, d = keys.shape[1], self.heads, self.head_dim
+        km = key_mask[:, :, None]
+        wq, bq = self._serving_q if self._serving_q is not None else self.serving_q_weights()
+        q = F.relu(F.linear(queries, wq, bq)).reshape(b, nq, h, d + 1).transpose(1, 2)
+        k = F.relu(self.k(keys)).reshape(b, nk, h, d)
+        bias = ((1.0 - km) * (MASK_FILL / self.scale))[:, :, :, None].expand(b, nk, h, 1)
+        kt = torch.cat([k, bias], -1).permute(0, 2, 3, 1)            # [B,h,d+1,L]
+        v = self._split(F.relu(self.v(keys)) * km)                   # [B,h,L,d]
+        weights = torch.softmax(torch.matmul(q, kt) * self.scale, dim=-1)
+        return torch.matmul(weights, v).transpose(1, 2).reshape(b, nq, hdim)
 
 
 @dataclass
@@ -169,6 +219,25 @@ class fused_attention:
     def __exit__(self, *exc):
         for m in self.blocks:
             m.fused = False
+        return False
+
+
+class serving_form(fused_attention):
+    """``with serving_form(model):`` every AttentionBlock of ``model`` computes its attention
+    in eval mode the way the exported graphs do (``AttentionBlock._serving_attention``); the
+    exporter traces under it."""
+
+    def __enter__(self):
+        for m in self.blocks:
+            m.serving = True
+            # constants while tracing, so the graph holds the folded weights, not the folding
+            m._serving_q = m.serving_q_weights()
+        return self
+
+    def __exit__(self, *exc):
+        for m in self.blocks:
+            m.serving = False
+            m._serving_q = None
         return False
 
 

@@ -31,7 +31,8 @@ def forward_roundings(cfg: ModelConfig, length: int, in_dim: int | None = None) 
     h, f, d, l = cfg.hidden, cfg.ffn, cfg.hidden // cfg.heads, length
     layer_norm = 2 * h + 5            # mean and variance (h-term sums), + eps, sqrt, /, *w, +b
     proj = h + 1                      # q/k/v/ff1: a length-h dot product, + bias
-    attention = (proj + d + 1         # q.k (length head_dim), * 1/sqrt(head_dim)
+    attention = (proj + d + 2         # q.k (length head_dim + 1: the exported graphs' mask
+                                      # column, model.AttentionBlock._serving_attention), * scale
                  + 2 * l + 3          # softmax: max, exp, l-term sum, divide; + mask
                  + l + 1              # weights @ v (length l), query mask
                  + 1 + layer_norm)    # residual, LayerNorm -> input of ff1
