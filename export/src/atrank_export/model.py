@@ -49,6 +49,12 @@ MASK_FILL = -1e9
 LN_EPS = 1e-8
 
 
+def _linear2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` on the rows of ``x`` flattened to 2-D (exported as one ``Gemm``, bias
+    included, which the engines fuse with a following ``Relu``), then reshaped back."""
+    return F.linear(x.reshape(-1, x.shape[-1]), weight, bias).reshape(*x.shape[:-1], -1)
+
+
 class AttentionBlock(nn.Module):
     """Multi-head attention (ReLU projections, no output projection) + residual/LN + FFN."""
 
@@ -88,7 +94,9 @@ class AttentionBlock(nn.Module):
             if query_mask is not None:
                 att = att * query_mask[:, :, None]
             x = self.ln1(queries + att)
-            return self.ln2(x + self.ff2(F.relu(self.ff1(x))))
+            y = _linear2d(F.relu(_linear2d(x, self.ff1.weight, self.ff1.bias)),
+                          self.ff2.weight, self.ff2.bias)
+            return self.ln2(x + y)
         q = self._split(F.relu(self.q(queries)))        # [B,h,Q,d]
         k = self._split(F.relu(self.k(keys)))           # [B,h,L,d]
         v = self._split(F.relu(self.v(keys)))           # [B,h,L,d]
@@ -144,11 +152,11 @@ class AttentionBlock(nn.Module):
         nk, h, d = keys.shape[1], self.heads, self.head_dim
         km = key_mask[:, :, None]
         wq, bq = self._serving_q if self._serving_q is not None else self.serving_q_weights()
-        q = F.relu(F.linear(queries, wq, bq)).reshape(b, nq, h, d + 1).transpose(1, 2)
-        k = F.relu(self.k(keys)).reshape(b, nk, h, d)
+        q = F.relu(_linear2d(queries, wq, bq)).reshape(b, nq, h, d + 1).transpose(1, 2)
+        k = F.relu(_linear2d(keys, self.k.weight, self.k.bias)).reshape(b, nk, h, d)
         bias = ((1.0 - km) * (MASK_FILL / self.scale))[:, :, :, None].expand(b, nk, h, 1)
         kt = torch.cat([k, bias], -1).permute(0, 2, 3, 1)            # [B,h,d+1,L]
-        v = self._split(F.relu(self.v(keys)) * km)                   # [B,h,L,d]
+        v = self._split(F.relu(_linear2d(keys, self.v.weight, self.v.bias)) * km)  # [B,h,L,d]
         weights = torch.softmax(torch.matmul(q, kt) * self.scale, dim=-1)
         return torch.matmul(weights, v).transpose(1, 2).reshape(b, nq, hdim)
 
