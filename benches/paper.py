@@ -20,7 +20,9 @@
 
 Prints a markdown table and writes it (``paper.md``) with the raw figures (``paper.json``)
 under ``WORK``. ``--profile`` adds ONNX Runtime's per-op profile (Python onnxruntime's
-``enable_profiling``) and tract's (the probe's ``--profile``), both at N = 1000. ``--quick``:
+``enable_profiling``) and tract's (the probe's ``--profile``), both at N = 1000. ``--against
+OTHER``: this package's graph and OTHER's (the same checkpoint from another exporter) on Python
+onnxruntime, alternated call by call in one process (:func:`graph_ab`). ``--quick``:
 N = 100 and 1000, few calls (a smoke run for CI).
 
 Times on a shared 2-core box are noisy: compare ratios from one run, not absolute times.
@@ -217,6 +219,51 @@ def python_ort(pkg: Path, spec: dict, sizes: list[int], min_calls: int, min_seco
     return out
 
 
+def graph_ab(pkg: Path, other: Path, spec: dict, sizes: list[int], rounds: int) -> dict:
+    """Python onnxruntime on this package's ``model.onnx`` and on ``other``'s (e.g. the same
+    checkpoint exported by an older exporter), 1 thread each, alternated call by call in one
+    process on the same 8 requests: at each N the median time of each and their ratio
+    (other / this), and the largest |difference| of their logits (the graphs must agree)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    def session(p: Path):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        return ort.InferenceSession(str(p / spec["graph"]["file"]), so,
+                                    providers=["CPUExecutionProvider"])
+
+    this, that = session(pkg), session(other)
+    names = [i.name for i in this.get_inputs()]
+    if names != [i.name for i in that.get_inputs()]:
+        raise SystemExit(f"--against {other}: the graphs' inputs differ")
+    ranges = input_ranges(spec)
+    rng = np.random.default_rng(15)
+    out = {"against": str(other), "results": {}}
+    for n in sizes:
+        reqs = []
+        for _ in range(8):
+            r = {}
+            for name in names:
+                kind, lo, hi = ranges[name]
+                shape = {"history": (1, HISTORY), "length": (1,), "candidates": (1, n)}[kind]
+                r[name] = rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
+            reqs.append(r)
+        diff = max(float(np.abs(this.run(None, r)[0] - that.run(None, r)[0]).max())
+                   for r in reqs)
+        times: dict[str, list[float]] = {"this": [], "other": []}
+        for i in range(rounds * 8):
+            for key, sess in (("this", this), ("other", that)):
+                t = time.perf_counter()
+                sess.run(None, reqs[i % 8])
+                times[key].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        out["results"][str(n)] = {"this_ms": med["this"], "other_ms": med["other"],
+                                  "speedup": med["other"] / med["this"], "max_abs_diff": diff}
+    return out
+
+
 def ort_profile(sess, reqs: list[dict], runs: int, n: int, warm: int = 3) -> dict:
     """Runs ``warm`` + ``runs`` calls on a profiling session and sums the kernel times of the
     timed runs by op type and by node (top 15 of each; ms per call)."""
@@ -375,6 +422,14 @@ def report(f: dict) -> str:
                       for r in pt["by_node"]]
         elif pt:
             lines += ["", f"tract profile: {pt}"]
+    ab = f.get("graph_ab")
+    if ab:
+        lines += ["", (f"This package's graph against `{ab['against']}` (Python onnxruntime, 1 "
+                       "thread, alternated call by call in one process, same requests):"), "",
+                  "| N | this ms | other ms | speed-up | max abs logit difference |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {n} | {r['this_ms']:.3f} | {r['other_ms']:.3f} | {r['speedup']:.2f}× | "
+                  f"{r['max_abs_diff']:.2e} |" for n, r in ab["results"].items()]
     return "\n".join(lines)
 
 
@@ -390,6 +445,9 @@ def main() -> None:
     ap.add_argument("--matmul-reps", type=int, default=5)
     ap.add_argument("--profile", action="store_true",
                     help="per-op profiles of ORT and tract at N = 1000")
+    ap.add_argument("--against", type=Path,
+                    help="another package of the same checkpoint (e.g. from an older "
+                         "exporter): Python ORT on both graphs, alternated in one process")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: N = 100, 1000; 5 calls / 0.2 s per point")
     a = ap.parse_args()
@@ -410,6 +468,9 @@ def main() -> None:
     step("Python onnxruntime, prepared tensors")
     prof_n = min(1000, max_n) if a.profile else None
     f["python_ort"] = python_ort(pkg, spec, clipped, a.min_calls, a.min_seconds, prof_n, a.work)
+    if a.against:
+        step(f"Python onnxruntime, this graph against {a.against}")
+        f["graph_ab"] = graph_ab(pkg, a.against, spec, clipped, 3 if a.quick else 25)
     f["probe"] = {}
     for backend in ("ort", "tract"):
         step(f"C ABI probe: {backend}")

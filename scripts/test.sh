@@ -42,6 +42,13 @@ others="$(nm -D --defined-only target/debug/libatrank.so | awk '{print $3}' | gr
 [ -z "$others" ] || { echo "libatrank.so exports non-atrank_ symbols: $others" >&2; exit 1; }
 cargo test
 
+step "the paper-size benchmark's driver on the test package (benches/paper.sh --quick, dev probe)"
+# Covers the driver, the C-ABI probe on both backends and the table; its times mean nothing
+# (dev profile, small model). The figures come from `bash benches/paper.sh` (docs/benchmarks.md).
+PAPER_PROFILE=dev PAPER_WORK=build/paper-smoke bash benches/paper.sh --package "$ATRANK_PACKAGE" \
+  --quick >/dev/null
+test -s build/paper-smoke/paper.md && cat build/paper-smoke/paper.md
+
 step "the scale pipeline at toy size (benches/scale.sh: generate, read, train, export, serve)"
 # Every code path of the 10M-item run (columnar Parquet, sparse training, placeholder export,
 # lifted lookups, the probe) on 20,000 items; the figures of a toy run mean nothing.
