@@ -134,7 +134,8 @@ fn bucketed_plans_equal_the_symbolic_plan_on_unpadded_inputs() {
                 assert_close(&label, &got, &want, tol);
                 assert_eq!(got.len(), shape.candidates, "{label}");
                 // Only the plans model pads: candidates to the next power of two, histories
-                // likewise (capped at the group's max_history).
+                // likewise (capped at the group's max_history, a cap above 16 rounded up to a
+                // multiple of 16, which never exceeds the power of two).
                 assert_eq!(exact.candidates, shape.candidates, "{label}");
                 assert_eq!(
                     padded.candidates,

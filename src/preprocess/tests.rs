@@ -372,3 +372,47 @@ fn a_feature_the_group_does_not_have_is_refused_and_a_known_one_overrides_the_ca
     let prepared = p.prepare(&[req]).unwrap();
     assert_eq!(col(&prepared, "item_category"), &[2]);
 }
+
+#[test]
+fn bucketed_histories_are_powers_of_two_and_a_cap_above_16_a_multiple_of_16() {
+    // (longest, cap) -> padded length
+    for (longest, cap, want) in [
+        (3, 50, 4),
+        (16, 50, 16),
+        (17, 50, 32),
+        (33, 50, 64), // the cap 50 rounded up to 64: one SIMD-aligned row of keys
+        (50, 50, 64),
+        (64, 50, 64), // a batch already longer than the cap keeps its power of two
+        (10, 12, 12), // a cap of 16 or less stays as it is
+        (90, 100, 112),
+        (1, 1, 1),
+    ] {
+        assert_eq!(
+            Preprocessor::bucketed_history(true, longest, cap),
+            want,
+            "longest {longest} cap {cap}"
+        );
+        // never beyond the power of two, so tract's plans do not multiply
+        assert!(want <= longest.next_power_of_two().max(cap.min(16)));
+        // without bucketing (ONNX Runtime): the longest history itself
+        assert_eq!(Preprocessor::bucketed_history(false, longest, cap), longest);
+    }
+    // a bucketed request of 50 behaviors on a model of max_history 50
+    let mut p = preprocessor(50);
+    p.spec.limits.max_behaviors = 1000;
+    let behaviors: Vec<Behavior<'_>> = (0..50)
+        .map(|k| Behavior::item("a", None, Some("like"), 100 * DAY - k))
+        .collect();
+    let req = Request {
+        behaviors: &behaviors,
+        candidates: &["b"],
+        request_time: 100 * DAY,
+    };
+    let padded = p.prepare_bucketed(std::slice::from_ref(&req)).unwrap();
+    let exact = p.prepare(std::slice::from_ref(&req)).unwrap();
+    assert_eq!((len_of(&padded), len_of(&exact)), (64, 50));
+    // the length input still says 50: the graph masks the 14 padded keys
+    assert_eq!(col(&padded, "item_len"), vec![50]);
+    assert_eq!(col(&padded, "item_id")[..50], col(&exact, "item_id")[..]);
+    assert!(col(&padded, "item_id")[50..].iter().all(|&i| i == 0));
+}
