@@ -176,7 +176,7 @@ def test_serving_form_attention_matches_the_training_one():
             y = dict(x, item_id=x["item_id"].clone())
             y["item_id"][2, 4:] = 7
             assert torch.equal(model(**y)[2], served[2])
-        assert not model.self_att.serving and model.self_att._serving_q is None
+        assert not model.self_att.serving and model.self_att._serving is None
     assert torch.isfinite(served).all()
     # Real keys: the extra score term is 1 * 0 (exact); padded keys weigh exp(MASK_FILL) = 0
     # on both paths, and row 0 (no behaviors) is 0 on both: the same roundings, so

@@ -79,7 +79,7 @@ class AttentionBlock(nn.Module):
         # export only (through ``serving_form``): the same attention in the form the exported
         # graphs use (``_serving_attention``)
         self.serving = False
-        self._serving_q: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._serving: tuple[torch.Tensor, ...] | None = None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -121,16 +121,26 @@ class AttentionBlock(nn.Module):
         return self.ln2(x + y)
 
 
-    def serving_q_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The query projection with one more output per head (weight row 0, bias 1), as
-        constants: [heads * (head_dim + 1), H] and [heads * (head_dim + 1)]."""
+    def serving_weights(self) -> tuple[torch.Tensor, ...]:
+        """The query and key projections with one more output per head, as constants:
+        ``wq, bq, wk, bk`` ([heads * (head_dim + 1), H] and [heads * (head_dim + 1)]; the extra
+        query output has weight row 0 and bias 1, the extra key output weight row 0 and bias
+        0) and ``col`` ([heads * (head_dim + 1)]: 1 at each head's extra output, else 0)."""
         h, d = self.heads, self.head_dim
+
+        def widen(lin: nn.Linear, extra_bias: float) -> tuple[torch.Tensor, torch.Tensor]:
+            w = lin.weight.detach().reshape(h, d, -1)
+            w = torch.cat([w, torch.zeros_like(w[:, :1])], 1).reshape(h * (d + 1), -1)
+            b = lin.bias.detach().reshape(h, d)
+            b = torch.cat([b, torch.full_like(b[:, :1], extra_bias)], 1).reshape(-1)
+            return w.contiguous(), b.contiguous()
+
         with torch.no_grad():
-            w = self.q.weight.detach().reshape(h, d, -1)
-            wq = torch.cat([w, torch.zeros_like(w[:, :1])], 1).reshape(h * (d + 1), -1)
-            b = self.q.bias.detach().reshape(h, d)
-            bq = torch.cat([b, torch.ones_like(b[:, :1])], 1).reshape(h * (d + 1))
-        return wq.contiguous(), bq.contiguous()
+            wq, bq = widen(self.q, 1.0)
+            wk, bk = widen(self.k, 0.0)
+            col = torch.zeros(h, d + 1, dtype=wq.dtype)
+            col[:, d] = 1.0
+        return wq, bq, wk, bk, col.reshape(-1)
 
     def _serving_attention(self, queries: torch.Tensor, keys: torch.Tensor,
                            key_mask: torch.Tensor) -> torch.Tensor:
@@ -151,11 +161,13 @@ class AttentionBlock(nn.Module):
         b, nq, hdim = queries.shape
         nk, h, d = keys.shape[1], self.heads, self.head_dim
         km = key_mask[:, :, None]
-        wq, bq = self._serving_q if self._serving_q is not None else self.serving_q_weights()
+        wq, bq, wk, bk, col = (self._serving if self._serving is not None
+                               else self.serving_weights())
         q = F.relu(_linear2d(queries, wq, bq)).reshape(b, nq, h, d + 1).transpose(1, 2)
-        k = F.relu(_linear2d(keys, self.k.weight, self.k.bias)).reshape(b, nk, h, d)
-        bias = ((1.0 - km) * (MASK_FILL / self.scale))[:, :, :, None].expand(b, nk, h, 1)
-        kt = torch.cat([k, bias], -1).permute(0, 2, 3, 1)            # [B,h,d+1,L]
+        # the keys' extra column: relu(0) = 0, + the mask bias (an Add over [B, L, h (d + 1)],
+        # not a Concat, which tract splits the score matmul over)
+        k = F.relu(_linear2d(keys, wk, bk)) + (1.0 - km) * (MASK_FILL / self.scale) * col
+        kt = k.reshape(b, nk, h, d + 1).permute(0, 2, 3, 1)           # [B,h,d+1,L]
         v = self._split(F.relu(_linear2d(keys, self.v.weight, self.v.bias)) * km)  # [B,h,L,d]
         weights = torch.softmax(torch.matmul(q, kt) * self.scale, dim=-1)
         return torch.matmul(weights, v).transpose(1, 2).reshape(b, nq, hdim)
@@ -239,13 +251,13 @@ class serving_form(fused_attention):
         for m in self.blocks:
             m.serving = True
             # constants while tracing, so the graph holds the folded weights, not the folding
-            m._serving_q = m.serving_q_weights()
+            m._serving = m.serving_weights()
         return self
 
     def __exit__(self, *exc):
         for m in self.blocks:
             m.serving = False
-            m._serving_q = None
+            m._serving = None
         return False
 
 
