@@ -49,12 +49,6 @@ MASK_FILL = -1e9
 LN_EPS = 1e-8
 
 
-def _linear2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``F.linear`` on the rows of ``x`` flattened to 2-D (exported as one ``Gemm``, bias
-    included, which the engines fuse with a following ``Relu``), then reshaped back."""
-    return F.linear(x.reshape(-1, x.shape[-1]), weight, bias).reshape(*x.shape[:-1], -1)
-
-
 class AttentionBlock(nn.Module):
     """Multi-head attention (ReLU projections, no output projection) + residual/LN + FFN."""
 
@@ -90,13 +84,14 @@ class AttentionBlock(nn.Module):
         """queries [B,Q,H], keys [B,L,H], key_mask [B,L] (1 real, 0 padding) -> [B,Q,H]."""
         b, nq, hdim = queries.shape
         if self.serving and not self.training:
-            att = self._serving_attention(queries, keys, key_mask)
+            # rows flattened to 2-D once: each Linear is one Gemm with its bias
+            q2 = queries.reshape(-1, hdim)                              # [B*Q, H]
+            att = self._serving_attention(q2, b, nq, keys, key_mask)    # [B*Q, H]
             if query_mask is not None:
-                att = att * query_mask[:, :, None]
-            x = self.ln1(queries + att)
-            y = _linear2d(F.relu(_linear2d(x, self.ff1.weight, self.ff1.bias)),
-                          self.ff2.weight, self.ff2.bias)
-            return self.ln2(x + y)
+                att = att * query_mask.reshape(-1, 1)
+            x = self.ln1(q2 + att)
+            y = self.ff2(F.relu(self.ff1(x)))
+            return self.ln2(x + y).reshape(b, nq, hdim)
         q = self._split(F.relu(self.q(queries)))        # [B,h,Q,d]
         k = self._split(F.relu(self.k(keys)))           # [B,h,L,d]
         v = self._split(F.relu(self.v(keys)))           # [B,h,L,d]
@@ -142,7 +137,7 @@ class AttentionBlock(nn.Module):
             col[:, d] = 1.0
         return wq, bq, wk, bk, col.reshape(-1)
 
-    def _serving_attention(self, queries: torch.Tensor, keys: torch.Tensor,
+    def _serving_attention(self, q2: torch.Tensor, b: int, nq: int, keys: torch.Tensor,
                            key_mask: torch.Tensor) -> torch.Tensor:
         """The attention of :meth:`forward` (before the residual) in the form the exported
         graphs use: the same values, fewer operations over [B, heads, Q, L].
@@ -158,19 +153,20 @@ class AttentionBlock(nn.Module):
           padded weights are exp(MASK_FILL - max) = 0 in float32 either way; no real key ->
           every value is 0, so the output is 0, as the weights' mask gives.
         """
-        b, nq, hdim = queries.shape
+        hdim = q2.shape[1]
         nk, h, d = keys.shape[1], self.heads, self.head_dim
-        km = key_mask[:, :, None]
+        k2 = keys.reshape(-1, hdim)                                    # [B*L, H]
+        km = key_mask.reshape(-1, 1)
         wq, bq, wk, bk, col = (self._serving if self._serving is not None
                                else self.serving_weights())
-        q = F.relu(_linear2d(queries, wq, bq)).reshape(b, nq, h, d + 1).transpose(1, 2)
-        # the keys' extra column: relu(0) = 0, + the mask bias (an Add over [B, L, h (d + 1)],
+        q = F.relu(F.linear(q2, wq, bq)).reshape(b, nq, h, d + 1).transpose(1, 2)
+        # the keys' extra column: relu(0) = 0, + the mask bias (an Add over [B*L, h (d + 1)],
         # not a Concat, which tract splits the score matmul over)
-        k = F.relu(_linear2d(keys, wk, bk)) + (1.0 - km) * (MASK_FILL / self.scale) * col
+        k = F.relu(F.linear(k2, wk, bk)) + (1.0 - km) * (MASK_FILL / self.scale) * col
         kt = k.reshape(b, nk, h, d + 1).permute(0, 2, 3, 1)           # [B,h,d+1,L]
-        v = self._split(F.relu(_linear2d(keys, self.v.weight, self.v.bias)) * km)  # [B,h,L,d]
+        v = (F.relu(self.v(k2)) * km).reshape(b, nk, h, d).transpose(1, 2)   # [B,h,L,d]
         weights = torch.softmax(torch.matmul(q, kt) * self.scale, dim=-1)
-        return torch.matmul(weights, v).transpose(1, 2).reshape(b, nq, hdim)
+        return torch.matmul(weights, v).transpose(1, 2).reshape(-1, hdim)
 
 
 @dataclass
