@@ -30,6 +30,9 @@ Deliberate differences from the authors' code:
 * Masking is additive (-1e9 on padded keys, built in-graph from ``<group>_len``), and the
   softmax weights are multiplied by the key mask afterwards, so padding has exactly zero weight
   and a user with no behaviors attends to nothing (attention output 0 before the residual).
+  The exported graphs compute the same values in a cheaper form (``serving_form``,
+  ``AttentionBlock._serving_attention``): the mask's bias as one more column of each head's
+  score matmul, and padding zeroed in the values instead of the weights.
 
 Graph inputs (one set per group g; all int64): ``{g}_{feature}`` [B, L_g] for every feature
 of g (``id`` first), ``{g}_action`` [B, L_g], ``{g}_time`` [B, L_g], ``{g}_len`` [B]; and
