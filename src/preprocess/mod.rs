@@ -18,8 +18,8 @@ use crate::vocab::{Atv, Catalog, Column, Table, LOOKAHEAD};
 use crate::{Error, Result};
 
 /// Bucketed histories longer than this are padded to a multiple of it (16 float32 = 64 bytes:
-/// see `Preprocessor::bucketed_history`).
-pub const HISTORY_ROW: usize = 16;
+/// see `Preprocessor::bucketed_history`). Not public: the C header generator would export it.
+const HISTORY_ROW: usize = 16;
 
 /// One raw behavior of a user: what they did (`action`) to which object (`id`, of `group`)
 /// and when.
@@ -483,7 +483,7 @@ impl Preprocessor {
     /// Like [`Preprocessor::prepare`], but pads further, to bucketed shapes: each group's
     /// histories and the candidate lists to the next power of two (at most the group's
     /// `max_history`, the package's `max_candidates`, unless the batch already holds more;
-    /// a history above 16 then to a multiple of 16, [`HISTORY_ROW`]).
+    /// a history above 16 then to a multiple of 16).
     /// Batches of similar sizes then share a few tensor shapes, for backends that specialise a
     /// plan per input shape (tract). The graph masks padded behaviors by the lengths and scores
     /// each candidate on its own, so the real candidates' scores do not change (up to float
