@@ -219,6 +219,22 @@ def python_ort(pkg: Path, spec: dict, sizes: list[int], min_calls: int, min_seco
     return out
 
 
+def random_requests(names: list[str], ranges: dict, n: int, rng, count: int = 8) -> list[dict]:
+    """``count`` prepared one-user requests (L = HISTORY, ``n`` candidates): every graph input
+    in ``names`` drawn uniformly from its range (:func:`input_ranges`)."""
+    import numpy as np
+
+    reqs = []
+    for _ in range(count):
+        r = {}
+        for name in names:
+            kind, lo, hi = ranges[name]
+            shape = {"history": (1, HISTORY), "length": (1,), "candidates": (1, n)}[kind]
+            r[name] = rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
+        reqs.append(r)
+    return reqs
+
+
 def graph_ab(pkg: Path, other: Path, spec: dict, sizes: list[int], rounds: int) -> dict:
     """Python onnxruntime on this package's ``model.onnx`` and on ``other``'s (e.g. the same
     checkpoint exported by an older exporter), 1 thread each, alternated call by call in one
@@ -242,14 +258,7 @@ def graph_ab(pkg: Path, other: Path, spec: dict, sizes: list[int], rounds: int) 
     rng = np.random.default_rng(15)
     out = {"against": str(other), "results": {}}
     for n in sizes:
-        reqs = []
-        for _ in range(8):
-            r = {}
-            for name in names:
-                kind, lo, hi = ranges[name]
-                shape = {"history": (1, HISTORY), "length": (1,), "candidates": (1, n)}[kind]
-                r[name] = rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
-            reqs.append(r)
+        reqs = random_requests(names, ranges, n, rng)
         diff = max(float(np.abs(this.run(None, r)[0] - that.run(None, r)[0]).max())
                    for r in reqs)
         times: dict[str, list[float]] = {"this": [], "other": []}

@@ -56,21 +56,7 @@ fn memory() -> String {
 
 #[path = "common/mod.rs"]
 mod common;
-use common::median;
-
-/// A small deterministic generator (splitmix64), so that both processes and both backends draw
-/// the same requests.
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-}
+use common::{median, Mix};
 
 struct Args {
     package: PathBuf,
@@ -127,17 +113,7 @@ fn main() {
     let after_load = memory();
 
     let spec = model.spec().clone();
-    let group = spec.target_group();
-    let keys = group
-        .catalog
-        .as_ref()
-        .map(|c| c.keys.clone())
-        .unwrap_or_else(|| spec.tables[group.features[0].table].vocab.clone());
-    let file = std::fs::File::open(a.package.join(&keys)).expect("catalog keys");
-    // SAFETY: the package's files are not modified while it is served (as for the runtime's
-    // own mappings).
-    let map = unsafe { memmap2::Mmap::map(&file) }.expect("map the catalog keys");
-    let keys = atrank::vocab::Atv::open(map, &keys, None).expect("open the catalog keys");
+    let keys = common::catalog_keys(&spec, &a.package);
     let action = spec.actions.first().cloned();
     let t0 = 1_700_000_000i64;
     let request = |mix: &mut Mix, n: usize| -> (Vec<String>, Vec<String>) {

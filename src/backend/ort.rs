@@ -247,7 +247,10 @@ fn check_elf(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn environment() -> Result<&'static ort::environment::Environment> {
+/// The process's ONNX Runtime environment (initialising the library as [`init`] with no
+/// explicit path does), for tools and benches that build `ort` sessions of their own beside
+/// atrank's: `ort` allows one environment per process.
+pub fn environment() -> Result<&'static ort::environment::Environment> {
     init(None)?;
     RUNTIME
         .get()
@@ -429,7 +432,12 @@ fn session(
         .map_err(ctx)?;
     if cuda {
         builder = builder
-            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            // TF32 off: cuBLAS's TF32 mode rounds matmul inputs to 10 mantissa bits, which
+            // the golden files' float32 tolerances do not cover (tests/gpu.rs).
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_tf32(false)
+                .build()
+                .error_on_failure()])
             .map_err(|e| Error::backend("CUDA execution provider", e))?;
     }
     add_external(&mut builder, external)?;

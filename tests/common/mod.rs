@@ -66,8 +66,12 @@ impl GoldenBehavior {
     }
 }
 
+/// The repository the tests were built in, or `ATRANK_REPO` (scripts/gpu-check.sh runs the
+/// prebuilt CUDA tests on another machine, where the fixtures lie elsewhere).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("ATRANK_REPO")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The committed format-3 fixtures (`tiny`: one group; `tiny-multigroup`), plus the package
