@@ -12,9 +12,10 @@
 # library), builds the CUDA golden tests (tests/gpu.rs, dev profile) and the throughput bench
 # (benches/gpu_serve.rs, release: the first release build takes about 15 minutes on 2 cores),
 # and copies them, the committed fixtures and PKG (default: the ML-100k package the test
-# command exports, build/test-ml100k/package, when it exists) into DIR. The CUDA provider
-# library (about 284 MB) is xz-compressed and split into 48 MiB parts, so that the bundle can
-# travel in pieces where a transfer is limited; `run` joins them.
+# command exports, build/test-ml100k/package, when it exists) into DIR. It also writes the
+# whole bundle as one xz-compressed tar in 48 MiB parts to DIR.parts/ (about 210 MB in all:
+# the CUDA provider library alone is 284 MB, 186 MB compressed), for a transfer that is limited
+# in size: copy the parts into one folder on the GPU machine and `run` that folder.
 #
 # `run` needs nothing but the bundle, the NVIDIA driver and the CUDA 13 / cuDNN 9 libraries
 # (found on LD_LIBRARY_PATH, under $CUDA_HOME/lib64, /usr/local/cuda*/lib64 or in the
@@ -61,11 +62,9 @@ with zipfile.ZipFile(sys.argv[1]) as z:
                     dst.write(chunk)
             print(f"  {base}: {os.path.getsize(os.path.join(sys.argv[2], base)) / 1e6:.0f} MB")
 PY
-  local cuda="$out/ort/libonnxruntime_providers_cuda.so"
-  [ -f "$cuda" ] || { echo "the wheel has no libonnxruntime_providers_cuda.so" >&2; exit 1; }
-  step "compressing the CUDA provider library (xz, $PART_BYTES parts)"
-  xz -T0 -6 -c "$cuda" | split -b "$PART_BYTES" -d - "$cuda.xz.part-"
-  rm "$cuda"
+  [ -f "$out/ort/libonnxruntime_providers_cuda.so" ] \
+    || { echo "the wheel has no libonnxruntime_providers_cuda.so" >&2; exit 1; }
+  rm -f "$out"/ort/libonnxruntime_providers_tensorrt.so  # not used
 
   step "building tests/gpu.rs (dev) and benches/gpu_serve.rs (release)"
   exe() {  # the executable of a cargo target, from cargo's JSON messages
@@ -87,21 +86,26 @@ for line in sys.stdin:
     cp -r "$pkg" "$out/packages/extra"
   fi
   du -sh "$out"/* | sed 's/^/  /'
-  echo "bundle ready: $out (carry it to the GPU machine, then: bash scripts/gpu-check.sh run $out)"
+  step "one xz-compressed tar of it in $PART_BYTES parts: $out.parts/"
+  rm -rf "$out.parts" && mkdir -p "$out.parts"
+  tar -C "$out" -cf - . | xz -T0 -6 | split -b "$PART_BYTES" -d - "$out.parts/bundle.tar.xz.part-"
+  ls -l "$out.parts" | sed 's/^/  /'
+  echo "bundle ready: $out, and the same in parts in $out.parts. On the GPU machine:"
+  echo "  bash scripts/gpu-check.sh run DIR   (DIR: the bundle, or a folder of all its parts)"
 }
 
 run() {
   local dir="${1:-$ROOT/build/gpu-check}"
   dir="$(cd "$dir" && pwd)"
+  if [ ! -x "$dir/bin/gpu-tests" ] && [ -f "$dir/bundle.tar.xz.part-00" ]; then
+    echo "==> unpacking the bundle's parts in $dir"
+    cat "$dir"/bundle.tar.xz.part-* | xz -d -T0 | tar -C "$dir" -xf -
+  fi
   if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
     echo "gpu-check: no NVIDIA GPU here (nvidia-smi finds none); nothing was run" >&2
     exit 2
   fi
   nvidia-smi -L
-  local cuda="$dir/ort/libonnxruntime_providers_cuda.so"
-  if [ ! -f "$cuda" ]; then
-    cat "$cuda".xz.part-* | xz -d -T0 > "$cuda.tmp" && mv "$cuda.tmp" "$cuda"
-  fi
   local libs="$dir/ort"
   for d in ${CUDA_HOME:+"$CUDA_HOME/lib64"} /usr/local/cuda*/lib64 /usr/local/cuda*/targets/x86_64-linux/lib; do
     [ -d "$d" ] && libs="$libs:$d"
