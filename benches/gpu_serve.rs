@@ -21,7 +21,6 @@
 //! CUDA is `tests/gpu.rs`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use atrank::{Backend, Behavior, GpuPolicy, LoadOptions, Model, Request, Serving};
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
@@ -30,31 +29,9 @@ use ort::value::Tensor;
 use serde_json::json;
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)] // its median() takes a closure; this bench keeps its own samples
+#[allow(dead_code)] // its median() takes a closure; this bench takes the middle of sample()'s
 mod common;
-use common::Mix;
-
-fn median(mut t: Vec<Duration>) -> Duration {
-    t.sort();
-    t[t.len() / 2]
-}
-
-fn sample(mut f: impl FnMut(), min_seconds: f64) -> Vec<Duration> {
-    for _ in 0..3 {
-        f();
-    }
-    let start = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < 10 || start.elapsed().as_secs_f64() < min_seconds {
-        let t = Instant::now();
-        f();
-        out.push(t.elapsed());
-        if out.len() >= 100_000 {
-            break;
-        }
-    }
-    out
-}
+use common::{sample, Mix};
 
 fn main() {
     let mut package = None;
@@ -130,6 +107,13 @@ fn main() {
         MemoryType::Default,
     )
     .expect("CUDA memory info");
+    let on_host = MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Device,
+        MemoryType::Default,
+    )
+    .expect("CPU memory info");
 
     let mut rows = Vec::new();
     for &b in &batches {
@@ -168,9 +152,10 @@ fn main() {
             || {
                 model.score_batch(&requests).expect("score_batch");
             },
+            10,
             min_seconds,
         );
-        let batch_s = median(t).as_secs_f64();
+        let batch_s = t[t.len() / 2].as_secs_f64();
 
         let prepared = model.prepare(&requests).expect("prepare");
         let mut binding = session.create_binding().expect("I/O binding");
@@ -188,19 +173,13 @@ fn main() {
             || {
                 session.run_binding(&binding).expect("run with I/O binding");
             },
+            10,
             min_seconds,
         );
-        let bound_s = median(t).as_secs_f64();
+        let bound_s = t[t.len() / 2].as_secs_f64();
         // One call's logits back on the host, against score_batch's.
-        let cpu = MemoryInfo::new(
-            AllocationDevice::CPU,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .expect("CPU memory info");
         binding
-            .bind_output_to_device(spec.output.as_str(), &cpu)
+            .bind_output_to_device(spec.output.as_str(), &on_host)
             .expect("bind logits to the host");
         let out = session.run_binding(&binding).expect("run with I/O binding");
         let (_, logits) = out[spec.output.as_str()]

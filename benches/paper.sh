@@ -17,14 +17,7 @@ source scripts/env.sh >/dev/null
 # PAPER_PROFILE=dev: the probe in the dev profile (quick to build, slow to score; for a smoke
 # run only, its times mean nothing).
 if [ "${PAPER_PROFILE:-release}" = dev ]; then BUILD=(cargo test); else BUILD=(cargo bench); fi
-PROBE=$("${BUILD[@]}" --bench paper_serve --no-run --message-format=json 2>/dev/null \
-  | "$PY" -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    t = m.get("target", {})
-    if m.get("reason") == "compiler-artifact" and t.get("name") == "paper_serve" \
-            and m.get("executable"):
-        print(m["executable"])')
+PROBE=$(bench_exe paper_serve "${BUILD[@]}" --bench paper_serve --no-run)
 if [ ! -x "$PROBE" ]; then
   echo "could not build the paper_serve probe: run cargo bench --bench paper_serve --no-run" >&2
   exit 1

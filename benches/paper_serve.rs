@@ -53,7 +53,7 @@ use serde_json::{json, Value};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{median, Mix};
+use common::{median, sample, Mix};
 
 struct Args {
     package: PathBuf,
@@ -193,27 +193,6 @@ impl CReq {
             request_time: T0,
         })
     }
-}
-
-/// Times `f`: warm-up (3 calls and 0.1 s at least), then at least `min_calls` calls and
-/// `min_seconds` seconds. Returns the sorted durations.
-fn sample(mut f: impl FnMut(), min_calls: usize, min_seconds: f64) -> Vec<Duration> {
-    let start = Instant::now();
-    let mut warm = 0;
-    while warm < 3 || start.elapsed().as_secs_f64() < 0.1f64.min(min_seconds) {
-        f();
-        warm += 1;
-    }
-    let mut t = Vec::new();
-    let start = Instant::now();
-    while (t.len() < min_calls || start.elapsed().as_secs_f64() < min_seconds) && t.len() < 100_000
-    {
-        let s = Instant::now();
-        f();
-        t.push(s.elapsed());
-    }
-    t.sort();
-    t
 }
 
 fn ms(d: Duration) -> f64 {

@@ -18,12 +18,7 @@ source scripts/env.sh >/dev/null
 # SCALE_PROFILE=dev: the probe in the dev profile (quick to build; slower to score), for the
 # toy-size run of scripts/test.sh.
 if [ "${SCALE_PROFILE:-release}" = dev ]; then BUILD=(cargo test); else BUILD=(cargo bench); fi
-PROBE=$("${BUILD[@]}" --bench scale_serve --no-run --message-format=json 2>/dev/null \
-  | "$PY" -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "scale_serve" and m.get("executable"):
-        print(m["executable"])')
+PROBE=$(bench_exe scale_serve "${BUILD[@]}" --bench scale_serve --no-run)
 [ -x "$PROBE" ] || { echo "could not build the scale_serve probe" >&2; exit 1; }
 case " $* " in *" --serve-only "*) ;; *) rm -rf "${SCALE_WORK:-build/scale}" ;; esac
 PYTHONPATH="$ROOT/export/src" exec "$PY" benches/scale.py --probe "$PROBE" \

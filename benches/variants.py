@@ -266,8 +266,9 @@ def main() -> None:
             result["variants"][k] = {"error": f"ORT cannot run it: {str(e)[:200]}"}
             print(f"  {k}: ORT cannot run it: {str(e)[:200]}")
             continue
-        size = v.stat().st_size + sum(f.stat().st_size for f in v.parent.glob("tables*.bin")
-                                      if v.parent != a.work)  # fp32: external tables
+        size = v.stat().st_size              # the variants hold their tables inline,
+        if k == "fp32":                      # the package's graph in tables.bin
+            size += (a.work / "package" / "tables.bin").stat().st_size
         result["variants"][k] = {"test": m, "file_bytes": size}
         print(f"  {k}: all-items AUC {m['all_items_auc']:.5f}")
     fp32_auc = result["variants"]["fp32"]["test"]["all_items_auc"]

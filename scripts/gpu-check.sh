@@ -39,6 +39,9 @@ bundle() {
     esac
   done
   cd "$ROOT"
+  for tool in xz strip tar split; do  # Debian: xz-utils, binutils (with gcc), tar, coreutils
+    command -v "$tool" >/dev/null || { echo "gpu-check bundle needs $tool" >&2; exit 1; }
+  done
   bash scripts/setup.sh
   source scripts/env.sh >/dev/null
   [ -z "$pkg" ] && [ -f build/test-ml100k/package/spec.json ] && pkg=build/test-ml100k/package
@@ -67,16 +70,9 @@ PY
   rm -f "$out"/ort/libonnxruntime_providers_tensorrt.so  # not used
 
   step "building tests/gpu.rs (dev) and benches/gpu_serve.rs (release)"
-  exe() {  # the executable of a cargo target, from cargo's JSON messages
-    "$@" --message-format=json 2>/dev/null | "$PY" -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        print(m["executable"])' | tail -1
-  }
   local test_bin bench_bin
-  test_bin=$(exe cargo test --test gpu --no-run)
-  bench_bin=$(exe cargo bench --bench gpu_serve --no-run)
+  test_bin=$(bench_exe gpu cargo test --test gpu --no-run)
+  bench_bin=$(bench_exe gpu_serve cargo bench --bench gpu_serve --no-run)
   [ -x "$test_bin" ] && [ -x "$bench_bin" ] || { echo "build failed: cargo test --test gpu --no-run; cargo bench --bench gpu_serve --no-run" >&2; exit 1; }
   strip -o "$out/bin/gpu-tests" "$test_bin"
   strip -o "$out/bin/gpu-serve" "$bench_bin"

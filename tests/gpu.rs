@@ -5,9 +5,11 @@
 //! the `onnxruntime-gpu` library.
 //!
 //! The tolerances are the golden file's, derived for any float32 evaluation order
-//! (docs/tolerances.md). They hold on the GPU because atrank turns TF32 off in the CUDA
-//! provider (`backend::ort`): cuBLAS's TF32 mode rounds matmul inputs to 10 mantissa bits,
-//! which no float32 bound covers.
+//! (docs/tolerances.md). atrank turns TF32 off in the CUDA provider (`backend::ort`):
+//! cuBLAS's TF32 mode rounds matmul inputs to 10 mantissa bits, which no float32 bound
+//! covers. One assumption of that bound is not checked on a GPU yet: it counts every
+//! element-wise operation as one correct rounding, and CUDA documents its single-precision
+//! `expf` at up to 2 ulp (docs/tolerances.md says what that adds).
 
 mod common;
 
@@ -66,10 +68,9 @@ fn cuda_batches_score_as_the_trainer() {
             })
             .collect();
         let scores = model.score_batch(&requests).unwrap();
-        let mut i = 0;
-        check_golden(&pkg, "ort-cuda batch", |_| {
-            i += 1;
-            scores[i - 1].clone()
+        check_golden(&pkg, "ort-cuda batch", |req| {
+            let i = golden.requests.iter().position(|r| r.name == req.name);
+            scores[i.expect("a golden request of this package")].clone()
         });
     }
 }

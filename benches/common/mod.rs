@@ -51,3 +51,25 @@ pub fn catalog_keys(spec: &atrank::spec::Spec, package: &std::path::Path) -> atr
     let map = unsafe { memmap2::Mmap::map(&file) }.expect("map the catalog keys");
     atrank::vocab::Atv::open(map, &keys, None).expect("open the catalog keys")
 }
+
+/// Times `f`: warm-up (3 calls and 0.1 s at least), then at least `min_calls` calls and
+/// `min_seconds` seconds. Returns the sorted durations.
+#[allow(dead_code)] // not every bench samples this way
+pub fn sample(mut f: impl FnMut(), min_calls: usize, min_seconds: f64) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut warm = 0;
+    while warm < 3 || start.elapsed().as_secs_f64() < 0.1f64.min(min_seconds) {
+        f();
+        warm += 1;
+    }
+    let mut t = Vec::new();
+    let start = Instant::now();
+    while (t.len() < min_calls || start.elapsed().as_secs_f64() < min_seconds) && t.len() < 100_000
+    {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed());
+    }
+    t.sort();
+    t
+}
