@@ -10,12 +10,16 @@ ONNX Runtime at the paper's size and the all-items AUC cost on MovieLens-100k, i
    in this process, and exports the package to ``WORK/package`` (``write_package``: its
    float32 ``model.onnx`` is the reference);
 2. **variants**, each written next to it as ``WORK/<name>.onnx`` with ONNX Runtime's own tools:
-   - ``int8``: dynamic quantization (``onnxruntime.quantization.quantize_dynamic``) of every
-     MatMul's weights (signed int8, per tensor; activations quantized per call). The exporter
-     writes the projections as ``Gemm``, which ORT's dynamic quantizer leaves alone, so they
-     are first rewritten as ``MatMul`` + ``Add`` (:func:`gemm_as_matmul`: the same arithmetic);
-   - ``int8-emb``: the same, and the embedding tables' ``Gather``s quantized too (uint8);
-   - ``int8-pc``: ``int8`` with per-channel weight scales;
+   - ``int8``: what ``export --precision int8`` writes (``atrank_export.quantize``): every
+     projection's weights quantized to 7 bits per tensor, activations per call, ONNX
+     Runtime's dynamic-quantization pattern (the same as its ``quantize_dynamic`` with
+     ``reduce_range``);
+   - ``int8-8bit``: ``onnxruntime.quantization.quantize_dynamic`` with full 8-bit weights
+     (its default). The exporter writes the projections as ``Gemm``, which ORT's dynamic
+     quantizer leaves alone, so they are first rewritten as ``MatMul`` + ``Add``
+     (``gemm_as_matmul``: the same arithmetic);
+   - ``int8-emb``: ``int8-8bit`` with the embedding tables' ``Gather``s quantized too (uint8);
+   - ``int8-pc``: ``int8-8bit`` with per-channel weight scales;
    - ``fp16``: every float32 initializer and op in float16 (``onnxruntime.transformers.
      float16.convert_float_to_float16``, float32 inputs and outputs kept);
    - ``bf16``: a one-MatMul bfloat16 graph, to ask ORT's CPU execution provider whether it
@@ -53,48 +57,10 @@ HISTORY = 50
 MAX_AUC_COST = 0.002  # issue 14: a variant is offered only at or under this cost
 
 
-def gemm_as_matmul(model) -> int:
-    """Rewrites every ``Gemm`` (alpha = beta = 1, A not transposed, B a constant) as
-    ``MatMul`` + ``Add``, in place; a transposed B is stored transposed. Returns how many
-    were rewritten. Any other Gemm is left as it is."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    nodes, done = [], 0
-    for node in g.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if (node.op_type != "Gemm" or attrs.get("alpha", 1.0) != 1.0
-                or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0)
-                or node.input[1] not in inits):
-            nodes.append(node)
-            continue
-        b = node.input[1]
-        if attrs.get("transB", 0):
-            w = numpy_helper.to_array(inits[b]).T
-            b = f"{b}_t"
-            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w), b))
-        mm = f"{node.output[0]}_mm"
-        nodes.append(helper.make_node("MatMul", [node.input[0], b], [mm], name=f"{node.name}_mm"))
-        if len(node.input) > 2 and node.input[2]:
-            nodes.append(helper.make_node("Add", [mm, node.input[2]], [node.output[0]],
-                                          name=f"{node.name}_add"))
-        else:
-            nodes.append(helper.make_node("Identity", [mm], [node.output[0]]))
-        done += 1
-    del g.node[:]
-    g.node.extend(nodes)
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    kept = [i for i in g.initializer if i.name in used]  # the transposed-away originals go
-    del g.initializer[:]
-    g.initializer.extend(kept)
-    return done
-
-
 def write_variants(pkg: Path, spec: dict, work: Path) -> dict[str, Path | str]:
     """The variant graphs (name -> path, or name -> why there is none)."""
     import onnx
+    from atrank_export.quantize import gemm_as_matmul, quantize_graph
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -106,11 +72,18 @@ def write_variants(pkg: Path, spec: dict, work: Path) -> dict[str, Path | str]:
     onnx.save(base, str(plain))
     out["fp32-matmul"] = plain  # the int8 variants' float form: the rewrite's own effect
     print(f"  {n} Gemm nodes rewritten as MatMul + Add ({plain.name})")
-    for name, ops, per_channel in (("int8", ["MatMul"], False),
+    # what `export --precision int8` writes (7-bit weights: the same integers on every CPU)
+    shipped = onnx.load(str(src))
+    counts = quantize_graph(shipped)
+    out["int8"] = work / "int8.onnx"
+    onnx.save(shipped, str(out["int8"]))
+    print(f"  int8 (the exporter's): {counts['matmul']} MatMuls quantized")
+    for name, ops, per_channel in (("int8-8bit", ["MatMul"], False),
                                    ("int8-emb", ["MatMul", "Gather"], False),
                                    ("int8-pc", ["MatMul"], True)):
         dst = work / f"{name}.onnx"
         try:
+            # full 8-bit weights (ORT's default): faster to saturate on CPUs without VNNI
             quantize_dynamic(str(plain), str(dst), op_types_to_quantize=ops,
                              per_channel=per_channel, weight_type=QuantType.QInt8)
             out[name] = dst

@@ -33,6 +33,11 @@ PKG_RUN="$ROOT/build/test-ml100k"
 "$PY" -m atrank_export train --data ml100k --out "$PKG_RUN" --epochs 1 --max-users 150
 "$PY" -m atrank_export export --checkpoint "$PKG_RUN/checkpoint.pt" --out "$PKG_RUN/package"
 export ATRANK_PACKAGE="$PKG_RUN/package"
+# The same checkpoint as an int8 package (ONNX Runtime only; tests/int8.rs): its golden scores
+# are onnxruntime's on this machine, so it is exported here, never committed.
+"$PY" -m atrank_export export --checkpoint "$PKG_RUN/checkpoint.pt" --out "$PKG_RUN/package-int8" \
+  --precision int8
+export ATRANK_PACKAGE_INT8="$PKG_RUN/package-int8"
 
 step "Rust tests (dev profile; tract and ONNX Runtime; Rust API and C ABI)"
 # `cargo test` alone does not produce the cdylib that the C-ABI test opens: build it first.

@@ -44,3 +44,4 @@ pub use metrics::{CallStats, Entry, ModelInfo, ModelStats};
 pub use model::{CacheStats, Model, MAX_USER_KEY_BYTES};
 pub use package::VerifyHashes;
 pub use preprocess::{Behavior, Request};
+pub use spec::Precision;

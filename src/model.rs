@@ -17,7 +17,7 @@ use crate::backend::{
 use crate::metrics::{Entry, Metrics, ModelInfo, ModelStats};
 use crate::package::{PackageDir, VerifyHashes, MAX_GRAPH_BYTES};
 use crate::preprocess::{Prepared, Preprocessor, Request};
-use crate::spec::{Spec, SplitSpec};
+use crate::spec::{Precision, Spec, SplitSpec};
 use crate::{Error, Result};
 
 /// The split pair of graphs and the cache of user encodings they make possible.
@@ -164,6 +164,14 @@ impl Model {
         backend::check_options(options)?;
         let pkg = PackageDir::open(dir)?;
         let spec = Spec::read_from(&pkg)?;
+        if spec.precision == Precision::Int8 && options.backend == Backend::Tract {
+            return Err(Error::BackendUnavailable(format!(
+                "{}: the package's graphs are int8 (graph.precision), which atrank serves on \
+                 ONNX Runtime only (tract runs them 7-11x slower than float32); load it with \
+                 the ort backend, or export the checkpoint again without --precision int8",
+                dir.display()
+            )));
+        }
         let preprocessor = Preprocessor::load_with(&spec, &pkg, options.verify_hashes)?;
         let external = map_external(&pkg, &spec, options.verify_hashes)?;
         let external_sizes: Vec<(&str, u64)> = external

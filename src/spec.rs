@@ -70,12 +70,38 @@ pub struct Spec {
     pub files: BTreeMap<String, FileDigest>,
     /// The graphs' external data files (`graph.external_data`, e.g. `tables.bin`).
     pub external_data: Vec<String>,
+    /// `graph.precision`: the arithmetic of the graphs' dense projections (float32 when the
+    /// spec does not say).
+    pub precision: Precision,
     /// `hash.seed` of the hashed buckets (`hash.function` is `xxh3_64`).
     pub hash_seed: u64,
     /// `atv_index`: (atv file, its hashed index file), for the atv files that have one
     /// (docs/package-format.md, "The atv index file"). Optional: a lookup in an atv file
     /// without one is a search of the sorted keys, with the same answers.
     pub atv_index: BTreeMap<String, String>,
+}
+
+/// `graph.precision`: how the graphs' dense projections compute (docs/package-format.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Float32 throughout; every backend runs it.
+    #[default]
+    Float32,
+    /// Dynamically quantized projections (int8 weights, activations quantized per call;
+    /// `export --precision int8`). For ONNX Runtime only: tract runs such a graph several
+    /// times slower than the float32 one, so loading it on tract is refused.
+    Int8,
+}
+
+impl Precision {
+    /// The spec's spelling (`float32`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Float32 => "float32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 /// One entry of the spec's `files` manifest.
@@ -219,6 +245,8 @@ struct RawGraph {
     scorer: Option<RawScorer>,
     #[serde(default)]
     external_data: Vec<String>,
+    #[serde(default)]
+    precision: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -490,8 +518,20 @@ impl Spec {
             (None, None) => None,
             _ => return bad("graph.encoder and graph.scorer come together or not at all"),
         };
+        let precision = match raw.graph.precision {
+            None => Precision::Float32,
+            Some(v) => match serde_json::from_value::<Precision>(v.clone()) {
+                Ok(p) => p,
+                Err(_) => {
+                    return bad(format!(
+                        "graph.precision is {v}; this runtime reads \"float32\" or \"int8\""
+                    ))
+                }
+            },
+        };
         Ok(Spec {
             split,
+            precision,
             version: 3,
             created_by: raw.created_by,
             input_mapping: raw

@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
     e = sub.add_parser("export", help="write a model package (format 3) from a checkpoint")
     e.add_argument("--checkpoint", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--precision", choices=["float32", "int8"], default="float32",
+                   help="int8: the dense projections quantized dynamically (int8 weights, "
+                   "activations per call), for ONNX Runtime only; about 1.15x faster at the "
+                   "paper's size for an all-items AUC cost under 0.0001 on MovieLens-100k "
+                   "(docs/benchmarks.md)")
     f = sub.add_parser("fixture", help="tiny synthetic model package (tests/fixtures/tiny; "
                        "--multigroup: tests/fixtures/tiny-multigroup)")
     f.add_argument("--out", type=Path, required=True)
@@ -240,9 +245,14 @@ def main(argv: list[str] | None = None, parallel=None) -> int:
     elif a.cmd == "export":
         from .export import write_package
 
-        s = write_package(a.checkpoint, a.out)
-        print(f"wrote package {s['package']} ({s['requests']} golden requests; "
-              f"max |onnxruntime - torch| = {s['max_abs_diff']:.3g} <= {s['atol']:g})")
+        s = write_package(a.checkpoint, a.out, precision=a.precision)
+        if a.precision == "int8":
+            print(f"wrote int8 package {s['package']} ({s['requests']} golden requests from "
+                  f"onnxruntime; largest drift from float32 "
+                  f"{s['max_abs_drift_from_float32']:.3g})")
+        else:
+            print(f"wrote package {s['package']} ({s['requests']} golden requests; "
+                  f"max |onnxruntime - torch| = {s['max_abs_diff']:.3g} <= {s['atol']:g})")
     elif a.cmd == "fixture":
         s = make_fixture(a.out, a.multigroup, a.epochs, a.seed)
         print(f"wrote fixture {s['package']} ({s['requests']} golden requests; "

@@ -186,17 +186,26 @@ def _placeholder_tables(model: ATRank, rows: int):
             mod.weight = w
 
 
-def export_graphs(model: ATRank, out: Path) -> dict[str, Any]:
+#: ``export --precision``: float32 (every engine), or int8 (ONNX Runtime only; quantize.py).
+PRECISIONS = ("float32", "int8")
+
+
+def export_graphs(model: ATRank, out: Path, precision: str = "float32") -> dict[str, Any]:
     """model.onnx, encoder.onnx and scorer.onnx into ``out``, their large initializers in one
     shared ``tables.bin``; -> externalize's summary. Large embedding tables are traced as
     placeholders and written to ``tables.bin`` straight from the model's tensors
-    (:func:`_placeholder_tables`), so the export holds no copy of them."""
+    (:func:`_placeholder_tables`), so the export holds no copy of them. ``precision="int8"``
+    quantizes each graph's dense projections (:mod:`~atrank_export.quantize`) before its
+    weights are written."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     model.eval()
     with _placeholder_tables(model, PLACEHOLDER_ROWS) as tables, serving_form(model):
-        return _export_graphs(model, out, tables)
+        return _export_graphs(model, out, tables, precision)
 
 
-def _export_graphs(model: ATRank, out: Path, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+def _export_graphs(model: ATRank, out: Path, tables: dict[str, np.ndarray],
+                   precision: str = "float32") -> dict[str, Any]:
     names = model.input_names()
     cand_names = [n for n in names if n.startswith("cand_")]
     hist_names = [n for n in names if not n.startswith("cand_")]
@@ -217,7 +226,19 @@ def _export_graphs(model: ATRank, out: Path, tables: dict[str, np.ndarray]) -> d
                                    ["encoded", "mask", *cand_names], ["logits"],
                                    (dims["encoded"], dims["mask"],
                                     tuple(dims[n] for n in cand_names)), "scorer.onnx")
-    return externalize(graphs, out, substitutes=tables)
+    quantized = {}
+    if precision == "int8":
+        from .quantize import quantize_graph
+
+        for name, proto in graphs.items():
+            # the embedding tables stay float32 (and are only ever read by Gather)
+            quantized[name] = quantize_graph(proto, skip=frozenset(tables))
+            if not quantized[name]["matmul"]:
+                raise ExportValidationError(f"{name}: no projection was quantized")
+    summary = externalize(graphs, out, substitutes=tables)
+    if quantized:
+        summary["quantized"] = quantized
+    return summary
 
 
 def golden_requests(ckpt: dict, config: ModelConfig, seed: int = GOLDEN_SEED) -> list[dict]:
@@ -389,6 +410,46 @@ def validate(model: ATRank, out: Path, pre: Preprocessor,
     return worst
 
 
+def validate_int8(model: ATRank, out: Path, pre: Preprocessor, requests: Sequence[dict],
+                  tols: Sequence[float], log=print) -> tuple[float, float, list[np.ndarray]]:
+    """The int8 graphs on onnxruntime, every request alone: ``model.onnx`` against
+    ``encoder.onnx`` -> ``scorer.onnx`` within the request's float32 tolerance (both quantize
+    the same activation tensors, so only float32 rounding separates them), and both against
+    PyTorch's float32 logits (the drift, reported). -> (largest model/split difference,
+    largest drift, each request's model.onnx logits: the golden scores).
+
+    Batched requests are not compared with single ones: an activation's int8 scale is taken
+    over the whole tensor, so it depends on the other rows of the call (quantize.py)."""
+    full, enc_s, sc_s = (ort_session(out / f) for f in ("model.onnx", "encoder.onnx",
+                                                         "scorer.onnx"))
+    cand = [n for n in model.input_names() if n.startswith("cand_")]
+    worst = drift = 0.0
+    scores = []
+    for r, tol in zip(requests, tols):
+        batch = pre.batch([r])
+        n = len(r["candidates"])
+        got = full.run(["logits"], batch)[0][0, :n]
+        encoded, mask = enc_s.run(["encoded", "mask"],
+                                  {k: v for k, v in batch.items() if k not in cand})
+        split = sc_s.run(["logits"], {"encoded": encoded, "mask": mask,
+                                      **{k: batch[k] for k in cand}})[0][0, :n]
+        if not (np.isfinite(got).all() and np.isfinite(split).all()):
+            raise ExportValidationError(f"{r.get('name')}: int8 logits are not finite")
+        d = float(np.max(np.abs(got - split))) if n else 0.0
+        if not d <= tol:
+            raise ExportValidationError(
+                f"{r.get('name')}: int8 model.onnx and encoder.onnx -> scorer.onnx differ by "
+                f"{d:.6g} > its tolerance {tol:.3g}")
+        ref = _torch_logits(model, batch)[0, :n]
+        drift = max(drift, float(np.max(np.abs(got - ref))) if n else 0.0)
+        worst = max(worst, d)
+        scores.append(got)
+    log(f"int8 on onnxruntime: model.onnx vs encoder.onnx -> scorer.onnx max abs diff "
+        f"{worst:.3g} over {len(requests)} requests; largest drift from PyTorch's float32 "
+        f"logits {drift:.3g}")
+    return worst, drift, scores
+
+
 def golden_text(golden: dict) -> str:
     """golden.json with one behavior per line (compact, diff-friendly, still plain JSON)."""
     head = {k: v for k, v in golden.items() if k != "requests"}
@@ -477,9 +538,10 @@ def catalog_keys_file(group: str, keys: list[str], config, ckpt: dict) -> str:
 
 def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
                catalogs: dict[str, tuple[list[str], dict[str, np.ndarray]]],
-               keys_files: dict[str, str]) -> dict:
+               keys_files: dict[str, str], precision: str = "float32") -> dict:
     """spec.json and the package README; ``keys_files``: each catalog's keys file
-    (``catalog_keys_file``)."""
+    (``catalog_keys_file``); ``precision`` goes to ``graph.precision`` (written for int8
+    only: a reader that knows no such field reads float32)."""
     c = model.config
     names = model.input_names()
     groups = []
@@ -506,7 +568,8 @@ def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
                              "inputs": ["encoded", "mask"] + [n for n in names
                                                              if n.startswith("cand_")],
                              "output": "logits"},
-                  "external_data": [TABLES]},
+                  "external_data": [TABLES],
+                  **({"precision": precision} if precision != "float32" else {})},
         "hash": {"function": "xxh3_64", "seed": int(ckpt["hash_seed"])},
         "tables": {t: {"vocab": f"vocab/{t}.atv", "size": len(keys),
                        "hash_buckets": c.hash_buckets.get(t, 0)}
@@ -530,15 +593,18 @@ def write_spec(out: Path, model: ATRank, ckpt: dict, name: str,
     return spec
 
 
-def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, Any]:
-    """Write and validate a format-3 model package; returns a summary."""
+def write_package(checkpoint: Path | dict, out: Path, log=print,
+                  precision: str = "float32") -> dict[str, Any]:
+    """Write and validate a format-3 model package; returns a summary. ``precision="int8"``:
+    the graphs' projections quantized (:mod:`~atrank_export.quantize`), golden scores from
+    onnxruntime on them (:func:`validate_int8`), for ONNX Runtime only."""
     setup_threads()
     ckpt = load_checkpoint(Path(checkpoint)) if not isinstance(checkpoint, dict) else checkpoint
     model, pre_mem = model_from_checkpoint(ckpt)
     out = Path(out)
     (out / "vocab").mkdir(parents=True, exist_ok=True)
     (out / "catalog").mkdir(parents=True, exist_ok=True)
-    summary = export_graphs(model, out)
+    summary = export_graphs(model, out, precision)
     for t, keys in ckpt["vocabs"].items():
         write_atv(out / "vocab" / f"{t}.atv", keys)
         write_atv_index(out / "vocab" / f"{t}.atvx", keys)
@@ -552,24 +618,33 @@ def write_package(checkpoint: Path | dict, out: Path, log=print) -> dict[str, An
             write_atv_index(out / f"{keys_files[g]}x", keys)
         for f, col in cols.items():
             write_column(out / "catalog" / f"{g}.{f}.u32", col)
-    write_spec(out, model, ckpt, ckpt["name"], raw, keys_files)
+    write_spec(out, model, ckpt, ckpt["name"], raw, keys_files, precision)
     # the reference preprocessing reads the package just written (atv, hashes, columns)
     pre = Preprocessor.from_package(out)
     requests = golden_requests(ckpt, model.config)
     tols = request_tolerances(model, pre, requests)
-    worst = validate(model, out, pre, requests, tols, log=log)
-    for r, tol in zip(requests, tols):
-        r["scores"] = [float(x) for x in _torch_logits(model, pre.batch([r]))[0]]
+    drift = None
+    if precision == "int8":
+        worst, drift, scores = validate_int8(model, out, pre, requests, tols, log=log)
+    else:
+        worst = validate(model, out, pre, requests, tols, log=log)
+        scores = [_torch_logits(model, pre.batch([r]))[0] for r in requests]
+    for r, tol, sc in zip(requests, tols, scores):
+        r["scores"] = [float(x) for x in sc]
         r["tolerance"] = tol
     golden = golden_header(max(tols), logit_roundings(model.config), magnitude_bound(model),
                            version=SPEC_VERSION)
+    if drift is not None:
+        golden["precision"] = precision
+        golden["max_abs_drift_from_float32"] = drift
     golden["requests"] = requests
     (out / "golden.json").write_text(golden_text(golden), encoding="utf-8")
     write_manifest(out)                 # last: hashes the files as validated
     log(f"wrote package {out}: {summary['bytes']} bytes of tables.bin "
         f"({summary['tensors']} tensors, {summary['shared']} shared references)")
     return {"package": str(out), "requests": len(requests), "max_abs_diff": worst,
-            "atol": max(tols), "tables_bin": summary}
+            "atol": max(tols), "tables_bin": summary, "precision": precision,
+            "max_abs_drift_from_float32": drift}
 
 
 def golden_header(max_tolerance: float, roundings: int, bound: float | None,
