@@ -5,7 +5,7 @@
 #
 #   bash scripts/fuzz.sh [--smoke] [--require] [SECONDS] [TARGET...]
 #
-#   --smoke    60 s per target, unoptimised build (the CI step in scripts/test.sh); SECONDS
+#   --smoke    30 s per target, unoptimised build (the CI step in scripts/test.sh); SECONDS
 #              overrides the time.
 #   --require  fail when nightly Rust is missing (default: print why and skip, exit 0).
 #   TARGET     run only these targets (default: all of them).
@@ -27,7 +27,7 @@ smoke=0
 targets=()
 for arg in "$@"; do
   case "$arg" in
-    --smoke) seconds=60; smoke=1 ;;
+    --smoke) seconds=30; smoke=1 ;;
     --require) require=1 ;;
     -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     ''|*[!0-9]*)
@@ -67,7 +67,7 @@ fi
 build_flags=(--codegen-units 16)
 profile="release + debug assertions"
 # The smoke (CI) builds without optimisation: the release build of tract with coverage and ASan
-# took 44 minutes on a loaded 2-core box; the dev build a fraction of that, and a 60 s smoke
+# took 44 minutes on a loaded 2-core box; the dev build a fraction of that, and a 30 s smoke
 # needs coverage of the harnesses, not speed.
 if [ "$smoke" = 1 ]; then
   build_flags=(--dev)

@@ -125,7 +125,7 @@ bash scripts/test-python.sh
 step "every binding serves the toy scale package (benches/scale_bindings.sh: C, C++, Go, Python, CLIs)"
 bash benches/scale_bindings.sh build/scale-toy/big/package
 
-step "fuzz smoke (60 s per target when nightly is present)"
+step "fuzz smoke (30 s per target when nightly is present)"
 bash scripts/fuzz.sh --smoke
 
 step "all tests passed"
