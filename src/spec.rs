@@ -94,16 +94,6 @@ pub enum Precision {
     Int8,
 }
 
-impl Precision {
-    /// The spec's spelling (`float32`, `int8`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Float32 => "float32",
-            Precision::Int8 => "int8",
-        }
-    }
-}
-
 /// One entry of the spec's `files` manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

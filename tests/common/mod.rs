@@ -136,13 +136,19 @@ pub fn any_request_tolerance(golden: &Golden) -> f64 {
 /// skipped with a message, unless `ATRANK_REQUIRE_ORT=1` (set by the test command), which makes
 /// a missing library a failure.
 pub fn ort_library() -> Option<PathBuf> {
-    match std::env::var_os("ATRANK_ORT_LIB").filter(|p| !p.is_empty()) {
+    path_required_with_ort("ATRANK_ORT_LIB", "ONNX Runtime")
+}
+
+/// The path in environment variable `var`. Unset: `None` with a message that `what` is
+/// skipped, or a panic under `ATRANK_REQUIRE_ORT=1` (the test command), where it must be set.
+pub fn path_required_with_ort(var: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var).filter(|p| !p.is_empty()) {
         Some(p) => Some(PathBuf::from(p)),
         None if std::env::var("ATRANK_REQUIRE_ORT").as_deref() == Ok("1") => {
-            panic!("ATRANK_REQUIRE_ORT=1 but ATRANK_ORT_LIB is not set")
+            panic!("ATRANK_REQUIRE_ORT=1 but {var} is not set")
         }
         None => {
-            eprintln!("skipping ONNX Runtime: ATRANK_ORT_LIB is not set");
+            eprintln!("skipping {what}: {var} is not set");
             None
         }
     }
