@@ -1,6 +1,7 @@
 """atrank at the paper's size: one user's request, L = 50, N candidates, 1 thread (issue 14).
 
-    bash benches/paper.sh [--package PKG] [--sizes 100,250,1000,10000] [--profile] [--quick]
+    bash benches/paper.sh [--package PKG] [--sizes 100,250,1000,10000] [--profile]
+        [--ab-fuse ROUNDS] [--quick]
 
 (`benches/paper.sh` sets up the environment and builds the Rust probe
 `benches/paper_serve.rs` in release; this file is the driver.) In one run:
@@ -22,7 +23,10 @@ Prints a markdown table and writes it (``paper.md``) with the raw figures (``pap
 under ``WORK``. ``--profile`` adds ONNX Runtime's per-op profile (Python onnxruntime's
 ``enable_profiling``) and tract's (the probe's ``--profile``), both at N = 1000. ``--against
 OTHER``: this package's graph and OTHER's (the same checkpoint from another exporter) on Python
-onnxruntime, alternated call by call in one process (:func:`graph_ab`). ``--quick``:
+onnxruntime, alternated call by call in one process (:func:`graph_ab`). ``--ab-fuse ROUNDS``:
+tract with atrank's fused attention kernel (``LoadOptions::tract_fused_attention``, the
+default) against tract's own nodes for the same graph, both in the probe's process, ROUNDS
+alternated rounds per N, with the largest score difference. ``--quick``:
 N = 100 and 1000, few calls (a smoke run for CI).
 
 Times on a shared 2-core box are noisy: compare ratios from one run, not absolute times.
@@ -439,6 +443,16 @@ def report(f: dict) -> str:
                   "|---|---|---|---|---|"]
         lines += [f"| {n} | {r['this_ms']:.3f} | {r['other_ms']:.3f} | {r['speedup']:.2f}× | "
                   f"{r['max_abs_diff']:.2e} |" for n, r in ab["results"].items()]
+    fa = f.get("ab_fuse")
+    if fa:
+        lines += ["", (f"tract, atrank's fused attention kernel against tract's own nodes "
+                       f"(Rust API, one process, {fa['rounds']} alternated rounds; median of "
+                       f"the per-round medians; attention cores fused: "
+                       f"{fa['ab_fuse'][0]['fused_cores']}):"), "",
+                  "| N | fused ms | tract's nodes ms | speed-up | max abs score diff |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['n']} | {r['fused_ms']:.3f} | {r['tract_nodes_ms']:.3f} | "
+                  f"{r['speedup']:.2f}× | {r['max_abs_diff']:.2e} |" for r in fa["ab_fuse"]]
     return "\n".join(lines)
 
 
@@ -457,6 +471,10 @@ def main() -> None:
     ap.add_argument("--against", type=Path,
                     help="another package of the same checkpoint (e.g. from an older "
                          "exporter): Python ORT on both graphs, alternated in one process")
+    ap.add_argument("--ab-fuse", type=int, default=0, metavar="ROUNDS",
+                    help="also tract with atrank's fused attention kernel against tract's own "
+                         "nodes (LoadOptions::tract_fused_attention), alternated in one "
+                         "process through the Rust API, ROUNDS rounds per N")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: N = 100, 1000; 5 calls / 0.2 s per point")
     a = ap.parse_args()
@@ -485,6 +503,13 @@ def main() -> None:
         step(f"C ABI probe: {backend}")
         f["probe"][backend] = probe(a.probe, pkg, backend, sizes, a.min_calls, a.min_seconds,
                                     a.profile and backend == "tract")
+    if a.ab_fuse:
+        step(f"tract: fused attention kernel against tract's nodes ({a.ab_fuse} rounds)")
+        cmd = [str(a.probe), "--package", str(pkg), "--backend", "tract", "--sizes",
+               ",".join(map(str, sizes)), "--min-calls", str(a.min_calls), "--min-seconds",
+               str(a.min_seconds), "--ab-fuse", str(a.ab_fuse)]
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        f["ab_fuse"] = json.loads(out.strip().splitlines()[-1])
     step("matmul rate again")
     after = matmul_rate(reps=a.matmul_reps)
     rates = before["gflops_all"] + after["gflops_all"]

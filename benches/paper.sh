@@ -2,7 +2,8 @@
 # atrank at the paper's size (issue 14): one user, L = 50, N candidates, 1 thread, through the
 # C ABI on ONNX Runtime and tract, against Python onnxruntime and the 1-thread matmul rate.
 #
-#   bash benches/paper.sh [--package PKG] [--sizes 100,250,1000,10000] [--profile] [--quick]
+#   bash benches/paper.sh [--package PKG] [--sizes 100,250,1000,10000] [--profile]
+#       [--ab-fuse ROUNDS] [--quick]
 #
 # Builds the probe (benches/paper_serve.rs) in release (`cargo bench --bench paper_serve
 # --no-run`; the first release build of tract takes about 15 minutes on 2 cores), then runs the

@@ -6,6 +6,7 @@
 //!
 //!     target/release/deps/paper_serve-<hash> --package PKG --backend ort|tract \
 //!         [--sizes 100,250,1000,10000] [--min-calls 30] [--min-seconds 1] [--profile]
+//!         [--no-fuse] [--ab-fuse ROUNDS]
 //!
 //! How the C ABI is reached: the crate's entry points are `pub extern "C" fn`s in the public
 //! module `atrank::ffi` (the same symbols `capi/` exports from `libatrank.so`), so this bench
@@ -36,7 +37,13 @@
 //! (tract's own external-data loading) and specialised to the prepared shapes, so it is the
 //! graph atrank runs except for the embedding `Gather`s, which atrank lifts out of the graph
 //! (`backend::lift`) and serves from the mapped `tables.bin`. The op names are tract's after
-//! optimisation (e.g. `OptMatMul`, fused element-wise ops).
+//! optimisation (e.g. `OptMatMul`, fused element-wise ops), with atrank's fused attention kernel
+//! in place as atrank loads the graph (`AtrankFusedAttention`; `--no-fuse`: tract's own nodes).
+//!
+//! `--ab-fuse ROUNDS` (tract; replaces the measurement above): the same requests through the
+//! Rust API on two models of the package, one with atrank's fused attention kernel
+//! (`LoadOptions::tract_fused_attention`, the default), one with tract's own nodes, timed in
+//! alternation (see `ab_fuse`).
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -63,6 +70,11 @@ struct Args {
     min_seconds: f64,
     profile: bool,
     profile_n: usize,
+    /// `--no-fuse`: tract's own attention nodes (LoadOptions::tract_fused_attention = false)
+    /// in the profile.
+    fuse: bool,
+    /// `--ab-fuse ROUNDS`: only the fused-attention A/B (see `ab_fuse`).
+    ab_rounds: usize,
 }
 
 fn args() -> Args {
@@ -74,6 +86,8 @@ fn args() -> Args {
         min_seconds: 1.0,
         profile: false,
         profile_n: 1000,
+        fuse: true,
+        ab_rounds: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -104,6 +118,8 @@ fn args() -> Args {
             }
             "--profile" => a.profile = true,
             "--profile-n" => a.profile_n = it.next().and_then(|v| v.parse().ok()).expect("N"),
+            "--no-fuse" => a.fuse = false,
+            "--ab-fuse" => a.ab_rounds = it.next().and_then(|v| v.parse().ok()).expect("ROUNDS"),
             "--bench" => {} // added by `cargo bench`
             other => panic!("unknown argument {other:?}"),
         }
@@ -195,6 +211,15 @@ impl CReq {
     }
 }
 
+/// The action of the drawn behaviors: "like" when the package's spec knows it, else its first.
+fn request_action(spec: &atrank::spec::Spec) -> Option<String> {
+    spec.actions
+        .iter()
+        .find(|x| x.as_str() == "like")
+        .or(spec.actions.first())
+        .cloned()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -206,6 +231,10 @@ fn round(x: f64, digits: i32) -> f64 {
 
 fn main() {
     let a = args();
+    if a.ab_rounds > 0 {
+        ab_fuse(&a);
+        return;
+    }
     let dir = CString::new(a.package.to_str().expect("a UTF-8 package path")).expect("no NUL");
 
     // The model, through the C ABI: ORT (or tract), 1 intra-op thread.
@@ -245,12 +274,7 @@ fn main() {
     let rust = Model::load_with(&a.package, &options).expect("load the package (Rust API)");
     let spec = rust.spec().clone();
     let keys = common::catalog_keys(&spec, &a.package);
-    let action: Option<String> = spec
-        .actions
-        .iter()
-        .find(|x| x.as_str() == "like")
-        .or(spec.actions.first())
-        .cloned();
+    let action = request_action(&spec);
     let c_action = action.as_deref().map(|s| CString::new(s).expect("no NUL"));
     let draw = |mix: &mut Mix, n: usize| -> Vec<String> {
         (0..n)
@@ -351,7 +375,9 @@ fn main() {
             rust.prepare(std::slice::from_ref(r)).expect("prepare")
         });
         match a.backend {
-            Backend::Tract => tract_profile(&a.package, &prepared, a.min_calls, a.min_seconds),
+            Backend::Tract => {
+                tract_profile(&a.package, &prepared, a.min_calls, a.min_seconds, a.fuse)
+            }
             Backend::Ort => {
                 let note = "ORT's per-op profile: Python onnxruntime (benches/paper.py --profile)";
                 json!({ "note": note })
@@ -385,15 +411,16 @@ fn tract_profile(
     prepared: &atrank::preprocess::Prepared,
     min_calls: usize,
     min_seconds: f64,
+    fuse: bool,
 ) -> Value {
-    match tract_profile_inner(package, prepared, min_calls, min_seconds) {
+    match tract_profile_inner(package, prepared, min_calls, min_seconds, fuse) {
         Ok(v) => v,
         Err(e) => json!({"error": format!("{e:#}")}),
     }
 }
 
 #[cfg(not(feature = "backend-tract"))]
-fn tract_profile(_: &Path, _: &atrank::preprocess::Prepared, _: usize, _: f64) -> Value {
+fn tract_profile(_: &Path, _: &atrank::preprocess::Prepared, _: usize, _: f64, _: bool) -> Value {
     json!({"error": "built without the backend-tract feature"})
 }
 
@@ -403,16 +430,21 @@ fn tract_profile_inner(
     prepared: &atrank::preprocess::Prepared,
     min_calls: usize,
     min_seconds: f64,
+    fuse: bool,
 ) -> tract_onnx::prelude::TractResult<Value> {
     use std::collections::HashMap;
     use tract_onnx::prelude::*;
     use tract_onnx::tract_core::model::TypedSimpleState;
     use tract_onnx::tract_core::plan::{eval, SimpleState};
 
-    let typed = tract_onnx::onnx()
+    let mut typed = tract_onnx::onnx()
         .model_for_path(package.join("model.onnx"))?
         .into_typed()?
         .into_decluttered()?;
+    // as atrank loads it (LoadOptions::tract_fused_attention, on unless --no-fuse)
+    if fuse {
+        atrank::backend::tract_attention::fuse(&mut typed)?;
+    }
     // Each symbolic input axis takes the prepared tensor's size.
     let mut subs: HashMap<Symbol, TDim> = HashMap::new();
     let mut inputs: TVec<TValue> = TVec::new();
@@ -498,4 +530,82 @@ fn tract_profile_inner(
             "node": name, "op": op, "ms": per_call(*d), "share": share(*d)
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// `--ab-fuse ROUNDS`: tract with atrank's fused attention kernel against tract's own nodes
+/// (`LoadOptions::tract_fused_attention`), through the Rust API (`Model::score`; the C ABI has
+/// no switch for it), both models in this process. Per N and round, each model is timed as in
+/// the main measurement (the order alternates between rounds); prints each model's median over
+/// rounds of its per-round medians, their ratio, and the largest score difference between the
+/// two models over the requests.
+fn ab_fuse(a: &Args) {
+    let load = |fuse: bool| {
+        let mut options = LoadOptions::new(Backend::Tract);
+        options.tract_fused_attention = fuse;
+        Model::load_with(&a.package, &options).expect("load the package (tract)")
+    };
+    let (fused, plain) = (load(true), load(false));
+    let spec = fused.spec().clone();
+    let keys = common::catalog_keys(&spec, &a.package);
+    let action = request_action(&spec);
+    let c_action = action.as_deref().map(|s| CString::new(s).expect("no NUL"));
+    let mut mix = Mix(14);
+    let mut draw = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| keys.key(mix.next(keys.len())).expect("a key").to_owned())
+            .collect()
+    };
+    let max_n = fused.max_candidates();
+    let mut rows = Vec::new();
+    for &asked in &a.sizes {
+        let n = asked.min(max_n);
+        let reqs: Vec<CReq> = (0..8)
+            .map(|_| {
+                let hist = draw(50);
+                CReq::new(hist, draw(n), c_action.as_ref())
+            })
+            .collect();
+        let mut max_diff = 0f32;
+        for r in &reqs {
+            let (x, y) = r.with_rust(action.as_deref(), |q| {
+                (
+                    fused.score(q).expect("score"),
+                    plain.score(q).expect("score"),
+                )
+            });
+            for (p, q) in x.iter().zip(&y) {
+                max_diff = max_diff.max((p - q).abs());
+            }
+        }
+        let mut med = [Vec::new(), Vec::new()];
+        for round in 0..a.ab_rounds {
+            for k in 0..2 {
+                let which = (k + round) % 2;
+                let model = if which == 0 { &fused } else { &plain };
+                let mut i = 0;
+                let t = sample(
+                    || {
+                        reqs[i % reqs.len()].with_rust(action.as_deref(), |q| {
+                            model.score(q).expect("score");
+                        });
+                        i += 1;
+                    },
+                    a.min_calls,
+                    a.min_seconds,
+                );
+                med[which].push(ms(t[t.len() / 2]));
+            }
+        }
+        let mid = |v: &mut Vec<f64>| {
+            v.sort_by(|x, y| x.total_cmp(y));
+            v[v.len() / 2]
+        };
+        let (f, p) = (mid(&mut med[0]), mid(&mut med[1]));
+        rows.push(json!({
+            "n": n, "fused_ms": round(f, 3), "tract_nodes_ms": round(p, 3),
+            "speedup": round(p / f, 3), "max_abs_diff": max_diff,
+            "fused_cores": fused.plan_cache_stats().fused_attention,
+        }));
+    }
+    println!("{}", json!({ "ab_fuse": rows, "rounds": a.ab_rounds }));
 }

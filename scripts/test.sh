@@ -51,7 +51,7 @@ step "the paper-size benchmark's driver on the test package (benches/paper.sh --
 # Covers the driver, the C-ABI probe on both backends and the table; its times mean nothing
 # (dev profile, small model). The figures come from `bash benches/paper.sh` (docs/benchmarks.md).
 PAPER_PROFILE=dev PAPER_WORK=build/paper-smoke bash benches/paper.sh --package "$ATRANK_PACKAGE" \
-  --quick >/dev/null
+  --quick --ab-fuse 1 >/dev/null
 test -s build/paper-smoke/paper.md && cat build/paper-smoke/paper.md
 
 step "the scale pipeline at toy size (benches/scale.sh: generate, read, train, export, serve)"

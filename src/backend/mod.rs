@@ -16,6 +16,8 @@ pub mod onnx_check;
 pub mod ort;
 #[cfg(feature = "backend-tract")]
 pub mod tract;
+#[cfg(feature = "backend-tract")]
+pub mod tract_attention;
 
 /// Which inference engine runs the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,6 +126,14 @@ pub struct LoadOptions {
     /// repeat. The same shape always runs the same plan, so scores never depend on earlier
     /// calls. 0: only the symbolic plan, and inputs padded to the batch's longest only.
     pub tract_plans: usize,
+    /// Run each attention core of the exporter's graphs (`softmax(q k^T * scale) v`) as one
+    /// kernel of atrank's own instead of tract's four nodes (tract only, on x86-64 CPUs with
+    /// AVX2 and FMA; default true; see [`tract_attention`]): 1.2-1.7x faster at the paper's
+    /// size (docs/benchmarks.md). The same function within float32 rounding
+    /// (docs/tolerances.md); a graph whose attention does not have the exporter's form, or a
+    /// CPU without those instructions, runs on tract's nodes. `false`: tract's own nodes, for
+    /// comparison. [`PlanStats::fused_attention`] counts the cores replaced.
+    pub tract_fused_attention: bool,
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).
     pub ort_library: Option<PathBuf>,
@@ -158,6 +168,7 @@ impl LoadOptions {
             cache_capacity: 1024,
             cache_bytes: DEFAULT_CACHE_BYTES,
             tract_plans: DEFAULT_TRACT_PLANS,
+            tract_fused_attention: true,
             ort_library: None,
             verify_hashes: crate::package::VerifyHashes::Small,
             lift_tables: true,
@@ -206,6 +217,9 @@ pub struct PlanStats {
     pub build_failures: u64,
     /// Shape-specialised plans held now.
     pub plans: usize,
+    /// Attention cores that run as atrank's fused kernel
+    /// ([`LoadOptions::tract_fused_attention`]), summed over the graphs.
+    pub fused_attention: usize,
 }
 
 impl std::ops::Add for PlanStats {
@@ -217,6 +231,7 @@ impl std::ops::Add for PlanStats {
             plans_built: self.plans_built + o.plans_built,
             build_failures: self.build_failures + o.build_failures,
             plans: self.plans + o.plans,
+            fused_attention: self.fused_attention + o.fused_attention,
         }
     }
 }
@@ -395,6 +410,7 @@ fn load_engine(
                     inputs,
                     outputs,
                     options.tract_plans,
+                    options.tract_fused_attention,
                 )?),
                 serving: Serving::Tract,
                 fallback_reason: (options.gpu == GpuPolicy::Permissive)

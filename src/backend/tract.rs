@@ -8,6 +8,9 @@
 //! call; callers that pad inputs to a few bucketed shapes (see [`crate::Model`]) then hit the
 //! cache. A shape always runs the same plan (concurrent first callers wait for one build), so
 //! scores never depend on which calls came before.
+//!
+//! Before any plan is built, each attention core of the exporter's graphs may be replaced by
+//! atrank's own fused kernel ([`super::tract_attention`], `LoadOptions::tract_fused_attention`).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -47,12 +50,15 @@ pub struct TractGraph {
     inputs: Vec<String>,
     /// The graph's output names, in graph order.
     outputs: Vec<String>,
+    /// Attention cores replaced by atrank's fused kernel ([`super::tract_attention`]).
+    fused_attention: usize,
 }
 
 impl TractGraph {
     /// Loads and optimises the graph `bytes` (read from `path`, which names it in messages); checks it has exactly the named `inputs` and
     /// every one of `outputs`. `max_plans` bounds the per-shape plans kept (0: only the
-    /// symbolic plan).
+    /// symbolic plan); `fuse_attention` runs the exporter's attention cores as one kernel each
+    /// ([`super::tract_attention`]).
     ///
     /// tract's ONNX import and optimiser panic on some malformed graphs that pass the runtime's
     /// own checks (fuzzing found one: an `Unsqueeze` axis beyond the rank panics in tract-hir's
@@ -65,9 +71,18 @@ impl TractGraph {
         inputs: &[String],
         outputs: &[String],
         max_plans: usize,
+        fuse_attention: bool,
     ) -> Result<TractGraph> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::load_unguarded(path, bytes, external, inputs, outputs, max_plans)
+            Self::load_unguarded(
+                path,
+                bytes,
+                external,
+                inputs,
+                outputs,
+                max_plans,
+                fuse_attention,
+            )
         }))
         .unwrap_or_else(|p| {
             Err(Error::Backend(format!(
@@ -85,6 +100,7 @@ impl TractGraph {
         inputs: &[String],
         outputs: &[String],
         max_plans: usize,
+        fuse_attention: bool,
     ) -> Result<TractGraph> {
         let ctx =
             |e: TractError| Error::backend(&format!("tract cannot load {}", path.display()), e);
@@ -93,11 +109,17 @@ impl TractGraph {
         inline_external(path, &mut proto, external)?;
         let model = onnx.model_for_proto_model(&proto).map_err(ctx);
         drop(proto);
-        let typed = model?
+        let mut typed = model?
             .into_typed()
             .map_err(ctx)?
             .into_decluttered()
             .map_err(ctx)?;
+        // before the symbolic plan and every shape's plan are built from `typed`
+        let fused_attention = if fuse_attention {
+            super::tract_attention::fuse(&mut typed).map_err(ctx)?
+        } else {
+            0
+        };
         let mut symbols = Vec::new();
         for outlet in typed.input_outlets().map_err(ctx)? {
             let fact = typed.outlet_fact(*outlet).map_err(ctx)?;
@@ -153,6 +175,7 @@ impl TractGraph {
             build_failures: AtomicU64::new(0),
             inputs: order,
             outputs: names,
+            fused_attention,
         })
     }
 
@@ -357,6 +380,7 @@ impl Graph for TractGraph {
             plans_built: self.plans_built.load(Ordering::Relaxed),
             build_failures: self.build_failures.load(Ordering::Relaxed),
             plans,
+            fused_attention: self.fused_attention,
         }
     }
 }
