@@ -407,8 +407,7 @@ mod avx2 {
     /// Per (batch, head): the keys as `dq` rows of L lanes (padded with zeros to a whole
     /// number of `CHAINS` registers) and the values as L rows of `DV` floats (padded with
     /// zeros); per query: the scores `CHAINS` registers at a time, the softmax (padding lanes
-    /// -inf, so weight 0), the weighted sum as four partial sums (rows `li mod 4`, the last
-    /// `L mod 4` rows into the first).
+    /// -inf, so weight 0), the weighted sum as four partial sums (rows `li mod 4`).
     #[target_feature(enable = "avx2,fma")]
     pub fn attend(d: Dims, scale: f32, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
         let Dims { b, m, h, dq, l, dv } = d;
@@ -494,6 +493,9 @@ mod avx2 {
                             acc[1] = _mm256_fmadd_ps(wv, v1, acc[1]);
                         }
                     }
+                    // the last L mod 4 rows into the sums their row numbers give, as in the
+                    // loop: a row lands in the same sum whatever L is, so padding the history
+                    // (weight 0, values 0: exact zeros) leaves every score bit for bit the same
                     let done = l - rest.len() / DV;
                     for (k, vr) in rest.chunks_exact(DV).enumerate() {
                         let wv = _mm256_set1_ps(s[done + k] * inv);
@@ -504,8 +506,13 @@ mod avx2 {
                                 _mm256_loadu_ps(vr.as_ptr().add(R)),
                             )
                         };
-                        a0[0] = _mm256_fmadd_ps(wv, v0, a0[0]);
-                        a0[1] = _mm256_fmadd_ps(wv, v1, a0[1]);
+                        let acc = match k {
+                            0 => &mut a0,
+                            1 => &mut a1,
+                            _ => &mut a2,
+                        };
+                        acc[0] = _mm256_fmadd_ps(wv, v0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(wv, v1, acc[1]);
                     }
                     for half in [0, 1] {
                         let x = _mm256_add_ps(
@@ -772,6 +779,68 @@ mod tests {
                 g.to_bits(),
                 want.to_bits(),
                 "exp({x}): avx2 {g}, scalar {want}"
+            );
+        }
+    }
+
+    /// Keys padded as the exporter's graphs pad them (mask column -1e9 / scale, zero values)
+    /// change nothing, bit for bit: the AVX2 kernel puts each key in the same lane and partial
+    /// sum whatever L is, and a padded key adds exact zeros.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_padding_changes_no_bit() {
+        if !available() {
+            eprintln!("no AVX2 and FMA on this CPU: the AVX2 kernel is not used here");
+            return;
+        }
+        let (m, h, dq, dv, scale) = (9, 3, 17, 16, 0.25f32);
+        let mut x = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        };
+        let mut q: Vec<f32> = (0..m * h * dq).map(|_| rnd()).collect();
+        for row in q.chunks_mut(dq) {
+            row[dq - 1] = 1.0;
+        }
+        let (l, lpad) = (50, 64);
+        let mut k = vec![0f32; lpad * h * dq];
+        let mut v = vec![0f32; lpad * h * dv];
+        for li in 0..lpad {
+            for hi in 0..h {
+                let kr = &mut k[(li * h + hi) * dq..][..dq];
+                for x in kr.iter_mut() {
+                    *x = rnd().abs();
+                }
+                kr[dq - 1] = if li < l { 0.0 } else { -1e9 / scale };
+                if li < l {
+                    for x in &mut v[(li * h + hi) * dv..][..dv] {
+                        *x = rnd();
+                    }
+                }
+            }
+        }
+        let run = |l: usize| {
+            let d = Dims {
+                b: 1,
+                m,
+                h,
+                dq,
+                l,
+                dv,
+            };
+            let mut out = vec![0f32; m * h * dv];
+            attend(d, scale, &q, &k[..l * h * dq], &v[..l * h * dv], &mut out);
+            out
+        };
+        let (short, padded) = (run(l), run(lpad));
+        for (i, (a, b)) in short.iter().zip(&padded).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "output {i}: L {l} gives {a}, padded {b}"
             );
         }
     }
