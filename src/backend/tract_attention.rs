@@ -345,7 +345,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     /// The most value floats per head this kernel takes (two registers).
-    pub const DV: usize = 16;
+    pub(super) const DV: usize = 16;
     /// Lanes per register.
     const R: usize = 8;
     /// Registers of scores accumulated together (independent chains of multiply-adds).
@@ -354,7 +354,7 @@ mod avx2 {
     /// `exp_nonpositive::<true>` on eight lanes: the same operations in the same order.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub fn exp8(x: __m256) -> __m256 {
+    pub(super) fn exp8(x: __m256) -> __m256 {
         let lo = _mm256_set1_ps(-87.0);
         // max(lo, x) returns its second operand when either is NaN: a NaN stays NaN
         let xc = _mm256_max_ps(lo, x);
@@ -409,7 +409,7 @@ mod avx2 {
     /// zeros); per query: the scores `CHAINS` registers at a time, the softmax (padding lanes
     /// -inf, so weight 0), the weighted sum as four partial sums (rows `li mod 4`).
     #[target_feature(enable = "avx2,fma")]
-    pub fn attend(d: Dims, scale: f32, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+    pub(super) fn attend(d: Dims, scale: f32, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
         let Dims { b, m, h, dq, l, dv } = d;
         assert!(dv <= DV && q.len() >= b * m * h * dq && k.len() >= b * l * h * dq);
         assert!(v.len() >= b * l * h * dv && out.len() >= b * m * h * dv);
