@@ -25,8 +25,8 @@ under ``WORK``. ``--profile`` adds ONNX Runtime's per-op profile (Python onnxrun
 OTHER``: this package's graph and OTHER's (the same checkpoint from another exporter) on Python
 onnxruntime, alternated call by call in one process (:func:`graph_ab`). ``--ab-fuse ROUNDS``:
 tract with atrank's fused attention kernel (``LoadOptions::tract_fused_attention``, the
-default) against tract's own nodes for the same graph, both in the probe's process, ROUNDS
-alternated rounds per N, with the largest score difference. ``--quick``:
+default in optimised builds) against tract's own nodes for the same graph, both in the probe's
+process, ROUNDS alternated rounds per N, with the largest score difference. ``--quick``:
 N = 100 and 1000, few calls (a smoke run for CI).
 
 Times on a shared 2-core box are noisy: compare ratios from one run, not absolute times.

@@ -42,8 +42,8 @@
 //!
 //! `--ab-fuse ROUNDS` (tract; replaces the measurement above): the same requests through the
 //! Rust API on two models of the package, one with atrank's fused attention kernel
-//! (`LoadOptions::tract_fused_attention`, the default), one with tract's own nodes, timed in
-//! alternation (see `ab_fuse`).
+//! (`LoadOptions::tract_fused_attention`, the default in optimised builds), one with tract's
+//! own nodes, timed in alternation (see `ab_fuse`).
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};

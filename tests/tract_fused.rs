@@ -1,7 +1,8 @@
 //! tract with atrank's fused attention kernel (`LoadOptions::tract_fused_attention`, on by
-//! default) against tract's own nodes for the same graphs: the same scores within the
-//! tolerance of two float32 evaluations, and the kernel really in use where the CPU runs it
-//! (the plan counters say how many attention cores it replaced).
+//! default in optimised builds, set explicitly here) against tract's own nodes for the same
+//! graphs: the same scores within the tolerance of two float32 evaluations, and the kernel
+//! really in use where the CPU runs it (the plan counters say how many attention cores it
+//! replaced).
 
 mod common;
 

@@ -128,11 +128,16 @@ pub struct LoadOptions {
     pub tract_plans: usize,
     /// Run each attention core of the exporter's graphs (`softmax(q k^T * scale) v`) as one
     /// kernel of atrank's own instead of tract's four nodes (tract only, on x86-64 CPUs with
-    /// AVX2 and FMA; default true; see [`tract_attention`]): 1.2-1.7x faster at the paper's
-    /// size (docs/benchmarks.md). The same function within float32 rounding
-    /// (docs/tolerances.md); a graph whose attention does not have the exporter's form, or a
-    /// CPU without those instructions, runs on tract's nodes. `false`: tract's own nodes, for
-    /// comparison. [`PlanStats::fused_attention`] counts the cores replaced.
+    /// AVX2 and FMA; see [`tract_attention`]): 1.2-1.7x faster at the paper's size
+    /// (docs/benchmarks.md). The same function within float32 rounding (docs/tolerances.md); a
+    /// graph whose attention does not have the exporter's form, or a CPU without those
+    /// instructions, runs on tract's nodes. [`PlanStats::fused_attention`] counts the cores
+    /// replaced.
+    ///
+    /// Default: true in optimised builds, false in builds with debug assertions (cargo's dev
+    /// profile), where the kernel is compiled without optimisation and runs about 5x slower
+    /// than tract's nodes, which atrank's own dev profile compiles at opt-level 1. `false`:
+    /// tract's own nodes, for comparison.
     pub tract_fused_attention: bool,
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).
@@ -157,8 +162,9 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     /// Defaults for `backend`: 1 intra-op thread, 1 session, CPU only, a cache of 1024 user encodings,
-    /// [`DEFAULT_TRACT_PLANS`] shape-specialised tract plans per graph, the library from the
-    /// environment, tables lifted, seen candidates scored like any other.
+    /// [`DEFAULT_TRACT_PLANS`] shape-specialised tract plans per graph, tract's fused attention
+    /// kernel in optimised builds ([`LoadOptions::tract_fused_attention`]), the library from
+    /// the environment, tables lifted, seen candidates scored like any other.
     pub fn new(backend: Backend) -> Self {
         LoadOptions {
             backend,
@@ -168,7 +174,7 @@ impl LoadOptions {
             cache_capacity: 1024,
             cache_bytes: DEFAULT_CACHE_BYTES,
             tract_plans: DEFAULT_TRACT_PLANS,
-            tract_fused_attention: true,
+            tract_fused_attention: !cfg!(debug_assertions),
             ort_library: None,
             verify_hashes: crate::package::VerifyHashes::Small,
             lift_tables: true,
