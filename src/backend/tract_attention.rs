@@ -210,12 +210,12 @@ fn find(model: &TypedModel) -> TractResult<Option<Match>> {
         let Some(op) = node.op_as::<Softmax>() else {
             continue;
         };
-        let rank = model.outlet_fact(node.inputs[0])?.rank();
+        let fact = model.outlet_fact(node.inputs[0])?;
         if op.kind != SoftmaxKind::Softmax
             || op.quant_output_dt.is_some()
-            || rank != 4
+            || fact.rank() != 4
             || op.axes.as_slice() != [3]
-            || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
+            || fact.datum_type != f32::datum_type()
         {
             continue;
         }
@@ -250,7 +250,8 @@ fn find(model: &TypedModel) -> TractResult<Option<Match>> {
             }
         }
         let snode = model.node(prev);
-        let expected_reader = if scale == 1.0 && node.inputs[0].node == prev {
+        // the score product feeds the Mul when there is one, else the softmax itself
+        let expected_reader = if prev == node.inputs[0].node {
             sm
         } else {
             node.inputs[0].node
