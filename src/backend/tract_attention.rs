@@ -349,8 +349,9 @@ mod avx2 {
     pub(super) const DV: usize = 16;
     /// Lanes per register.
     const R: usize = 8;
-    /// Registers of scores accumulated together (independent chains of multiply-adds).
-    const CHAINS: usize = 4;
+    /// Registers of scores accumulated together (independent chains of multiply-adds): 8
+    /// covers a history of 64 (tract's padded 50) in one pass and hides the FMA latency.
+    const CHAINS: usize = 8;
 
     /// `exp_nonpositive::<true>` on eight lanes: the same operations in the same order.
     #[inline]
@@ -405,17 +406,46 @@ mod avx2 {
         _mm_cvtss_f32(m)
     }
 
+    /// The scores of keys `c0 .. c0 + NR * R` (`kt`: `dq` rows of `lp` lanes) for one query,
+    /// times `scale`, into `s`: `NR` independent chains of `dq` multiply-adds.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn scores<const NR: usize>(
+        qrow: &[f32],
+        kt: &[f32],
+        lp: usize,
+        c0: usize,
+        scale: __m256,
+        s: &mut [f32],
+    ) {
+        let mut acc = [_mm256_setzero_ps(); NR];
+        for (j, &qj) in qrow.iter().enumerate() {
+            let qv = _mm256_set1_ps(qj);
+            let kr = &kt[j * lp + c0..][..NR * R];
+            for (c, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `kr` holds NR * R floats.
+                let kv = unsafe { _mm256_loadu_ps(kr.as_ptr().add(c * R)) };
+                *a = _mm256_fmadd_ps(qv, kv, *a);
+            }
+        }
+        let sr = &mut s[c0..][..NR * R];
+        for (c, a) in acc.iter().enumerate() {
+            // SAFETY: `sr` holds NR * R floats.
+            unsafe { _mm256_storeu_ps(sr.as_mut_ptr().add(c * R), _mm256_mul_ps(*a, scale)) };
+        }
+    }
+
     /// Per (batch, head): the keys as `dq` rows of L lanes (padded with zeros to a whole
-    /// number of `CHAINS` registers) and the values as L rows of `DV` floats (padded with
+    /// number of registers) and the values as L rows of `DV` floats (padded with
     /// zeros); per query: the scores `CHAINS` registers at a time, the softmax (padding lanes
-    /// -inf, so weight 0), the weighted sum as four partial sums (rows `li mod 4`).
+    /// -inf, so weight 0), the weighted sum by the unnormalised weights (each broadcast from
+    /// memory, a load) as four partial sums (rows `li mod 4`), divided once at the end.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn attend(d: Dims, scale: f32, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
         let Dims { b, m, h, dq, l, dv } = d;
         assert!(dv <= DV && q.len() >= b * m * h * dq && k.len() >= b * l * h * dq);
         assert!(v.len() >= b * l * h * dv && out.len() >= b * m * h * dv);
-        let step = R * CHAINS;
-        let lp = l.div_ceil(step).max(1) * step;
+        let lp = l.div_ceil(R) * R;
         let mut kt = vec![0f32; dq * lp];
         let mut vh = vec![0f32; l * DV];
         let mut s = vec![0f32; lp];
@@ -433,23 +463,20 @@ mod avx2 {
                 }
                 for mi in 0..m {
                     let qrow = &q[((bi * m + mi) * h + hi) * dq..][..dq];
-                    for c0 in (0..lp).step_by(step) {
-                        let mut acc = [_mm256_setzero_ps(); CHAINS];
-                        for (j, &qj) in qrow.iter().enumerate() {
-                            let qv = _mm256_set1_ps(qj);
-                            let kr = &kt[j * lp + c0..j * lp + c0 + step];
-                            for (c, a) in acc.iter_mut().enumerate() {
-                                // SAFETY: `kr` holds `step` = CHAINS * R floats.
-                                let kv = unsafe { _mm256_loadu_ps(kr.as_ptr().add(c * R)) };
-                                *a = _mm256_fmadd_ps(qv, kv, *a);
-                            }
-                        }
-                        let sr = &mut s[c0..c0 + step];
-                        for (c, a) in acc.iter().enumerate() {
-                            let x = _mm256_mul_ps(*a, vscale);
-                            // SAFETY: `sr` holds `step` floats.
-                            unsafe { _mm256_storeu_ps(sr.as_mut_ptr().add(c * R), x) };
-                        }
+                    // whole blocks of CHAINS registers, then one of half as many, then
+                    // single registers (a short history pays for no more than 7 lanes)
+                    let mut c0 = 0;
+                    while c0 + R * CHAINS <= lp {
+                        scores::<CHAINS>(qrow, &kt, lp, c0, vscale, &mut s);
+                        c0 += R * CHAINS;
+                    }
+                    if c0 + R * CHAINS / 2 <= lp {
+                        scores::<{ CHAINS / 2 }>(qrow, &kt, lp, c0, vscale, &mut s);
+                        c0 += R * CHAINS / 2;
+                    }
+                    while c0 < lp {
+                        scores::<1>(qrow, &kt, lp, c0, vscale, &mut s);
+                        c0 += R;
                     }
                     s[l..].fill(f32::NEG_INFINITY);
                     let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
@@ -476,13 +503,13 @@ mod avx2 {
                     let rest = quads.remainder();
                     for (qi, vq) in quads.enumerate() {
                         let w = &s[qi * 4..qi * 4 + 4];
-                        for (acc, vr, &wl) in [
+                        for (acc, vr, wl) in [
                             (&mut a0, &vq[..DV], &w[0]),
                             (&mut a1, &vq[DV..2 * DV], &w[1]),
                             (&mut a2, &vq[2 * DV..3 * DV], &w[2]),
                             (&mut a3, &vq[3 * DV..], &w[3]),
                         ] {
-                            let wv = _mm256_set1_ps(wl * inv);
+                            let wv = _mm256_broadcast_ss(wl);
                             // SAFETY: `vr` holds DV = 2 * R floats.
                             let (v0, v1) = unsafe {
                                 (
@@ -499,7 +526,7 @@ mod avx2 {
                     // (weight 0, values 0: exact zeros) leaves every score bit for bit the same
                     let done = l - rest.len() / DV;
                     for (k, vr) in rest.chunks_exact(DV).enumerate() {
-                        let wv = _mm256_set1_ps(s[done + k] * inv);
+                        let wv = _mm256_broadcast_ss(&s[done + k]);
                         // SAFETY: `vr` holds DV = 2 * R floats.
                         let (v0, v1) = unsafe {
                             (
@@ -515,11 +542,13 @@ mod avx2 {
                         acc[0] = _mm256_fmadd_ps(wv, v0, acc[0]);
                         acc[1] = _mm256_fmadd_ps(wv, v1, acc[1]);
                     }
+                    let vinv = _mm256_set1_ps(inv);
                     for half in [0, 1] {
                         let x = _mm256_add_ps(
                             _mm256_add_ps(a0[half], a1[half]),
                             _mm256_add_ps(a2[half], a3[half]),
                         );
+                        let x = _mm256_mul_ps(x, vinv);
                         // SAFETY: `row` holds DV = 2 * R floats.
                         unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(half * R), x) };
                     }
@@ -558,6 +587,11 @@ fn attend_with<const FMA: bool>(
     out: &mut [f32],
 ) {
     let Dims { b, m, h, dq, l, dv } = d;
+    if l == 0 {
+        // no keys: the sum over nothing (the division at the end would give 0 / 0)
+        out.fill(0.0);
+        return;
+    }
     let lb = l.div_ceil(W);
     let db = dv.div_ceil(W);
     let mut kt = vec![[0f32; W]; dq * lb];
@@ -610,11 +644,12 @@ fn attend_with<const FMA: bool>(
                     }
                 }
                 let inv = 1.0 / sum.iter().sum::<f32>();
-                // the weighted sum of the values
+                // the weighted sum of the values, by the unnormalised weights; the sum is
+                // divided once at the end
                 if db == 1 {
                     let mut a: Block = [0.0; W];
                     for (li, vb) in vh.iter().enumerate() {
-                        let w = s[li / W][li % W] * inv;
+                        let w = s[li / W][li % W];
                         for i in 0..W {
                             a[i] = madd::<FMA>(w, vb[i], a[i]);
                         }
@@ -625,7 +660,7 @@ fn attend_with<const FMA: bool>(
                         *a = [0.0; W];
                     }
                     for li in 0..l {
-                        let w = s[li / W][li % W] * inv;
+                        let w = s[li / W][li % W];
                         for (a, vb) in acc.iter_mut().zip(&vh[li * db..(li + 1) * db]) {
                             for i in 0..W {
                                 a[i] = madd::<FMA>(w, vb[i], a[i]);
@@ -635,7 +670,7 @@ fn attend_with<const FMA: bool>(
                 }
                 let o = &mut out[((bi * m + mi) * h + hi) * dv..][..dv];
                 for (c, x) in o.iter_mut().enumerate() {
-                    *x = acc[c / W][c % W];
+                    *x = acc[c / W][c % W] * inv;
                 }
             }
         }
