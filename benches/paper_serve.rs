@@ -6,7 +6,7 @@
 //!
 //!     target/release/deps/paper_serve-<hash> --package PKG --backend ort|tract \
 //!         [--sizes 100,250,1000,10000] [--min-calls 30] [--min-seconds 1] [--profile]
-//!         [--no-fuse] [--ab-fuse ROUNDS]
+//!         [--no-fuse] [--split-concat] [--ab-fuse ROUNDS]
 //!
 //! How the C ABI is reached: the crate's entry points are `pub extern "C" fn`s in the public
 //! module `atrank::ffi` (the same symbols `capi/` exports from `libatrank.so`), so this bench
@@ -38,7 +38,9 @@
 //! graph atrank runs except for the embedding `Gather`s, which atrank lifts out of the graph
 //! (`backend::lift`) and serves from the mapped `tables.bin`. The op names are tract's after
 //! optimisation (e.g. `OptMatMul`, fused element-wise ops), with atrank's fused attention kernel
-//! in place as atrank loads the graph (`AtrankFusedAttention`; `--no-fuse`: tract's own nodes).
+//! in place as atrank loads the graph (`AtrankFusedAttention`; `--no-fuse`: tract's own nodes),
+//! and decluttered as atrank does, without tract's `ConcatThenEinsum` pass (`--split-concat`:
+//! with it, as tract's own `into_optimized` does).
 //!
 //! `--ab-fuse ROUNDS` (tract; replaces the measurement above): the same requests through the
 //! Rust API on two models of the package, one with atrank's fused attention kernel
@@ -73,6 +75,9 @@ struct Args {
     /// `--no-fuse`: tract's own attention nodes (LoadOptions::tract_fused_attention = false)
     /// in the profile.
     fuse: bool,
+    /// `--split-concat`: the profile's plan with tract's ConcatThenEinsum pass, which atrank
+    /// leaves out (see `atrank::backend::tract::declutter`).
+    split_concat: bool,
     /// `--ab-fuse ROUNDS`: only the fused-attention A/B (see `ab_fuse`).
     ab_rounds: usize,
 }
@@ -87,6 +92,7 @@ fn args() -> Args {
         profile: false,
         profile_n: 1000,
         fuse: true,
+        split_concat: false,
         ab_rounds: 0,
     };
     let mut it = std::env::args().skip(1);
@@ -119,6 +125,7 @@ fn args() -> Args {
             "--profile" => a.profile = true,
             "--profile-n" => a.profile_n = it.next().and_then(|v| v.parse().ok()).expect("N"),
             "--no-fuse" => a.fuse = false,
+            "--split-concat" => a.split_concat = true,
             "--ab-fuse" => a.ab_rounds = it.next().and_then(|v| v.parse().ok()).expect("ROUNDS"),
             "--bench" => {} // added by `cargo bench`
             other => panic!("unknown argument {other:?}"),
@@ -375,9 +382,14 @@ fn main() {
             rust.prepare(std::slice::from_ref(r)).expect("prepare")
         });
         match a.backend {
-            Backend::Tract => {
-                tract_profile(&a.package, &prepared, a.min_calls, a.min_seconds, a.fuse)
-            }
+            Backend::Tract => tract_profile(
+                &a.package,
+                &prepared,
+                a.min_calls,
+                a.min_seconds,
+                a.fuse,
+                a.split_concat,
+            ),
             Backend::Ort => {
                 let note = "ORT's per-op profile: Python onnxruntime (benches/paper.py --profile)";
                 json!({ "note": note })
@@ -412,15 +424,30 @@ fn tract_profile(
     min_calls: usize,
     min_seconds: f64,
     fuse: bool,
+    split_concat: bool,
 ) -> Value {
-    match tract_profile_inner(package, prepared, min_calls, min_seconds, fuse) {
+    match tract_profile_inner(
+        package,
+        prepared,
+        min_calls,
+        min_seconds,
+        fuse,
+        split_concat,
+    ) {
         Ok(v) => v,
         Err(e) => json!({"error": format!("{e:#}")}),
     }
 }
 
 #[cfg(not(feature = "backend-tract"))]
-fn tract_profile(_: &Path, _: &atrank::preprocess::Prepared, _: usize, _: f64, _: bool) -> Value {
+fn tract_profile(
+    _: &Path,
+    _: &atrank::preprocess::Prepared,
+    _: usize,
+    _: f64,
+    _: bool,
+    _: bool,
+) -> Value {
     json!({"error": "built without the backend-tract feature"})
 }
 
@@ -431,6 +458,7 @@ fn tract_profile_inner(
     min_calls: usize,
     min_seconds: f64,
     fuse: bool,
+    split_concat: bool,
 ) -> tract_onnx::prelude::TractResult<Value> {
     use std::collections::HashMap;
     use tract_onnx::prelude::*;
@@ -439,8 +467,9 @@ fn tract_profile_inner(
 
     let mut typed = tract_onnx::onnx()
         .model_for_path(package.join("model.onnx"))?
-        .into_typed()?
-        .into_decluttered()?;
+        .into_typed()?;
+    // as atrank loads it (without tract's ConcatThenEinsum pass, unless --split-concat)
+    atrank::backend::tract::declutter(&mut typed, split_concat)?;
     // as atrank loads it (LoadOptions::tract_fused_attention, on unless --no-fuse)
     if fuse {
         atrank::backend::tract_attention::fuse(&mut typed)?;
@@ -461,9 +490,7 @@ fn tract_profile_inner(
         }
         inputs.push(Tensor::from_shape(&t.shape, &t.data)?.into_tvalue());
     }
-    let plan = typed
-        .set_symbols(&subs)?
-        .into_optimized()?
+    let plan = atrank::backend::tract::optimized(typed.set_symbols(&subs)?, split_concat)?
         .into_runnable()?;
     let nodes = plan.model().nodes().len();
     let mut per_node = vec![Duration::ZERO; nodes];
@@ -519,6 +546,7 @@ fn tract_profile_inner(
         .collect();
     Ok(json!({
         "plan": "model.onnx, tables inline (not lifted), shapes specialised to the prepared inputs",
+        "split_concat": split_concat,
         "shapes": shapes,
         "calls": calls,
         "plain_median_ms": round(ms(plain[plain.len() / 2]), 4),

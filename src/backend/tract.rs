@@ -24,6 +24,33 @@ use tract_onnx::prelude::*;
 use super::{ExternalFile, Feed, Fetched, Graph, PlanStats};
 use crate::{Error, Result};
 
+/// tract's declutter passes without `ConcatThenEinsum`, when `split_concat` is false.
+///
+/// That pass rewrites a matrix product whose summed axis comes from a `Concat` into one
+/// product per concatenated part plus their sum. The exporter's graphs concatenate embeddings
+/// before each projection (a candidate's id and category rows, a behavior's embeddings and
+/// one-hot time and action), so tract ran the paper-size query projection as two products
+/// with K = 64 and the behavior projection as four, down to K = 3, each with its own packing.
+/// One product over the concatenated rows ran faster (docs/benchmarks.md, session 15).
+pub fn declutter(model: &mut TypedModel, split_concat: bool) -> TractResult<()> {
+    use tract_onnx::tract_core::optim::Optimizer;
+    let mut passes = Optimizer::declutter();
+    if !split_concat {
+        // the pass types are private to tract-core; their Debug names are not
+        passes
+            .passes
+            .retain(|p| !format!("{p:?}").starts_with("ConcatThenEinsum"));
+    }
+    passes.optimize(model)
+}
+
+/// `into_optimized` with [`declutter`]'s choice: declutter, then tract's code generation.
+pub fn optimized(mut model: TypedModel, split_concat: bool) -> TractResult<TypedModel> {
+    declutter(&mut model, split_concat)?;
+    model.optimize()?;
+    Ok(model)
+}
+
 /// The input shapes of one run, in graph order.
 type ShapeKey = Vec<Vec<usize>>;
 
@@ -109,11 +136,8 @@ impl TractGraph {
         inline_external(path, &mut proto, external)?;
         let model = onnx.model_for_proto_model(&proto).map_err(ctx);
         drop(proto);
-        let mut typed = model?
-            .into_typed()
-            .map_err(ctx)?
-            .into_decluttered()
-            .map_err(ctx)?;
+        let mut typed = model?.into_typed().map_err(ctx)?;
+        declutter(&mut typed, false).map_err(ctx)?;
         // before the symbolic plan and every shape's plan are built from `typed`
         let fused_attention = if fuse_attention {
             super::tract_attention::fuse(&mut typed).map_err(ctx)?
@@ -133,9 +157,7 @@ impl TractGraph {
                     .collect(),
             );
         }
-        let plan = typed
-            .clone()
-            .into_optimized()
+        let plan = optimized(typed.clone(), false)
             .map_err(ctx)?
             .into_runnable()
             .map_err(ctx)?;
@@ -206,7 +228,7 @@ impl TractGraph {
         // A panic in tract's optimiser (see `load`) fails this shape's plan; the symbolic plan
         // serves it instead.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            typed.set_symbols(&subs)?.into_optimized()?.into_runnable()
+            optimized(typed.set_symbols(&subs)?, false)?.into_runnable()
         }))
         .unwrap_or_else(|p| {
             Err(TractError::msg(format!(
