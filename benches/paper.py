@@ -445,10 +445,12 @@ def report(f: dict) -> str:
                   f"{r['max_abs_diff']:.2e} |" for n, r in ab["results"].items()]
     fa = f.get("ab_fuse")
     if fa:
-        lines += ["", (f"tract, atrank's fused attention kernel against tract's own nodes "
-                       f"(Rust API, one process, {fa['rounds']} alternated rounds; median of "
-                       f"the per-round medians; attention cores fused: "
-                       f"{fa['ab_fuse'][0]['fused_cores']}):"), "",
+        first = fa["ab_fuse"][0]
+        lines += ["", (f"tract, atrank's fused attention and layer-norm kernels against tract's "
+                       f"own nodes (Rust API, one process, {fa['rounds']} alternated rounds; "
+                       f"median of the per-round medians; attention cores fused: "
+                       f"{first['fused_cores']}, layer norms: "
+                       f"{first.get('fused_layer_norms', 0)}):"), "",
                   "| N | fused ms | tract's nodes ms | speed-up | max abs score diff |",
                   "|---|---|---|---|---|"]
         lines += [f"| {r['n']} | {r['fused_ms']:.3f} | {r['tract_nodes_ms']:.3f} | "
@@ -504,7 +506,7 @@ def main() -> None:
         f["probe"][backend] = probe(a.probe, pkg, backend, sizes, a.min_calls, a.min_seconds,
                                     a.profile and backend == "tract")
     if a.ab_fuse:
-        step(f"tract: fused attention kernel against tract's nodes ({a.ab_fuse} rounds)")
+        step(f"tract: fused kernels against tract's nodes ({a.ab_fuse} rounds)")
         cmd = [str(a.probe), "--package", str(pkg), "--backend", "tract", "--sizes",
                ",".join(map(str, sizes)), "--min-calls", str(a.min_calls), "--min-seconds",
                str(a.min_seconds), "--ab-fuse", str(a.ab_fuse)]

@@ -43,9 +43,9 @@
 //! with it, as tract's own `into_optimized` does).
 //!
 //! `--ab-fuse ROUNDS` (tract; replaces the measurement above): the same requests through the
-//! Rust API on two models of the package, one with atrank's fused attention kernel
-//! (`LoadOptions::tract_fused_attention`, the default in optimised builds), one with tract's
-//! own nodes, timed in alternation (see `ab_fuse`).
+//! Rust API on two models of the package, one with atrank's fused attention and layer-norm
+//! kernels (`LoadOptions::tract_fused_attention`, `tract_fused_layer_norm`, the defaults in
+//! optimised builds), one with tract's own nodes, timed in alternation (see `ab_fuse`).
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -72,8 +72,8 @@ struct Args {
     min_seconds: f64,
     profile: bool,
     profile_n: usize,
-    /// `--no-fuse`: tract's own attention nodes (LoadOptions::tract_fused_attention = false)
-    /// in the profile.
+    /// `--no-fuse`: tract's own attention and layer-norm nodes
+    /// (LoadOptions::tract_fused_attention and tract_fused_layer_norm false) in the profile.
     fuse: bool,
     /// `--split-concat`: the profile's plan with tract's ConcatThenEinsum pass, which atrank
     /// leaves out (see `atrank::backend::tract::declutter`).
@@ -470,9 +470,11 @@ fn tract_profile_inner(
         .into_typed()?;
     // as atrank loads it (without tract's ConcatThenEinsum pass, unless --split-concat)
     atrank::backend::tract::declutter(&mut typed, split_concat)?;
-    // as atrank loads it (LoadOptions::tract_fused_attention, on unless --no-fuse)
+    // as atrank loads it (LoadOptions::tract_fused_attention and tract_fused_layer_norm, on
+    // unless --no-fuse)
     if fuse {
         atrank::backend::tract_attention::fuse(&mut typed)?;
+        atrank::backend::tract_norm::fuse(&mut typed)?;
     }
     // Each symbolic input axis takes the prepared tensor's size.
     let mut subs: HashMap<Symbol, TDim> = HashMap::new();
@@ -560,8 +562,8 @@ fn tract_profile_inner(
     }))
 }
 
-/// `--ab-fuse ROUNDS`: tract with atrank's fused attention kernel against tract's own nodes
-/// (`LoadOptions::tract_fused_attention`), through the Rust API (`Model::score`; the C ABI has
+/// `--ab-fuse ROUNDS`: tract with atrank's fused attention and layer-norm kernels against
+/// tract's own nodes (`LoadOptions::tract_fused_attention`, `tract_fused_layer_norm`), through the Rust API (`Model::score`; the C ABI has
 /// no switch for it), both models in this process. Per N and round, each model is timed as in
 /// the main measurement (the order alternates between rounds); prints each model's median over
 /// rounds of its per-round medians, their ratio, and the largest score difference between the
@@ -570,6 +572,7 @@ fn ab_fuse(a: &Args) {
     let load = |fuse: bool| {
         let mut options = LoadOptions::new(Backend::Tract);
         options.tract_fused_attention = fuse;
+        options.tract_fused_layer_norm = fuse;
         Model::load_with(&a.package, &options).expect("load the package (tract)")
     };
     let (fused, plain) = (load(true), load(false));
@@ -633,6 +636,7 @@ fn ab_fuse(a: &Args) {
             "n": n, "fused_ms": round(f, 3), "tract_nodes_ms": round(p, 3),
             "speedup": round(p / f, 3), "max_abs_diff": max_diff,
             "fused_cores": fused.plan_cache_stats().fused_attention,
+            "fused_layer_norms": fused.plan_cache_stats().fused_layer_norm,
         }));
     }
     println!("{}", json!({ "ab_fuse": rows, "rounds": a.ab_rounds }));

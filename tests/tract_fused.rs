@@ -1,8 +1,9 @@
-//! tract with atrank's fused attention kernel (`LoadOptions::tract_fused_attention`, on by
-//! default in optimised builds, set explicitly here) against tract's own nodes for the same
-//! graphs: the same scores within the tolerance of two float32 evaluations, and the kernel
-//! really in use where the CPU runs it (the plan counters say how many attention cores it
-//! replaced).
+//! tract with atrank's fused attention and layer-norm kernels
+//! (`LoadOptions::tract_fused_attention`, `LoadOptions::tract_fused_layer_norm`, on by default
+//! in optimised builds, set explicitly here) against tract's own nodes for the same graphs: the
+//! same scores within the tolerance of two float32 evaluations, and the kernels really in use
+//! where the CPU runs them (the plan counters say how many attention cores and layer
+//! normalisations they replaced).
 
 mod common;
 
@@ -16,6 +17,7 @@ use common::{
 fn tract(pkg: &std::path::Path, fused: bool) -> Model {
     let opts = LoadOptions {
         tract_fused_attention: fused,
+        tract_fused_layer_norm: fused,
         ..LoadOptions::new(Backend::Tract)
     };
     Model::load_with(pkg, &opts).unwrap_or_else(|e| panic!("{}: {e}", pkg.display()))
@@ -34,18 +36,20 @@ fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f64) {
 }
 
 #[test]
-fn fused_attention_scores_as_tracts_own_nodes() {
+fn fused_kernels_score_as_tracts_own_nodes() {
     let fresh = std::env::var_os("ATRANK_PACKAGE").filter(|p| !p.is_empty());
     for pkg in packages() {
         let fused = tract(&pkg, true);
         let plain = tract(&pkg, false);
+        let off = plain.plan_cache_stats();
         assert_eq!(
-            plain.plan_cache_stats().fused_attention,
-            0,
+            (off.fused_attention, off.fused_layer_norm),
+            (0, 0),
             "{}: fusion off",
             pkg.display()
         );
         let n_fused = fused.plan_cache_stats().fused_attention;
+        let n_norm = fused.plan_cache_stats().fused_layer_norm;
         // The package the test command exports now has the exporter's current graph form, so
         // every attention core of it matches; the committed fixtures predate that form
         // (their mask is an Add over the scores) and run on tract's nodes either way.
@@ -55,12 +59,17 @@ fn fused_attention_scores_as_tracts_own_nodes() {
                 "{}: {n_fused} attention cores fused; model.onnx has two",
                 pkg.display()
             );
+            assert!(
+                n_norm >= 4,
+                "{}: {n_norm} layer norms fused; model.onnx has four",
+                pkg.display()
+            );
         }
         if !tract_attention::available() {
             assert_eq!(
-                n_fused,
-                0,
-                "{}: fused without the kernel's CPU",
+                (n_fused, n_norm),
+                (0, 0),
+                "{}: fused without the kernels' CPU",
                 pkg.display()
             );
         }
@@ -98,6 +107,9 @@ fn fused_attention_scores_as_tracts_own_nodes() {
                 );
             }
         }
-        eprintln!("{}: {n_fused} attention cores fused", pkg.display());
+        eprintln!(
+            "{}: {n_fused} attention cores and {n_norm} layer norms fused",
+            pkg.display()
+        );
     }
 }

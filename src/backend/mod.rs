@@ -18,6 +18,8 @@ pub mod ort;
 pub mod tract;
 #[cfg(feature = "backend-tract")]
 pub mod tract_attention;
+#[cfg(feature = "backend-tract")]
+pub mod tract_norm;
 
 /// Which inference engine runs the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +141,13 @@ pub struct LoadOptions {
     /// than tract's nodes, which atrank's own dev profile compiles at opt-level 1. `false`:
     /// tract's own nodes, for comparison.
     pub tract_fused_attention: bool,
+    /// Run each layer normalisation of the exporter's graphs (and the residual sum feeding
+    /// it) as one kernel of atrank's own instead of tract's six or seven nodes (tract only, on
+    /// x86-64 CPUs with AVX2 and FMA, where tract's own `RmsNorm` runs scalar; see
+    /// [`tract_norm`]). The same function within float32 rounding (docs/tolerances.md);
+    /// [`PlanStats::fused_layer_norm`] counts the normalisations replaced. Default: as
+    /// [`LoadOptions::tract_fused_attention`], and for the same reason.
+    pub tract_fused_layer_norm: bool,
     /// The ONNX Runtime shared library; `None`: `ATRANK_ORT_LIB`, `ORT_DYLIB_PATH`, then
     /// `libonnxruntime.so` (see [`ort::library_path`]).
     pub ort_library: Option<PathBuf>,
@@ -163,7 +172,7 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// Defaults for `backend`: 1 intra-op thread, 1 session, CPU only, a cache of 1024 user encodings,
     /// [`DEFAULT_TRACT_PLANS`] shape-specialised tract plans per graph, tract's fused attention
-    /// kernel in optimised builds ([`LoadOptions::tract_fused_attention`]), the library from
+    /// and layer-norm kernels in optimised builds ([`LoadOptions::tract_fused_attention`]), the library from
     /// the environment, tables lifted, seen candidates scored like any other.
     pub fn new(backend: Backend) -> Self {
         LoadOptions {
@@ -175,6 +184,7 @@ impl LoadOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             tract_plans: DEFAULT_TRACT_PLANS,
             tract_fused_attention: !cfg!(debug_assertions),
+            tract_fused_layer_norm: !cfg!(debug_assertions),
             ort_library: None,
             verify_hashes: crate::package::VerifyHashes::Small,
             lift_tables: true,
@@ -226,6 +236,9 @@ pub struct PlanStats {
     /// Attention cores that run as atrank's fused kernel
     /// ([`LoadOptions::tract_fused_attention`]), summed over the graphs.
     pub fused_attention: usize,
+    /// Layer normalisations that run as atrank's fused kernel
+    /// ([`LoadOptions::tract_fused_layer_norm`]), summed over the graphs.
+    pub fused_layer_norm: usize,
 }
 
 impl std::ops::Add for PlanStats {
@@ -238,6 +251,7 @@ impl std::ops::Add for PlanStats {
             build_failures: self.build_failures + o.build_failures,
             plans: self.plans + o.plans,
             fused_attention: self.fused_attention + o.fused_attention,
+            fused_layer_norm: self.fused_layer_norm + o.fused_layer_norm,
         }
     }
 }
@@ -416,7 +430,10 @@ fn load_engine(
                     inputs,
                     outputs,
                     options.tract_plans,
-                    options.tract_fused_attention,
+                    tract::Fusion {
+                        attention: options.tract_fused_attention,
+                        layer_norm: options.tract_fused_layer_norm,
+                    },
                 )?),
                 serving: Serving::Tract,
                 fallback_reason: (options.gpu == GpuPolicy::Permissive)

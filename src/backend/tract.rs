@@ -9,8 +9,10 @@
 //! cache. A shape always runs the same plan (concurrent first callers wait for one build), so
 //! scores never depend on which calls came before.
 //!
-//! Before any plan is built, each attention core of the exporter's graphs may be replaced by
-//! atrank's own fused kernel ([`super::tract_attention`], `LoadOptions::tract_fused_attention`).
+//! Before any plan is built, each attention core and each layer normalisation of the exporter's
+//! graphs may be replaced by atrank's own fused kernels ([`super::tract_attention`],
+//! `LoadOptions::tract_fused_attention`; [`super::tract_norm`],
+//! `LoadOptions::tract_fused_layer_norm`).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -79,13 +81,25 @@ pub struct TractGraph {
     outputs: Vec<String>,
     /// Attention cores replaced by atrank's fused kernel ([`super::tract_attention`]).
     fused_attention: usize,
+    /// Layer normalisations replaced by atrank's fused kernel ([`super::tract_norm`]).
+    fused_layer_norm: usize,
+}
+
+/// Which of atrank's own kernels replace tract's nodes in a graph (each only where the graph
+/// has the exporter's form and the CPU runs the kernel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fusion {
+    /// Attention cores ([`super::tract_attention`]).
+    pub attention: bool,
+    /// Layer normalisations ([`super::tract_norm`]).
+    pub layer_norm: bool,
 }
 
 impl TractGraph {
     /// Loads and optimises the graph `bytes` (read from `path`, which names it in messages); checks it has exactly the named `inputs` and
     /// every one of `outputs`. `max_plans` bounds the per-shape plans kept (0: only the
-    /// symbolic plan); `fuse_attention` runs the exporter's attention cores as one kernel each
-    /// ([`super::tract_attention`]).
+    /// symbolic plan); `fuse` says which of the exporter's attention cores and layer
+    /// normalisations run as atrank's own kernels ([`Fusion`]).
     ///
     /// tract's ONNX import and optimiser panic on some malformed graphs that pass the runtime's
     /// own checks (fuzzing found one: an `Unsqueeze` axis beyond the rank panics in tract-hir's
@@ -98,18 +112,10 @@ impl TractGraph {
         inputs: &[String],
         outputs: &[String],
         max_plans: usize,
-        fuse_attention: bool,
+        fuse: Fusion,
     ) -> Result<TractGraph> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::load_unguarded(
-                path,
-                bytes,
-                external,
-                inputs,
-                outputs,
-                max_plans,
-                fuse_attention,
-            )
+            Self::load_unguarded(path, bytes, external, inputs, outputs, max_plans, fuse)
         }))
         .unwrap_or_else(|p| {
             Err(Error::Backend(format!(
@@ -127,7 +133,7 @@ impl TractGraph {
         inputs: &[String],
         outputs: &[String],
         max_plans: usize,
-        fuse_attention: bool,
+        fuse: Fusion,
     ) -> Result<TractGraph> {
         let ctx =
             |e: TractError| Error::backend(&format!("tract cannot load {}", path.display()), e);
@@ -139,8 +145,13 @@ impl TractGraph {
         let mut typed = model?.into_typed().map_err(ctx)?;
         declutter(&mut typed, false).map_err(ctx)?;
         // before the symbolic plan and every shape's plan are built from `typed`
-        let fused_attention = if fuse_attention {
+        let fused_attention = if fuse.attention {
             super::tract_attention::fuse(&mut typed).map_err(ctx)?
+        } else {
+            0
+        };
+        let fused_layer_norm = if fuse.layer_norm {
+            super::tract_norm::fuse(&mut typed).map_err(ctx)?
         } else {
             0
         };
@@ -198,6 +209,7 @@ impl TractGraph {
             inputs: order,
             outputs: names,
             fused_attention,
+            fused_layer_norm,
         })
     }
 
@@ -403,6 +415,7 @@ impl Graph for TractGraph {
             build_failures: self.build_failures.load(Ordering::Relaxed),
             plans,
             fused_attention: self.fused_attention,
+            fused_layer_norm: self.fused_layer_norm,
         }
     }
 }
