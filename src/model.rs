@@ -138,6 +138,8 @@ pub struct Model {
     metrics: Metrics,
     /// [`LoadOptions::exclude_seen`].
     exclude_seen: bool,
+    /// [`LoadOptions::batch_rows`] (0: no limit).
+    batch_rows: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -289,6 +291,7 @@ impl Model {
             graph_sha256,
             metrics: Metrics::default(),
             exclude_seen: options.exclude_seen,
+            batch_rows: options.batch_rows,
         })
     }
 
@@ -408,7 +411,8 @@ impl Model {
     /// Scores several users. Returns one score vector per request, as long as its candidate
     /// list. Requests of similar sizes run together in one graph run, padded to the longest
     /// of their run; runs are formed so that padding never exceeds twice what was passed, so
-    /// the cost is bounded by the input, not by the largest request times the batch size.
+    /// the cost is bounded by the input, not by the largest request times the batch size, and
+    /// so that a run holds at most [`LoadOptions::batch_rows`] candidate rows.
     /// Each request's scores equal [`Model::score`]'s up to float rounding (a batch runs other
     /// tensor shapes, hence other kernels' summation orders).
     pub fn score_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<f32>>> {
@@ -433,7 +437,7 @@ impl Model {
         }
         let max_history = self.spec.groups.iter().map(|g| g.max_history).sum();
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); requests.len()];
-        for chunk in plan_chunks(requests, max_history) {
+        for chunk in plan_chunks(requests, max_history, self.batch_rows, self.bucket) {
             let batch: Vec<Request<'_>> = chunk.iter().map(|&i| requests[i]).collect();
             let prepared = self.prepare(&batch)?;
             let flat = self.run_full(&prepared)?;
@@ -696,9 +700,24 @@ fn index_rows(spec: &Spec, pre: &Preprocessor) -> Vec<(String, usize)> {
 /// Splits a batch into runs whose padding stays within a constant factor of what was passed:
 /// requests sorted by candidate count, then history size, are grouped greedily while the
 /// chunk's padded candidate positions (rows x longest list) stay at most twice its real ones,
-/// and likewise for behaviors. One request with 10,000 candidates among 4,095 with one thus
+/// and likewise for behaviors, and its candidate rows (rows x longest list) stay at most
+/// `max_rows` (0: no limit; a request longer than that runs alone), counted as the graph will
+/// run them: with `bucket` (tract's shape buckets), the row count and the longest list each
+/// rounded up to a power of two. One request with 10,000 candidates among 4,095 with one thus
 /// runs alone instead of padding all 4,096 to 10,000. Returns indices into `requests`.
-fn plan_chunks(requests: &[Request<'_>], max_history: usize) -> Vec<Vec<usize>> {
+fn plan_chunks(
+    requests: &[Request<'_>],
+    max_history: usize,
+    max_rows: usize,
+    bucket: bool,
+) -> Vec<Vec<usize>> {
+    let pad = |x: usize| {
+        if bucket {
+            x.checked_next_power_of_two().unwrap_or(x)
+        } else {
+            x
+        }
+    };
     let size = |r: &Request<'_>| {
         (
             r.candidates.len().max(1),
@@ -713,7 +732,9 @@ fn plan_chunks(requests: &[Request<'_>], max_history: usize) -> Vec<Vec<usize>> 
         let (n, h) = size(&requests[i]);
         let fits = chunks.last().is_some_and(|c| {
             let rows = c.len() + 1;
-            rows * max_n.max(n) <= 2 * (sum_n + n) && rows * max_h.max(h) <= 2 * (sum_h + h)
+            rows * max_n.max(n) <= 2 * (sum_n + n)
+                && rows * max_h.max(h) <= 2 * (sum_h + h)
+                && (max_rows == 0 || pad(rows) * pad(max_n.max(n)) <= max_rows)
         });
         if !fits {
             chunks.push(Vec::new());
@@ -746,7 +767,7 @@ mod chunk_tests {
             4096
         ];
         requests[17].candidates = &long;
-        let chunks = plan_chunks(&requests, 50);
+        let chunks = plan_chunks(&requests, 50, 0, false);
         let mut seen: Vec<usize> = chunks.iter().flatten().copied().collect();
         seen.sort_unstable();
         assert_eq!(
@@ -773,5 +794,54 @@ mod chunk_tests {
             chunks.iter().any(|c| c == &vec![17]),
             "the long request runs alone"
         );
+    }
+
+    #[test]
+    fn a_run_holds_at_most_max_rows_candidate_rows() {
+        let lists: Vec<Vec<&str>> = [1usize, 3, 100, 100, 250, 1000, 1000, 2000]
+            .iter()
+            .map(|&n| vec!["x"; n])
+            .collect();
+        let mut requests = Vec::new();
+        for _ in 0..40 {
+            for l in &lists {
+                requests.push(Request {
+                    behaviors: &[],
+                    candidates: l,
+                    request_time: 0,
+                });
+            }
+        }
+        for (max_rows, bucket) in [
+            (0usize, false),
+            (1, false),
+            (512, true),
+            (1024, false),
+            (1024, true),
+            (5000, false),
+        ] {
+            let pad = |x: usize| if bucket { x.next_power_of_two() } else { x };
+            let chunks = plan_chunks(&requests, 50, max_rows, bucket);
+            let mut seen: Vec<usize> = chunks.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(
+                seen,
+                (0..requests.len()).collect::<Vec<_>>(),
+                "max_rows {max_rows}"
+            );
+            for c in &chunks {
+                let longest = c.iter().map(|&i| requests[i].candidates.len()).max();
+                let rows = pad(c.len()) * pad(longest.unwrap_or(0));
+                assert!(
+                    max_rows == 0 || rows <= max_rows || c.len() == 1,
+                    "max_rows {max_rows}: a run of {} requests, {rows} rows",
+                    c.len()
+                );
+            }
+            if max_rows == 0 {
+                // no cap: the 40 one-candidate requests (40 rows) share a run
+                assert!(chunks.iter().any(|c| c.len() >= 40), "max_rows 0");
+            }
+        }
     }
 }

@@ -94,6 +94,9 @@ pub const MAX_TRACT_PLANS: usize = 4096;
 pub const MAX_CACHE_ENTRIES: usize = 1 << 20;
 /// Bytes of user encodings a model caches by default ([`LoadOptions::cache_bytes`]).
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// Candidate rows one graph run of `Model::score_batch` takes by default
+/// ([`LoadOptions::batch_rows`]).
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +170,14 @@ pub struct LoadOptions {
     /// timestamp, including behaviors beyond `max_history` that the model itself does not see.
     /// A reranker that sorts by score then puts them last; `sigmoid(-inf)` is 0.
     pub exclude_seen: bool,
+    /// The most candidate rows (requests times the longest candidate list among them) that
+    /// one graph run of `Model::score_batch` takes (default [`DEFAULT_BATCH_ROWS`]); a batch
+    /// with more runs in several, and a request with more candidates than this runs alone.
+    /// Every tensor over the candidates then stays about the size of a core's cache (1024
+    /// rows of hidden 128 are 512 KiB). At the paper's size, 64 requests of 1,000 candidates
+    /// in one run scored 343k candidates/s per thread on ONNX Runtime and 148k on tract; one
+    /// request per run, 471k and 388k (docs/benchmarks.md, session 15). 0: no limit.
+    pub batch_rows: usize,
 }
 
 impl LoadOptions {
@@ -189,6 +200,7 @@ impl LoadOptions {
             verify_hashes: crate::package::VerifyHashes::Small,
             lift_tables: true,
             exclude_seen: false,
+            batch_rows: DEFAULT_BATCH_ROWS,
         }
     }
 }

@@ -80,7 +80,8 @@ struct Args {
     #[arg(long, short = 't', default_value_t = default_threads())]
     threads: usize,
 
-    /// Requests per graph run (rows per chunk).
+    /// Requests per `Model::score_batch` call (rows per chunk); the model splits a call into
+    /// graph runs of at most 1024 candidate rows.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
 
