@@ -149,20 +149,40 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     // One match at a time: a patch renumbers nothing it does not touch, but re-scanning after
     // each keeps the look-ups simple.
     while let Some(found) = find(model)? {
-        let mut patch = TypedModelPatch::default();
-        let q = patch.tap_model(model, found.q)?;
-        let k = patch.tap_model(model, found.k)?;
-        let v = patch.tap_model(model, found.v)?;
         let name = format!("{}.atrank_fused", model.node(found.softmax).name);
-        let out = patch.wire_node(name, FusedAttention { scale: found.scale }, &[q, k, v])?;
-        patch.shunt_outside(model, OutletId::new(found.weighted, 0), out[0])?;
-        patch.apply(model)?;
+        let op = FusedAttention { scale: found.scale };
+        replace_chain(
+            model,
+            &[found.q, found.k, found.v],
+            name,
+            op,
+            found.weighted,
+        )?;
         fused += 1;
     }
     if fused > 0 {
         *model = model.clone().into_compact()?;
     }
     Ok(fused)
+}
+
+/// Wires `op` on `inputs` and gives its output to every reader of node `last`'s output; the
+/// chain that `last` ended is left without readers, for tract's optimiser to remove.
+pub(super) fn replace_chain(
+    model: &mut TypedModel,
+    inputs: &[OutletId],
+    name: String,
+    op: impl TypedOp,
+    last: usize,
+) -> TractResult<()> {
+    let mut patch = TypedModelPatch::default();
+    let mut taps: TVec<OutletId> = tvec!();
+    for o in inputs {
+        taps.push(patch.tap_model(model, *o)?);
+    }
+    let out = patch.wire_node(name, op, &taps)?;
+    patch.shunt_outside(model, OutletId::new(last, 0), out[0])?;
+    patch.apply(model)
 }
 
 struct Match {
@@ -181,7 +201,7 @@ fn einsum_is(node: &TypedNode, expr: &str) -> bool {
 }
 
 /// The only node reading `node`'s single output, if exactly one does.
-fn sole_reader(model: &TypedModel, node: usize) -> Option<usize> {
+pub(super) fn sole_reader(model: &TypedModel, node: usize) -> Option<usize> {
     let n = model.node(node);
     if n.outputs.len() != 1 || n.outputs[0].successors.len() != 1 {
         return None;

@@ -29,7 +29,7 @@ use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::math::{Add, Mul, Sub};
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
-use super::tract_attention::available;
+use super::tract_attention::{available, replace_chain, sole_reader};
 
 /// `LayerNorm(a [+ b])` over the last axis: inputs `a` (and `b` of the same shape when
 /// `residual`), output of their shape.
@@ -142,15 +142,8 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     }
     let mut fused = 0;
     while let Some(found) = find(model)? {
-        let mut patch = TypedModelPatch::default();
-        let mut taps = tvec!();
-        for o in &found.inputs {
-            taps.push(patch.tap_model(model, *o)?);
-        }
         let name = format!("{}.atrank_fused", model.node(found.last).name);
-        let out = patch.wire_node(name, found.op, &taps)?;
-        patch.shunt_outside(model, OutletId::new(found.last, 0), out[0])?;
-        patch.apply(model)?;
+        replace_chain(model, &found.inputs, name, found.op, found.last)?;
         fused += 1;
     }
     if fused > 0 {
@@ -172,13 +165,6 @@ fn readers(model: &TypedModel, node: usize) -> Option<Vec<usize>> {
         return None;
     }
     Some(n.outputs[0].successors.iter().map(|s| s.node).collect())
-}
-
-fn sole_reader(model: &TypedModel, node: usize) -> Option<usize> {
-    match readers(model, node)?.as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    }
 }
 
 /// A binary op of kind `B`: its two inputs.
