@@ -407,6 +407,17 @@ def report(f: dict) -> str:
                      "(its prep and graph time include the padding; µs/cand divides by N).")
     lines.append(f"Load average at start / end: {f['loadavg_start']} / {f['loadavg_end']} "
                  f"({os.cpu_count()} CPUs).")
+    if all("cached_median_ms" in rows["ort"][n] for n in sizes):
+        lines += ["", ("Returning users: the same requests through `atrank_model_score_cached` "
+                       "(one user key per request; after the warm-up every call finds its "
+                       "user's encoding cached, so only the scorer graph runs):"), "",
+                  "| N | C ABI ORT ms | C ABI tract ms | ORT, cached / uncached |",
+                  "|---|---|---|---|"]
+        for n in sizes:
+            o, t = rows["ort"][n], rows["tract"].get(n)
+            lines.append(f"| {n} | {o['cached_median_ms']:.3f} "
+                         f"| {fmt(t and t.get('cached_median_ms'), '.3f')} "
+                         f"| {o['cached_median_ms'] / o['median_ms']:.2f}× |")
     prof = f.get("profile")
     if prof:
         po = prof.get("ort")

@@ -25,7 +25,10 @@
 //!
 //! For each N: warm-up calls (at least 3 and 0.1 s), then calls until at least `--min-calls`
 //! calls and `--min-seconds` seconds (at most 100,000 calls); reports the median, p10 and p90
-//! in ms and the median per candidate in µs. `prepare_ms` is the median of the same requests'
+//! in ms and the median per candidate in µs. `cached_median_ms`: the same requests through
+//! `atrank_model_score_cached`, one user key per request, measured the same way after the
+//! plain calls: every call after the warm-up finds its user's encoding in the cache (returning
+//! users; with the package's split graphs only the scorer runs). `prepare_ms` is the median of the same requests'
 //! preprocessing alone through the Rust API (`Model::prepare`: vocabulary and catalog
 //! look-ups, time buckets, tensors; no graph run), on a second `Model` loaded with the same
 //! backend (on tract, `prepare` pads to the shapes tract's plans are specialised to, as the
@@ -55,7 +58,7 @@ use atrank::ffi::{
     atrank_behavior, atrank_error, atrank_error_free, atrank_error_message, atrank_model,
     atrank_model_builder_build, atrank_model_builder_new, atrank_model_builder_set_backend,
     atrank_model_builder_set_intra_threads, atrank_model_free, atrank_model_max_candidates,
-    atrank_model_score, ATRANK_BACKEND_ORT, ATRANK_BACKEND_TRACT,
+    atrank_model_score, atrank_model_score_cached, ATRANK_BACKEND_ORT, ATRANK_BACKEND_TRACT,
 };
 use atrank::{Backend, Behavior, LoadOptions, Model, Request};
 use serde_json::{json, Value};
@@ -336,6 +339,38 @@ fn main() {
         let calls = t.len();
         let pct = |p: usize| ms(t[(calls - 1) * p / 100]);
         let med = ms(t[calls / 2]);
+        // Returning users: the same requests through atrank_model_score_cached, one user key
+        // per request, so after the warm-up every call finds its user's encoding cached and
+        // runs only the scorer graph (with the package's split graphs; without them it is
+        // atrank_model_score).
+        let user_keys: Vec<CString> = (0..reqs.len())
+            .map(|u| CString::new(format!("user-{u}")).expect("no NUL"))
+            .collect();
+        let mut k = 0;
+        let tc = sample(
+            || {
+                let u = k % reqs.len();
+                let r = &reqs[u];
+                k += 1;
+                check(
+                    atrank_model_score_cached(
+                        model,
+                        user_keys[u].as_ptr(),
+                        r.behaviors.as_ptr(),
+                        r.behaviors.len(),
+                        r.cand_ptrs.as_ptr(),
+                        r.cand_ptrs.len(),
+                        T0,
+                        scores.as_mut_ptr(),
+                        scores.len(),
+                    ),
+                    "atrank_model_score_cached",
+                );
+            },
+            a.min_calls,
+            a.min_seconds,
+        );
+        let cached_med = ms(tc[tc.len() / 2]);
         // The preprocessing alone, the same requests, as many calls.
         let mut k = 0;
         let padded = reqs[0].with_rust(action.as_deref(), |req| {
@@ -363,6 +398,7 @@ fn main() {
             "p10_ms": round(pct(10), 4),
             "p90_ms": round(pct(90), 4),
             "per_candidate_us": round(med * 1e3 / n as f64, 4),
+            "cached_median_ms": round(cached_med, 4),
             "prepare_ms": round(ms(prep), 4),
             "prepare_share": round(ms(prep) / med, 4),
             "tract_padded_n": if a.backend == Backend::Tract { json!(padded) } else { Value::Null },
