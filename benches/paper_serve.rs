@@ -156,6 +156,28 @@ fn check(err: *mut atrank_error, what: &str) {
     panic!("{what}: {msg}");
 }
 
+/// One request through the C ABI: `atrank_model_score`, or `atrank_model_score_cached` under
+/// `user_key`; panics on an error.
+fn score_c(model: *const atrank_model, r: &CReq, user_key: Option<&CString>, scores: &mut [f32]) {
+    let (b, nb, c, nc) = (
+        r.behaviors.as_ptr(),
+        r.behaviors.len(),
+        r.cand_ptrs.as_ptr(),
+        r.cand_ptrs.len(),
+    );
+    let (out, len) = (scores.as_mut_ptr(), scores.len());
+    match user_key {
+        None => check(
+            atrank_model_score(model, b, nb, c, nc, T0, out, len),
+            "atrank_model_score",
+        ),
+        Some(key) => check(
+            atrank_model_score_cached(model, key.as_ptr(), b, nb, c, nc, T0, out, len),
+            "atrank_model_score_cached",
+        ),
+    }
+}
+
 /// One request as a C caller holds it: owned C strings, the behaviors pointing into them and
 /// the candidates' pointer array.
 struct CReq {
@@ -313,21 +335,8 @@ fn main() {
         let mut k = 0;
         let t = sample(
             || {
-                let r = &reqs[k % reqs.len()];
+                score_c(model, &reqs[k % reqs.len()], None, &mut scores);
                 k += 1;
-                check(
-                    atrank_model_score(
-                        model,
-                        r.behaviors.as_ptr(),
-                        r.behaviors.len(),
-                        r.cand_ptrs.as_ptr(),
-                        r.cand_ptrs.len(),
-                        T0,
-                        scores.as_mut_ptr(),
-                        scores.len(),
-                    ),
-                    "atrank_model_score",
-                );
             },
             a.min_calls,
             a.min_seconds,
@@ -350,22 +359,8 @@ fn main() {
         let tc = sample(
             || {
                 let u = k % reqs.len();
-                let r = &reqs[u];
+                score_c(model, &reqs[u], Some(&user_keys[u]), &mut scores);
                 k += 1;
-                check(
-                    atrank_model_score_cached(
-                        model,
-                        user_keys[u].as_ptr(),
-                        r.behaviors.as_ptr(),
-                        r.behaviors.len(),
-                        r.cand_ptrs.as_ptr(),
-                        r.cand_ptrs.len(),
-                        T0,
-                        scores.as_mut_ptr(),
-                        scores.len(),
-                    ),
-                    "atrank_model_score_cached",
-                );
             },
             a.min_calls,
             a.min_seconds,

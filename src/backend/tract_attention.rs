@@ -749,6 +749,18 @@ fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
+/// Test data: a xorshift64 stream of floats uniform in [-1, 1) from `seed` (the kernels'
+/// tests, here and in `tract_norm`).
+#[cfg(test)]
+pub(super) fn uniform(mut seed: u64) -> impl FnMut() -> f32 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -914,13 +926,7 @@ mod tests {
     /// values, with masked keys as the exporter's graphs make them (a score of -1e9).
     #[test]
     fn kernel_matches_f64_reference() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rnd = uniform(0x2545_f491_4f6c_dd1d);
         for &(b, m, h, dq, l, dv, masked) in &[
             (1, 7, 2, 5, 9, 4, 0),
             (2, 33, 4, 17, 50, 16, 13),

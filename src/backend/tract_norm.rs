@@ -445,13 +445,7 @@ mod tests {
     /// residual input.
     #[test]
     fn kernel_matches_f64_reference() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rnd = super::super::tract_attention::uniform(0x9e37_79b9_7f4a_7c15);
         let u = 1.0 / 16_777_216.0f64;
         for &(rows, h) in &[(3, 1), (5, 7), (4, 8), (9, 64), (17, 128), (3, 130)] {
             for residual in [false, true] {
