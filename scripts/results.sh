@@ -9,6 +9,11 @@
 # Every finished run is written at once under docs/results/<task>/, so a stopped run resumes
 # where it was; each task prints its estimated time before it starts (a timed probe) and a
 # progress bar. Extra arguments go to every `compare` call.
+#
+# RESULTS_JOBS=2 runs a second `compare` process beside each task's, with the models, variants
+# and knobs in the reverse order (--reverse-order): the two share the task's runs directory (each run is claimed
+# by one process, docs/results-protocol.md), so 2 cores train two runs at once. Its log is
+# build/logs/<task>-second-process.log. The summary is rewritten (--report-only) once both end.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -18,7 +23,32 @@ if [[ "${1:-}" == "--taobao" ]]; then
   shift 2
 fi
 bash scripts/setup.sh
-compare() { "$PY" -m atrank_export compare "$@"; }
+JOBS="${RESULTS_JOBS:-1}"
+if [[ "$JOBS" != 1 && "$JOBS" != 2 ]]; then
+  echo "RESULTS_JOBS must be 1 or 2" >&2
+  exit 2
+fi
+compare() {
+  if [[ "$JOBS" == 1 ]]; then
+    "$PY" -m atrank_export compare "$@"
+    return
+  fi
+  local runs="" prev=""
+  for x in "$@"; do
+    if [[ "$prev" == --runs ]]; then runs="$x"; fi
+    prev="$x"
+  done
+  local log="build/logs/$(basename "$runs")-second-process.log"
+  mkdir -p build/logs
+  "$PY" -m atrank_export compare "$@" --reverse-order --no-eta --no-progress > "$log" 2>&1 &
+  local second=$!
+  local rc=0
+  "$PY" -m atrank_export compare "$@" || rc=$?
+  wait "$second" || { echo "the second compare process failed: see $log" >&2; rc=1; }
+  [[ "$rc" == 0 ]] || return "$rc"
+  # the second process may have written summary.json last, in its own order
+  "$PY" -m atrank_export compare "$@" --report-only --no-eta --no-progress
+}
 TASKS=(--task docs/results/ml100k)
 compare --data ml100k --time-unit 60 --runs docs/results/ml100k \
   --title "MovieLens-100k: the next rated movie" "$@"

@@ -193,3 +193,46 @@ def test_a_winner_without_its_weights_is_trained_again_with_test(compared, tmp_p
     assert s["models"]["BPR"][0]["test"] is not None
     tested = [f for f in grid.glob("BPR__*.json") if json.loads(f.read_text())["test"]]
     assert len(tested) == 1 and not list(grid.glob("*.pt"))
+
+
+def test_two_processes_share_one_runs_directory(compared, tmp_path):
+    """Two ``compare`` processes on one runs directory, the second with ``--reverse-order``: each
+    run is trained by exactly one of them (the other waits on its ``.claim``), a claim left by
+    a dead process is taken over, and ``--report-only`` then summarises both models."""
+    import subprocess
+    import sys
+
+    root, _ = compared
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    args = list(ARGS)
+    args[args.index("--variants") + 1] = "none"
+    args[args.index("--models") + 1] = "ATRank,BPR"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                          # its pid is no longer alive
+    stale = "ATRank__lr0.001__dropout0__sm64__seed1"
+    (shared / f"{stale}.claim").write_text(f"{__import__('socket').gethostname()} {dead.pid}")
+
+    def start(*extra):
+        return subprocess.Popen(
+            [sys.executable, "-m", "atrank_export", "compare", "--log",
+             str(root / "events.csv"), "--runs", str(shared), "--no-eta", "--no-sensitivity",
+             *args, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    procs = [start(), start("--reverse-order")]                # ATRank first, BPR first
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trained = [line for out in outs for line in out.splitlines() if "best epoch" in line]
+    # 2 models x (4 configurations + 1 more seed), each trained once across both processes
+    assert len(trained) == 10, outs
+    assert len(set(trained)) == 10
+    assert all(o.count("best epoch") > 0 for o in outs)   # both did part of the work
+    assert not list(shared.glob("*.claim")) and not list(shared.glob("*.pt"))
+    assert not list(shared.glob(".*.json.*"))             # no temporary run file left
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(shared),
+                 "--report-only", "--no-sensitivity", *args]) == 0
+    s = json.loads((shared / "summary.json").read_text())
+    assert set(s["models"]) == {"ATRank", "BPR"} and not s["not_run"]
+    for name in ("ATRank", "BPR"):
+        assert [m["seed"] for m in s["models"][name]] == [1, 2]
+        assert all(m["test"] is not None for m in s["models"][name])

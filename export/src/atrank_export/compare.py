@@ -32,6 +32,12 @@ The protocol (docs/results.md states it for readers):
 Every finished run is written to ``DIR/<run>.json`` at once (the tuning runs' best weights to
 ``DIR/<run>.pt`` until test is evaluated), so a stopped comparison resumes where it was.
 ``summary.json`` and the report section follow at the end.
+
+Several processes may share one ``DIR`` (say one per core, e.g. one with ``--models`` in the
+reverse order): a process claims a run with ``DIR/<run>.claim`` (created exclusively, holding
+its host and pid) before it trains or tests it, and waits for a run that another live process
+holds. A claim left by a process that died is taken over. Each process writes the
+``summary.json`` of what it was asked; ``--report-only`` with every model summarises all.
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ import argparse
 import json
 import platform
 import shlex
+import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,6 +215,47 @@ class Comparison:
             self.splits[key] = build_split(self.log_data, seed=seed, **kw)
         return self.splits[key]
 
+    @contextmanager
+    def claim(self, key: str, poll_seconds: float = 2.0):
+        """Hold ``<key>.claim`` while training or testing run ``key``: another process that
+        shares this runs directory waits for it (the claim is created exclusively). A claim
+        whose process is gone (same host, pid not alive) is taken over."""
+        path = self.runs / f"{key}.claim"
+        me = f"{socket.gethostname()} {os.getpid()}"
+        waiting = False
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    host, pid = path.read_text().split()
+                except (OSError, ValueError):      # vanished, or not written yet
+                    time.sleep(0.1)
+                    continue
+                if host == socket.gethostname() and not pid_alive(int(pid)):
+                    path.unlink(missing_ok=True)   # its process died: take it over
+                    continue
+                if not waiting:
+                    self.echo(f"waiting for {key}: another process ({host}, pid {pid}) "
+                              f"holds it")
+                    waiting = True
+                time.sleep(poll_seconds)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            break
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    def write_run(self, key: str, m: dict) -> None:
+        """``<key>.json``, replaced in one step: a process sharing the directory never reads
+        half a file."""
+        tmp = self.runs / f".{key}.json.{os.getpid()}"
+        tmp.write_text(json.dumps(m, indent=1) + "\n")
+        os.replace(tmp, self.runs / f"{key}.json")
+
     def done(self, spec: RunSpec) -> dict | None:
         """The finished run of ``spec``, unless it ran into a lower epoch cap than today's
         without stopping early (then it is trained again under the higher cap; a run that
@@ -223,6 +272,13 @@ class Comparison:
         """Train one configuration (or read its finished run). ``test=False``: keep the best
         weights in ``<run>.pt`` and evaluate test later, only if it wins."""
         old = self.done(spec)
+        if old is None and not self.a.report_only:
+            with self.claim(spec.key):
+                return self._run(spec, test)
+        return self._run(spec, test)
+
+    def _run(self, spec: RunSpec, test: bool) -> dict:
+        old = self.done(spec)           # again: another process may have finished it
         if old is not None:
             self.run_seconds += old.get("wall_seconds", 0.0)
             return old
@@ -244,7 +300,7 @@ class Comparison:
                   "knob_value": spec.value, "wall_seconds": time.perf_counter() - t0})
         if not test and spec.model not in SENSITIVITY:
             torch.save(model.state_dict(), self.runs / f"{spec.key}.pt")
-        (self.runs / f"{spec.key}.json").write_text(json.dumps(m, indent=1) + "\n")
+        self.write_run(spec.key, m)
         self.run_seconds += m["wall_seconds"]
         v = m["valid"]["all_items_auc"] if m["valid"] else float("nan")
         self.echo(f"{spec.model:14s} seed {spec.seed} lr {spec.lr:g} {spec.knob} "
@@ -258,17 +314,26 @@ class Comparison:
         """Evaluate the chosen tuning run on test, once (from its saved best weights)."""
         if m.get("test") is not None:
             return m
+        with self.claim(spec.key):
+            f = self.runs / f"{spec.key}.json"
+            if f.exists():                  # another process may have tested it meanwhile
+                m = json.loads(f.read_text())
+                if m.get("test") is not None:
+                    return m
+            return self._test_winner(spec, m)
+
+    def _test_winner(self, spec: RunSpec, m: dict) -> dict:
         if not (self.runs / f"{spec.key}.pt").exists():
             # its weights did not survive (a fresh clone keeps only the run files): train
             # the winner again, evaluating test at its best epoch
             (self.runs / f"{spec.key}.json").unlink()
-            return self.run(spec, test=True)
+            return self._run(spec, test=True)    # this process holds the claim
         split = self.split(spec.seed, spec.model)
         factory, run_split, cfg = make_model(spec, split)
         model = factory(cfg)
         model.load_state_dict(torch.load(self.runs / f"{spec.key}.pt", weights_only=True))
         m["test"] = evaluate(model, run_split, run_split.test)
-        (self.runs / f"{spec.key}.json").write_text(json.dumps(m, indent=1) + "\n")
+        self.write_run(spec.key, m)
         (self.runs / f"{spec.key}.pt").unlink()
         return m
 
@@ -338,7 +403,7 @@ class Comparison:
                                              "valid_all_items_auc":
                                              base["valid"]["all_items_auc"],
                                              "best_epoch": base["best_epoch"]}}
-            for name in SENSITIVITY:
+            for name in (list(SENSITIVITY)[::-1] if self.a.reverse_order else SENSITIVITY):
                 try:
                     m = step(RunSpec(name, c.lr, c.knob, c.value, self.seeds[0]), test=False)
                 except NotRun:
@@ -350,6 +415,16 @@ class Comparison:
                                             "best_at_cap": m["best_at_cap"]}
         bar.close()
         return out
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                  # alive, another user's
+        return True
+    return True
 
 
 def probe_eta(comp: Comparison, models: list[str], variants: list[str]) -> float:
@@ -570,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sensitivity", dest="sensitivity", action="store_false",
                    help="skip ATRank's one-knob-at-a-time validation runs (SENSITIVITY)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--reverse-order", action="store_true",
+                   help="take the models, variants and ATRank's knobs in the reverse order "
+                   "(for a second process sharing --runs: the two meet in the middle)")
     p.add_argument("--multigroup", action="store_true",
                    help="also run the synthetic multi-group vs item-only check (its own data)")
     a = p.parse_args(argv)
@@ -582,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         if v not in VARIANTS:
             p.error(f"unknown variant {v!r} (choose from {list(VARIANTS)})")
+    if a.reverse_order:
+        models, variants = models[::-1], variants[::-1]
     setup_threads()
     t0 = time.perf_counter()
     log_data, _ = read_data(p, a, DEFAULT_SEED)
