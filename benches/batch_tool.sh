@@ -7,8 +7,9 @@
 # the first time: tract in release takes minutes), generates a realistic Parquet input from
 # MovieLens-100k (real user histories cut at a random point: the most recent <= 50 behaviors
 # before the cut, request time = the cut, 100 candidates = the next item + 99 random catalog
-# items), then scores it with 1 and with 2 threads on tract, and on ONNX Runtime when
-# ATRANK_ORT_LIB is set. Prints a markdown table (rows/s and candidate scores/s).
+# items), then scores it with 1 thread pinned to one core, and with 1 and 2 threads unpinned,
+# on tract, and on ONNX Runtime when ATRANK_ORT_LIB is set. Prints a markdown table (rows/s and
+# candidate scores/s). The scaling per core is 2 threads (2 cores) against the pinned row.
 #
 # Knobs: BATCH_REQUESTS (20000), BATCH_CANDIDATES (100), BATCH_SIZE (64 requests per graph
 # run), BATCH_WORK (scratch folder, default build/bench-batch), BATCH_BIN (use this binary,
@@ -95,13 +96,25 @@ EOF
 fi
 
 nproc_now="$(nproc)"
-echo "| backend | threads | rows/s | candidate scores/s | wall s |"
-echo "|---|---:|---:|---:|---:|"
+# The tool reads and decodes the input on its main thread and writes on a thread of its own,
+# beside the scoring threads. Unpinned, "1 thread" also borrows the other cores for that I/O,
+# so its rate is not a rate per core. The "1 core" row pins the whole process to one CPU
+# (taskset): that is the rate per core, and 2 threads on 2 cores against it is the scaling.
+PIN=""
+if command -v taskset >/dev/null && [ "$nproc_now" -ge 2 ]; then PIN=1; fi
+echo "| backend | threads | cores | rows/s | candidate scores/s | wall s |"
+echo "|---|---:|---|---:|---:|---:|"
 run() {
-  local backend="$1" threads="$2"
-  shift 2
-  local log="$WORK/run-$backend-$threads.log"
-  "$BIN" --model "$PACKAGE" --input "$INPUT" --output "$WORK/out-$backend-$threads.parquet" \
+  local backend="$1" threads="$2" cores="$3"
+  shift 3
+  local tag="$backend-$threads" prefix=() cores_label="all ($nproc_now)"
+  if [ "$cores" != all ]; then
+    tag="$backend-$threads-pinned$cores"
+    prefix=(taskset -c "$(seq -s, 0 $((cores - 1)))")
+    cores_label="$cores (pinned)"
+  fi
+  local log="$WORK/run-$tag.log"
+  "${prefix[@]}" "$BIN" --model "$PACKAGE" --input "$INPUT" --output "$WORK/out-$tag.parquet" \
     --backend "$backend" --threads "$threads" --batch-size "$BATCH" --key request_id --key user \
     --overwrite "$@" 2>"$log"
   # atrank-batch: 1 shard(s) scored, ...; N rows (E with errors), S candidate scores in T s: R rows/s, C scores/s (...)
@@ -116,12 +129,25 @@ run() {
     echo "unexpected row errors: $line" >&2
     exit 1
   fi
-  printf '| %s | %s | %.0f | %.0f | %.1f |\n' "$backend" "$threads" "$rps" "$sps" "$secs"
+  printf '| %s | %s | %s | %.0f | %.0f | %.1f |\n' "$backend" "$threads" "$cores_label" "$rps" "$sps" "$secs"
+  SPS["$backend-$threads-$cores"]="$sps"
 }
-for t in 1 2; do run tract "$t"; done
-if [ -n "${ATRANK_ORT_LIB:-}" ]; then
-  for t in 1 2; do run ort "$t" --ort-lib "$ATRANK_ORT_LIB"; done
-fi
+declare -A SPS
+measure() {
+  local backend="$1"
+  shift
+  if [ -n "$PIN" ]; then run "$backend" 1 1 "$@"; fi
+  for t in 1 2; do run "$backend" "$t" all "$@"; done
+}
+measure tract
+if [ -n "${ATRANK_ORT_LIB:-}" ]; then measure ort --ort-lib "$ATRANK_ORT_LIB"; fi
 echo
+for b in tract ort; do
+  one="${SPS[$b-1-1]:-}" two="${SPS[$b-2-all]:-}"
+  if [ -n "$one" ] && [ -n "$two" ]; then
+    awk -v b="$b" -v o="$one" -v t="$two" \
+      'BEGIN { printf "%s: 2 threads on 2 cores / 1 thread pinned to 1 core = %.2fx\n", b, t / o }'
+  fi
+done
 echo "input: $INPUT ($REQUESTS requests x $CANDIDATES candidates), batch $BATCH, $nproc_now CPU(s),"
 echo "$(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
