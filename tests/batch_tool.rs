@@ -360,6 +360,12 @@ fn tract_scores_match_the_trainer_in_every_format() {
     golden_in_every_format("tract", &[]);
 }
 
+/// `--batch-rows 1`: every request in a graph run of its own, the same scores within tolerance.
+#[test]
+fn one_request_per_graph_run_matches_the_trainer() {
+    golden_in_every_format("tract", &["--batch-rows", "1"]);
+}
+
 #[test]
 fn ort_scores_match_the_trainer_in_every_format() {
     let Some(lib) = common::ort_library() else {

@@ -63,8 +63,9 @@ func scoreBatch(m *C.atrank_model, reqs []Request) ([][]float32, error) {
 	return splitScores(flat, reqs), nil
 }
 
-// ScoreBatch scores several users' requests in one run of the graph (padded into one batch):
-// better throughput than one Score per request when many arrive together. Result i holds
+// ScoreBatch scores several users' requests in few runs of the graph (padded into batches of
+// at most WithBatchRows candidate rows): better throughput than one Score per request when
+// many arrive together. Result i holds
 // request i's scores, equal to Score's for that request alone. All or nothing: an invalid
 // request fails the whole call with its error, named requests[i]. At most MaxBatchRequests.
 func (m *Model) ScoreBatch(reqs []Request) ([][]float32, error) {

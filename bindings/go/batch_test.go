@@ -62,6 +62,46 @@ func TestScoreBatch(t *testing.T) {
 	}
 }
 
+// TestBatchRows: WithBatchRows(1) runs every request alone, through the same graph and shapes
+// as Score, so the scores are the same floats; WithBatchRows(0) (no row limit) stays within the
+// golden tolerance; a negative count is refused before the C call.
+func TestBatchRows(t *testing.T) {
+	for _, p := range packages(t) {
+		for _, b := range backends {
+			t.Run(p.name+"/"+b.String(), func(t *testing.T) {
+				reqs := make([]Request, len(p.golden.Requests))
+				for i := range reqs {
+					r := &p.golden.Requests[i]
+					reqs[i] = Request{Behaviors: r.behaviors(), Candidates: r.Candidates, RequestTime: r.RequestTime}
+				}
+				alone := load(t, p.dir, b, WithBatchRows(1))
+				together := load(t, p.dir, b, WithBatchRows(0))
+				got1, err := alone.ScoreBatch(reqs)
+				if err != nil {
+					t.Fatalf("ScoreBatch, batch rows 1: %v", err)
+				}
+				got0, err := together.ScoreBatch(reqs)
+				if err != nil {
+					t.Fatalf("ScoreBatch, batch rows 0: %v", err)
+				}
+				for i := range reqs {
+					r := &p.golden.Requests[i]
+					want, err := alone.Score(reqs[i].Behaviors, reqs[i].Candidates, reqs[i].RequestTime)
+					if err != nil {
+						t.Fatalf("Score request %d: %v", i, err)
+					}
+					checkClose(t, fmt.Sprintf("batch rows 1 vs Score, request %d", i), got1[i], want, 0)
+					// two float32 evaluations of the request's logits, within its derived 2 D U M
+					// (docs/tolerances.md)
+					checkGolden(t, fmt.Sprintf("batch rows 0, request %d", i), r, got0[i], r.tol)
+				}
+			})
+		}
+	}
+	_, err := Load(packages(t)[0].dir, WithBackend(BackendTract), WithBatchRows(-1))
+	expectCode(t, "WithBatchRows(-1)", err, InvalidArgument, "batch rows -1 is negative")
+}
+
 func checkClose(t *testing.T, what string, got, want []float32, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {

@@ -25,6 +25,7 @@ type options struct {
 	cache        *int
 	verify       *VerifyHashes
 	excludeSeen  *bool
+	batchRows    *int
 }
 
 // WithBackend selects the inference engine.
@@ -58,6 +59,11 @@ func WithVerifyHashes(v VerifyHashes) Option { return func(o *options) { o.verif
 // every candidate gets the model's score.
 func WithExcludeSeen(exclude bool) Option { return func(o *options) { o.excludeSeen = &exclude } }
 
+// WithBatchRows sets the most candidate rows one graph run of Model.ScoreBatch takes (default
+// 1024; 0: no row limit): a batch with more runs in several, each request whole. One request
+// per run was fastest at 1,000 candidates, about 8 at 100 (docs/benchmarks.md).
+func WithBatchRows(rows int) Option { return func(o *options) { o.batchRows = &rows } }
+
 // newBuilder makes an atrank_model_builder for dir with opts applied; the caller consumes it
 // (build or reload) or frees it.
 func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
@@ -77,6 +83,9 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 	}
 	if o.cache != nil && *o.cache < 0 {
 		return nil, bindingError(InvalidArgument, "cache capacity %d is negative", *o.cache)
+	}
+	if o.batchRows != nil && *o.batchRows < 0 {
+		return nil, bindingError(InvalidArgument, "batch rows %d is negative", *o.batchRows)
 	}
 	if o.ortLibrary != nil {
 		if err := s.str(*o.ortLibrary, "ONNX Runtime library path"); err != nil {
@@ -124,6 +133,11 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 		}
 		if o.verify != nil {
 			if err := takeError(C.atrank_model_builder_set_verify_hashes(b, C.atrank_verify_hashes(*o.verify))); err != nil {
+				return err
+			}
+		}
+		if o.batchRows != nil {
+			if err := takeError(C.atrank_model_builder_set_batch_rows(b, C.size_t(*o.batchRows))); err != nil {
 				return err
 			}
 		}

@@ -143,6 +143,10 @@ struct Options {
     /// true: candidates the user already touched (a target-group behavior with their id) score
     /// -infinity, so they sort last. Default false: every candidate gets the model's score.
     std::optional<bool> exclude_seen;
+    /// The most candidate rows one graph run of score_batch takes (default 1024; 0: no row
+    /// limit): a batch with more runs in several, each request whole (see
+    /// atrank_model_builder_set_batch_rows).
+    std::optional<std::size_t> batch_rows;
 };
 
 namespace detail {
@@ -167,6 +171,7 @@ inline std::unique_ptr<atrank_model_builder, BuilderFree> builder(const std::str
     if (options.cache_capacity) check(atrank_model_builder_set_cache_capacity(b.get(), *options.cache_capacity));
     if (options.verify_hashes) check(atrank_model_builder_set_verify_hashes(b.get(), *options.verify_hashes));
     if (options.exclude_seen) check(atrank_model_builder_set_exclude_seen(b.get(), *options.exclude_seen ? 1u : 0u));
+    if (options.batch_rows) check(atrank_model_builder_set_batch_rows(b.get(), *options.batch_rows));
     return b;
 }
 

@@ -4,7 +4,9 @@
  * - Every golden request of a package, scored as one batch, matches the trainer's scores (the
  *   independent reference in golden.json) and equals atrank_model_score on each request alone;
  *   run on the package ($ATRANK_PACKAGE or argv[1]) and on the multigroup fixture
- *   (groups and caller features), on tract and, when ATRANK_ORT_LIB is set, on ORT.
+ *   (groups and caller features), on tract and, when ATRANK_ORT_LIB is set, on ORT; with the
+ *   default rows per graph run, with atrank_model_builder_set_batch_rows(1) (every request in
+ *   a run of its own: then bit-identical to atrank_model_score) and with 0 (no row limit).
  * - Bad input: NULL model / requests / scores_out, requests_len 0 and above
  *   ATRANK_MAX_BATCH_REQUESTS, a scores_out_len that disagrees with the candidate total, and an
  *   invalid request in the middle (its index named in the message); on every error scores_out
@@ -20,15 +22,36 @@
 static const char *MULTI = "tests/fixtures/tiny-multigroup";
 static const float SENTINEL = -12345.0f;
 
-static const atrank_model *load(const char *dir, atrank_backend backend) {
+/* rows: DEFAULT_ROWS loads with atrank_model_load; any other value through a builder with
+ * atrank_model_builder_set_batch_rows(rows). */
+#define DEFAULT_ROWS SIZE_MAX
+
+static const atrank_model *load_rows(const char *dir, atrank_backend backend, size_t rows) {
     const atrank_model *m = NULL;
-    atrank_error *err = atrank_model_load(dir, backend, &m);
+    atrank_error *err = NULL;
+    if (rows == DEFAULT_ROWS) {
+        err = atrank_model_load(dir, backend, &m);
+    } else {
+        atrank_model_builder *b = NULL;
+        err = atrank_model_builder_new(dir, &b);
+        if (err == NULL) err = atrank_model_builder_set_backend(b, backend);
+        if (err == NULL) err = atrank_model_builder_set_batch_rows(b, rows);
+        if (err == NULL) {
+            err = atrank_model_builder_build(b, &m);
+        } else {
+            atrank_model_builder_free(b);
+        }
+    }
     if (err != NULL) {
         test_fail("load %s on %s: %s", dir, test_backend_name(backend), atrank_error_message(err));
         atrank_error_free(err);
         return NULL;
     }
     return m;
+}
+
+static const atrank_model *load(const char *dir, atrank_backend backend) {
+    return load_rows(dir, backend, DEFAULT_ROWS);
 }
 
 /* The golden set as batch requests; returns the candidate total. */
@@ -46,13 +69,13 @@ static size_t to_requests(const golden_set *g, atrank_request *reqs) {
     return total;
 }
 
-static void test_golden_batch(const char *dir, atrank_backend backend) {
+static void test_golden_batch(const char *dir, atrank_backend backend, size_t rows) {
     golden_set g;
     if (golden_load(dir, &g) != 0) {
         test_fail("cannot load the golden requests of %s", dir);
         return;
     }
-    const atrank_model *m = load(dir, backend);
+    const atrank_model *m = load_rows(dir, backend, rows);
     atrank_request *reqs = calloc(g.requests_len, sizeof *reqs);
     size_t total = reqs != NULL ? to_requests(&g, reqs) : 0;
     float *out = calloc(total > 0 ? total : 1, sizeof *out);
@@ -84,12 +107,23 @@ static void test_golden_batch(const char *dir, atrank_backend backend) {
             if (!(s <= r->tolerance))
                 test_fail("%s %s %s candidate %zu: batch %g vs single %g", dir, test_backend_name(backend), r->name,
                           k, (double)out[at], (double)single[k]);
+            /* one row per run: each request runs alone, through the same graph and shapes as
+             * atrank_model_score, so the float operations are the same ones */
+            if (rows == 1 && out[at] != single[k])
+                test_fail("%s %s %s candidate %zu: batch rows 1 gave %.9g, alone %.9g (not identical)", dir,
+                          test_backend_name(backend), r->name, k, (double)out[at], (double)single[k]);
             if (d > worst) worst = d;
             if (s > worst_single) worst_single = s;
         }
     }
-    printf("batch of %zu on %s (%s): %zu scores, max |diff| vs trainer %.3g (tolerances up to %g), vs single %.3g\n",
-           g.requests_len, dir, test_backend_name(backend), total, worst, g.tolerance, worst_single);
+    char rows_text[32];
+    if (rows == DEFAULT_ROWS)
+        snprintf(rows_text, sizeof rows_text, "default");
+    else
+        snprintf(rows_text, sizeof rows_text, "%zu", rows);
+    printf("batch of %zu on %s (%s, batch rows %s): %zu scores, max |diff| vs trainer %.3g (tolerances up to "
+           "%g), vs single %.3g\n",
+           g.requests_len, dir, test_backend_name(backend), rows_text, total, worst, g.tolerance, worst_single);
 done:
     free(out);
     free(reqs);
@@ -188,12 +222,16 @@ int main(int argc, char **argv) {
     }
     const char *lib = getenv("ATRANK_ORT_LIB");
     int ort = lib != NULL && *lib != '\0';
-    test_golden_batch(dir, ATRANK_BACKEND_TRACT);
-    test_golden_batch(MULTI, ATRANK_BACKEND_TRACT);
-    if (ort) {
-        test_golden_batch(dir, ATRANK_BACKEND_ORT);
-        test_golden_batch(MULTI, ATRANK_BACKEND_ORT);
-    } else {
+    const size_t rows[3] = {DEFAULT_ROWS, 1, 0};
+    for (size_t i = 0; i < 3; i++) {
+        test_golden_batch(dir, ATRANK_BACKEND_TRACT, rows[i]);
+        test_golden_batch(MULTI, ATRANK_BACKEND_TRACT, rows[i]);
+        if (ort) {
+            test_golden_batch(dir, ATRANK_BACKEND_ORT, rows[i]);
+            test_golden_batch(MULTI, ATRANK_BACKEND_ORT, rows[i]);
+        }
+    }
+    if (!ort) {
         printf("ATRANK_ORT_LIB is not set: the ORT backend is not tested\n");
     }
     test_errors("tests/fixtures/tiny");

@@ -84,6 +84,10 @@ static void test_builder_errors(void) {
            ATRANK_ERROR_INVALID_ARGUMENT, "exclude is 4294967295");
     expect("set_exclude_seen(1)", atrank_model_builder_set_exclude_seen(b, 1), ATRANK_OK, NULL);
     expect("set_exclude_seen(0)", atrank_model_builder_set_exclude_seen(b, 0), ATRANK_OK, NULL);
+    expect("set_batch_rows(NULL builder)", atrank_model_builder_set_batch_rows(NULL, 8), ATRANK_ERROR_NULL_ARGUMENT,
+           "builder");
+    expect("set_batch_rows(SIZE_MAX)", atrank_model_builder_set_batch_rows(b, SIZE_MAX), ATRANK_OK, NULL);
+    expect("set_batch_rows(0)", atrank_model_builder_set_batch_rows(b, 0), ATRANK_OK, NULL);
     expect("build(NULL out)", atrank_model_builder_build(b, NULL), ATRANK_ERROR_NULL_ARGUMENT, "model_out");
     /* build consumed b even though it failed: no free here. A missing package also consumes. */
     expect("builder_new", atrank_model_builder_new("/nonexistent/atrank", &b), ATRANK_OK, NULL);

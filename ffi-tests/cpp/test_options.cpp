@@ -76,6 +76,32 @@ TEST_P(Backends, MultiGroupGoldenSingleAndBatch) {
     RecordProperty("max_abs_diff", std::to_string(worst));
 }
 
+// Options::batch_rows = 1: every request of score_batch runs alone, through the same graph and
+// shapes as score, so the scores are the same floats; 0 (no row limit) stays within tolerance.
+TEST_P(Backends, BatchRows) {
+    const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);
+    atrank::Options one = options();
+    one.batch_rows = 1;
+    atrank::Options unlimited = options();
+    unlimited.batch_rows = 0;
+    const atrank::Model m1 = atrank::Model::load(kMulti, one);
+    const atrank::Model m0 = atrank::Model::load(kMulti, unlimited);
+    const auto alone = m1.score_batch(golden_requests(g));
+    const auto together = m0.score_batch(golden_requests(g));
+    ASSERT_EQ(alone.size(), g.requests.size());
+    ASSERT_EQ(together.size(), g.requests.size());
+    for (std::size_t i = 0; i < g.requests.size(); ++i) {
+        const auto &r = g.requests[i];
+        EXPECT_EQ(alone[i], m1.score(r.behaviors, r.candidates, r.request_time)) << r.name;
+        ASSERT_EQ(together[i].size(), r.candidates.size()) << r.name;
+        for (std::size_t k = 0; k < r.candidates.size(); ++k) {
+            // two float32 evaluations of the request's logits, within its derived 2 D U M
+            // (docs/tolerances.md)
+            EXPECT_NEAR(together[i][k], r.scores[k], r.tolerance) << r.name << " candidate " << k;
+        }
+    }
+}
+
 TEST_P(Backends, CachedEqualsUncached) {
     const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);
     const atrank::Model m = atrank::Model::load(kMulti, options());

@@ -305,6 +305,30 @@ pub extern "C" fn atrank_model_builder_set_cache_bytes(
     })
 }
 
+/// Sets the most candidate rows one graph run of `atrank_model_score_batch` takes (default
+/// 1024): a batch with more runs in several, each request whole, and a request with more
+/// candidates than this runs alone. The rows of a run are its requests times its longest
+/// candidate list (on tract, each rounded up to a power of two, as tract pads them). Smaller
+/// runs keep every tensor over the candidates near the size of a core's cache; at the paper's
+/// size, one request per run was fastest at 1,000 candidates and about 8 at 100
+/// (docs/benchmarks.md). 0: no row limit (requests of similar sizes still share a run). Any
+/// value is accepted.
+///
+/// Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+/// `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+#[no_mangle]
+pub extern "C" fn atrank_model_builder_set_batch_rows(
+    builder: *mut atrank_model_builder,
+    rows: usize,
+) -> *mut atrank_error {
+    wrap(|| {
+        // SAFETY: NULL or a live builder, per the contract.
+        let b = unsafe { builder_mut(builder) }?;
+        b.options.batch_rows = rows;
+        Ok(())
+    })
+}
+
 /// Takes ownership of a builder and loads its model.
 ///
 /// # Safety

@@ -79,6 +79,24 @@ def test_golden_score_batch(package, backend, native, monkeypatch):
             _check_scores(scores, r["scores"], tolerance(gold, r), r["name"])
 
 
+def test_batch_rows(package, backend):
+    """``batch_rows=1`` runs every request of a batch alone, through the same graph and shapes
+    as ``score``: the same floats. ``batch_rows=0`` (no row limit) stays within the golden
+    tolerance; a negative count is refused."""
+    gold = golden(package)
+    reqs = [_request(r) for r in gold["requests"]]
+    with atrank.Model(package, backend, batch_rows=1) as alone, \
+            atrank.Model(package, backend, batch_rows=0) as together:
+        got1 = alone.score_batch(reqs)
+        got0 = together.score_batch(reqs)
+        for r, q, s1, s0 in zip(gold["requests"], reqs, got1, got0):
+            want = alone.score(q["behaviors"], q["candidates"], q["request_time"])
+            assert np.array_equal(s1, want), r["name"]
+            _check_scores(s0, r["scores"], tolerance(gold, r), r["name"])
+    with pytest.raises(atrank.InvalidArgumentError, match="batch_rows"):
+        atrank.Model(package, backend, batch_rows=-1)
+
+
 def test_tuples_and_namedtuples_equal_dicts(backend):
     gold = golden(MULTI)
     r = gold["requests"][0]

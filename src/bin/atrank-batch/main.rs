@@ -81,9 +81,14 @@ struct Args {
     threads: usize,
 
     /// Requests per `Model::score_batch` call (rows per chunk); the model splits a call into
-    /// graph runs of at most 1024 candidate rows.
+    /// graph runs of at most --batch-rows candidate rows.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+
+    /// The most candidate rows one graph run takes (`LoadOptions::batch_rows`; 0: no row
+    /// limit). A request with more candidates runs alone.
+    #[arg(long, default_value_t = atrank::backend::DEFAULT_BATCH_ROWS)]
+    batch_rows: usize,
 
     /// The inference backend.
     #[arg(long, value_enum, default_value = "tract")]
@@ -254,6 +259,7 @@ fn run(args: &Args) -> Result<Totals, String> {
         .sessions
         .unwrap_or_else(|| args.threads.min(atrank::backend::MAX_SESSIONS));
     options.cache_capacity = 0;
+    options.batch_rows = args.batch_rows;
     options.ort_library = args.ort_lib.clone();
     let model = Model::load_with(&args.model, &options)
         .map_err(|e| format!("cannot load {}: {e}", args.model.display()))?;

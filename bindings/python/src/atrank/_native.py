@@ -149,6 +149,7 @@ _FUNCTIONS = {
     "atrank_model_builder_set_sessions": (_ErrorP, [_BuilderP, c_size_t]),
     "atrank_model_builder_set_verify_hashes": (_ErrorP, [_BuilderP, c_uint32]),
     "atrank_model_builder_set_exclude_seen": (_ErrorP, [_BuilderP, c_uint32]),
+    "atrank_model_builder_set_batch_rows": (_ErrorP, [_BuilderP, c_size_t]),
     "atrank_model_builder_build": (_ErrorP, [_BuilderP, POINTER(_ModelP)]),
     "atrank_model_builder_free": (None, [_BuilderP]),
     "atrank_model_backend": (_ErrorP, [_ModelP, POINTER(c_uint32)]),

@@ -201,7 +201,7 @@ def _request_fields(request: Any, where: str) -> tuple[Any, Any, Any]:
 
 def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu=None,
                  ort_library=None, cache_capacity=None, sessions=None, verify_hashes=None,
-                 exclude_seen=None):
+                 exclude_seen=None, batch_rows=None):
     """A C builder for ``package_dir`` with the options applied (``None`` keeps a default).
     The caller passes it to a consuming call (build, reload); freed here on error."""
     if backend not in _BACKENDS:
@@ -238,6 +238,9 @@ def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu
                 raise InvalidArgumentError(
                     f"exclude_seen: expected True or False, got {exclude_seen!r}")
             lib.check(lib.atrank_model_builder_set_exclude_seen(builder, int(exclude_seen)))
+        if batch_rows is not None:
+            lib.check(lib.atrank_model_builder_set_batch_rows(
+                builder, _size(batch_rows, "batch_rows")))
     except BaseException:
         lib.atrank_model_builder_free(builder)
         raise
@@ -255,8 +258,10 @@ class Model:
     SHA-256 of every package file of at most 64 MiB is checked at load) or ``"all"`` (every
     file's); sizes are always checked. ``exclude_seen=True`` gives candidates the user already
     touched (a target-group behavior with their id) the score ``-inf``, so they sort last
-    (default ``False``: every candidate gets the model's score). ``lib_path`` picks ``libatrank.so`` (else
-    ``$ATRANK_LIB``, else the loader's path).
+    (default ``False``: every candidate gets the model's score). ``batch_rows`` caps the
+    candidate rows of one graph run of :meth:`score_batch` (default 1024; 0: no row limit): a
+    batch with more runs in several, each request whole. ``lib_path`` picks ``libatrank.so``
+    (else ``$ATRANK_LIB``, else the loader's path).
 
     Thread safety: one ``Model`` may be used from any number of Python threads at once. ctypes
     releases the GIL for the duration of every C call, so scoring runs in parallel; only the
@@ -279,6 +284,7 @@ class Model:
         sessions: int | None = None,
         verify_hashes: str | None = None,
         exclude_seen: bool | None = None,
+        batch_rows: int | None = None,
         lib_path: str | os.PathLike | None = None,
     ) -> None:
         self._handle = None
@@ -296,7 +302,8 @@ class Model:
         builder = _new_builder(lib, self.package_dir, backend, intra_threads=intra_threads,
                                gpu=gpu, ort_library=ort_library,
                                cache_capacity=cache_capacity, sessions=sessions,
-                               verify_hashes=verify_hashes, exclude_seen=exclude_seen)
+                               verify_hashes=verify_hashes, exclude_seen=exclude_seen,
+                               batch_rows=batch_rows)
         model = ctypes.POINTER(_native.CModel)()
         # build always consumes the builder, also on error.
         lib.check(lib.atrank_model_builder_build(builder, ctypes.byref(model)))
