@@ -26,6 +26,7 @@ type options struct {
 	verify       *VerifyHashes
 	excludeSeen  *bool
 	batchRows    *int
+	fusion       *TractFusion
 }
 
 // WithBackend selects the inference engine.
@@ -63,6 +64,22 @@ func WithExcludeSeen(exclude bool) Option { return func(o *options) { o.excludeS
 // 1024; 0: no row limit): a batch with more runs in several, each request whole. One request
 // per run was fastest at 1,000 candidates, about 8 at 100 (docs/benchmarks.md).
 func WithBatchRows(rows int) Option { return func(o *options) { o.batchRows = &rows } }
+
+// TractFusion says which of atrank's own tract kernels replace tract's nodes at load: a
+// bitwise OR of FuseAttention and FuseLayerNorm, or FuseNone.
+type TractFusion uint32
+
+// The tract kernels (ATRANK_TRACT_FUSE_*).
+const (
+	FuseNone      TractFusion = C.ATRANK_TRACT_FUSE_NONE
+	FuseAttention TractFusion = C.ATRANK_TRACT_FUSE_ATTENTION
+	FuseLayerNorm TractFusion = C.ATRANK_TRACT_FUSE_LAYER_NORM
+)
+
+// WithTractFusion sets which of atrank's own tract kernels run (default: both in a release
+// build of libatrank, none in a build with debug assertions). Stats counts what was fused.
+// ONNX Runtime ignores it.
+func WithTractFusion(f TractFusion) Option { return func(o *options) { o.fusion = &f } }
 
 // newBuilder makes an atrank_model_builder for dir with opts applied; the caller consumes it
 // (build or reload) or frees it.
@@ -133,6 +150,11 @@ func newBuilder(dir string, opts []Option) (*C.atrank_model_builder, error) {
 		}
 		if o.verify != nil {
 			if err := takeError(C.atrank_model_builder_set_verify_hashes(b, C.atrank_verify_hashes(*o.verify))); err != nil {
+				return err
+			}
+		}
+		if o.fusion != nil {
+			if err := takeError(C.atrank_model_builder_set_tract_fusion(b, C.atrank_tract_fusion(*o.fusion))); err != nil {
 				return err
 			}
 		}

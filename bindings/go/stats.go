@@ -61,6 +61,9 @@ type Stats struct {
 	TractPlansBuilt, TractPlans, TractPlanBuildFailures, TractSymbolicRuns, TractConcreteRuns uint64
 	// ONNX Runtime sessions running a graph now, and held (0 on tract).
 	ORTSessionsBusy, ORTSessions uint64
+	// Attention cores and layer normalisations that tract runs as atrank's fused kernels,
+	// summed over the model's graphs (0 on ONNX Runtime; see WithTractFusion).
+	TractFusedAttention, TractFusedLayerNorm uint64
 }
 
 // Total adds up the three entry points' counters.
@@ -110,6 +113,8 @@ func modelStats(p *C.atrank_model) (Stats, error) {
 		TractConcreteRuns:      uint64(s.tract_concrete_runs),
 		ORTSessionsBusy:        uint64(s.ort_sessions_busy),
 		ORTSessions:            uint64(s.ort_sessions),
+		TractFusedAttention:    uint64(s.tract_fused_attention),
+		TractFusedLayerNorm:    uint64(s.tract_fused_layer_norm),
 	}, nil
 }
 

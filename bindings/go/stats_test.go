@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -224,4 +226,64 @@ func TestInfo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cpuHasAVX2FMA reports whether /proc/cpuinfo lists avx2 and fma (atrank's tract kernels need
+// both; without them nothing is fused).
+func cpuHasAVX2FMA(t *testing.T) bool {
+	raw, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		t.Fatalf("reading /proc/cpuinfo: %v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "flags") {
+			fields := strings.Fields(line)
+			return slices.Contains(fields, "avx2") && slices.Contains(fields, "fma")
+		}
+	}
+	return false
+}
+
+// TestTractFusion: WithTractFusion(FuseLayerNorm) fuses every package's layer norms on tract
+// (on a CPU with AVX2 and FMA) and no attention, FuseNone fuses nothing, ONNX Runtime counts 0;
+// the scores stay within the golden tolerance; an unknown flag is refused.
+func TestTractFusion(t *testing.T) {
+	cpu := cpuHasAVX2FMA(t)
+	for _, p := range packages(t) {
+		for _, b := range backends {
+			t.Run(p.name+"/"+b.String(), func(t *testing.T) {
+				ln := load(t, p.dir, b, WithTractFusion(FuseLayerNorm))
+				none := load(t, p.dir, b, WithTractFusion(FuseNone))
+				s, err := ln.Stats()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s0, err := none.Stats()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s0.TractFusedAttention != 0 || s0.TractFusedLayerNorm != 0 || s.TractFusedAttention != 0 {
+					t.Errorf("fused with the flag off: none %+v, layer norm only %+v", s0, s)
+				}
+				if b == BackendTract && cpu && s.TractFusedLayerNorm < 2 {
+					t.Errorf("tract, FuseLayerNorm: %d layer norms fused", s.TractFusedLayerNorm)
+				}
+				if b != BackendTract && s.TractFusedLayerNorm != 0 {
+					t.Errorf("%s: %d layer norms fused", b, s.TractFusedLayerNorm)
+				}
+				for i := range p.golden.Requests {
+					r := &p.golden.Requests[i]
+					got, err := ln.Score(r.behaviors(), r.Candidates, r.RequestTime)
+					if err != nil {
+						t.Fatalf("Score %s: %v", r.Name, err)
+					}
+					// two float32 evaluations of the request's logits, within its derived 2 D U M
+					// (docs/tolerances.md)
+					checkGolden(t, "fused layer norms", r, got, r.tol)
+				}
+			})
+		}
+	}
+	_, err := Load(packages(t)[0].dir, WithBackend(BackendTract), WithTractFusion(4))
+	expectCode(t, "WithTractFusion(4)", err, InvalidArgument, "fusion is 4")
 }

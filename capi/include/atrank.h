@@ -179,6 +179,12 @@ typedef uint32_t atrank_gpu_policy;
 typedef uint32_t atrank_verify_hashes;
 
 /*
+ Which of atrank's own tract kernels replace tract's nodes at load
+ (`atrank_model_builder_set_tract_fusion`): a bitwise OR of the flags below.
+ */
+typedef uint32_t atrank_tract_fusion;
+
+/*
  What runs a loaded model's graph (`atrank_model_serving`).
  */
 typedef uint32_t atrank_serving;
@@ -375,6 +381,17 @@ typedef struct atrank_stats {
    ONNX Runtime sessions the model holds (0 on tract).
    */
   uint64_t ort_sessions;
+  /*
+   Attention cores that tract runs as atrank's fused kernel, summed over the model's
+   graphs (0 on ONNX Runtime, and when the fusion is off:
+   `atrank_model_builder_set_tract_fusion`). Added after the first version of the struct.
+   */
+  uint64_t tract_fused_attention;
+  /*
+   Layer normalisations that tract runs as atrank's fused kernel, summed over the graphs
+   (0 on ONNX Runtime, and when the fusion is off). Added after the first version.
+   */
+  uint64_t tract_fused_layer_norm;
 } atrank_stats;
 
 /*
@@ -401,6 +418,21 @@ typedef struct atrank_stats {
  Every file, whatever its size (reads each mapped file once at load).
  */
 #define ATRANK_VERIFY_HASHES_ALL 1
+
+/*
+ Neither: tract's own nodes run everything.
+ */
+#define ATRANK_TRACT_FUSE_NONE 0
+
+/*
+ The attention core (scores, masked softmax, weighted sum) as one kernel.
+ */
+#define ATRANK_TRACT_FUSE_ATTENTION 1
+
+/*
+ Each layer normalisation (with the residual sum that feeds it) as one kernel.
+ */
+#define ATRANK_TRACT_FUSE_LAYER_NORM 2
 
 /*
  ONNX Runtime on the CPU.
@@ -562,6 +594,21 @@ struct atrank_error *atrank_model_builder_set_cache_bytes(struct atrank_model_bu
  */
 struct atrank_error *atrank_model_builder_set_batch_rows(struct atrank_model_builder *builder,
                                                          size_t rows);
+
+/*
+ Sets which of atrank's own tract kernels replace tract's nodes at load: a bitwise OR of
+ `ATRANK_TRACT_FUSE_ATTENTION` and `ATRANK_TRACT_FUSE_LAYER_NORM`, or
+ `ATRANK_TRACT_FUSE_NONE`. The default is both in a release build of the library and none
+ in a build with debug assertions. The kernels score within the golden tolerance of tract's
+ own nodes and were 1.8 to 2.4 times faster end to end at the paper's size (docs/benchmarks.md);
+ `atrank_stats` counts what was fused. ONNX Runtime ignores it. Any other bit:
+ `ATRANK_ERROR_INVALID_ARGUMENT`.
+
+ Ownership: the caller keeps the builder. NULL: `builder` NULL gives
+ `ATRANK_ERROR_NULL_ARGUMENT`. Thread safety: exclusive (one thread at a time per builder).
+ */
+struct atrank_error *atrank_model_builder_set_tract_fusion(struct atrank_model_builder *builder,
+                                                           atrank_tract_fusion fusion);
 
 /*
  Loads the model with the builder's options.

@@ -147,6 +147,10 @@ struct Options {
     /// limit): a batch with more runs in several, each request whole (see
     /// atrank_model_builder_set_batch_rows).
     std::optional<std::size_t> batch_rows;
+    /// Which of atrank's own tract kernels run: ATRANK_TRACT_FUSE_NONE, or a bitwise OR of
+    /// ATRANK_TRACT_FUSE_ATTENTION and ATRANK_TRACT_FUSE_LAYER_NORM (default: both in a release
+    /// build of libatrank, none in a debug build). stats() counts what was fused.
+    std::optional<atrank_tract_fusion> tract_fusion;
 };
 
 namespace detail {
@@ -172,6 +176,7 @@ inline std::unique_ptr<atrank_model_builder, BuilderFree> builder(const std::str
     if (options.verify_hashes) check(atrank_model_builder_set_verify_hashes(b.get(), *options.verify_hashes));
     if (options.exclude_seen) check(atrank_model_builder_set_exclude_seen(b.get(), *options.exclude_seen ? 1u : 0u));
     if (options.batch_rows) check(atrank_model_builder_set_batch_rows(b.get(), *options.batch_rows));
+    if (options.tract_fusion) check(atrank_model_builder_set_tract_fusion(b.get(), *options.tract_fusion));
     return b;
 }
 

@@ -11,13 +11,20 @@
  * - tract runs (symbolic + shape-specialised) equal the graph runs; ORT sessions are idle.
  * - The split fixture's encoding cache: a miss, then a hit, one entry.
  * - Argument errors: NULL model / stats_out, a too-small stats_out_size; out-params untouched.
+ * - ABI evolution: a caller built against the first version of atrank_stats (which ended at
+ *   ort_sessions) gets that many bytes and no more; a size between two fields gets whole fields.
+ * - tract fusion (atrank_model_builder_set_tract_fusion): each flag fuses its kernels, counted
+ *   in tract_fused_attention / tract_fused_layer_norm, and the golden scores stay within
+ *   tolerance; ATRANK_TRACT_FUSE_NONE and ORT count 0; an unknown bit is refused.
  *
  * Usage: test_stats [package_dir]   (default: $ATRANK_PACKAGE). Runs on tract, and on ORT too
  * when $ATRANK_ORT_LIB is set.
  */
 #define _XOPEN_SOURCE 700
 
+#include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,9 +429,21 @@ static void test_arguments(const char *dir) {
     const atrank_model *m = load(dir, ATRANK_BACKEND_TRACT);
     if (m == NULL) return;
     expect_error("stats NULL out", atrank_model_stats(m, NULL, sizeof s), ATRANK_ERROR_NULL_ARGUMENT, "stats_out");
-    expect_error("stats size too small", atrank_model_stats(m, &s, sizeof s - 1), ATRANK_ERROR_BUFFER_SIZE,
+    const size_t v1 = offsetof(atrank_stats, tract_fused_attention);
+    expect_error("stats size too small", atrank_model_stats(m, &s, v1 - 1), ATRANK_ERROR_BUFFER_SIZE,
                  "stats_out_size");
     expect_u64("stats untouched on error", s.size, 0x5A5A5A5A5A5A5A5AULL);
+    /* A caller compiled against the first version of the struct. */
+    if (expect_ok("stats into a first-version struct", atrank_model_stats(m, &s, v1))) {
+        expect_u64("size written for a first-version struct", s.size, v1);
+        expect_u64("tract_fused_attention not written", s.tract_fused_attention, 0x5A5A5A5A5A5A5A5AULL);
+        expect_u64("tract_fused_layer_norm not written", s.tract_fused_layer_norm, 0x5A5A5A5A5A5A5A5AULL);
+    }
+    memset(&s, 0x5A, sizeof s);
+    if (expect_ok("stats into a size between two fields", atrank_model_stats(m, &s, v1 + 12))) {
+        expect_u64("size rounded down to whole fields", s.size, v1 + 8);
+        expect_u64("the field that does not fit is not written", s.tract_fused_layer_norm, 0x5A5A5A5A5A5A5A5AULL);
+    }
     /* A caller compiled against a larger (newer) struct: the library fills its own size. */
     unsigned char bigger[sizeof(atrank_stats) + 64];
     memset(bigger, 0xEE, sizeof bigger);
@@ -435,6 +454,87 @@ static void test_arguments(const char *dir) {
         if (bigger[sizeof(atrank_stats)] != 0xEE) test_fail("wrote past sizeof(atrank_stats)");
     }
     atrank_model_free(m);
+}
+
+static const atrank_model *load_fused(const char *dir, atrank_backend backend, atrank_tract_fusion fusion) {
+    atrank_model_builder *b = NULL;
+    const atrank_model *m = NULL;
+    atrank_error *err = atrank_model_builder_new(dir, &b);
+    if (err == NULL) err = atrank_model_builder_set_backend(b, backend);
+    if (err == NULL) err = atrank_model_builder_set_tract_fusion(b, fusion);
+    if (err == NULL) {
+        err = atrank_model_builder_build(b, &m);
+    } else {
+        atrank_model_builder_free(b);
+    }
+    if (err != NULL) {
+        test_fail("load %s on %s, fusion %u: %s", dir, test_backend_name(backend), fusion, atrank_error_message(err));
+        atrank_error_free(err);
+        return NULL;
+    }
+    return m;
+}
+
+/* Each fusion flag on a package: the stats count what it fused, and every golden request
+ * still scores within its tolerance (docs/tolerances.md: the kernels' rounding is far inside
+ * the derived bound). A flag that is off fuses nothing. A flag that is on must fuse on a CPU
+ * with AVX2 and FMA (the kernels' own), except the attention of the committed fixtures
+ * (require_attention 0): their graphs predate the exporter's serving form (the mask is an Add
+ * over the scores) and run on tract's nodes (tests/tract_fused.rs). */
+static void test_fusion(const char *dir, atrank_backend backend, int require_attention) {
+    golden_set g;
+    if (golden_load(dir, &g) != 0) {
+        test_fail("cannot load the golden requests of %s", dir);
+        return;
+    }
+    const atrank_tract_fusion flags[4] = {ATRANK_TRACT_FUSE_NONE, ATRANK_TRACT_FUSE_ATTENTION,
+                                          ATRANK_TRACT_FUSE_LAYER_NORM,
+                                          ATRANK_TRACT_FUSE_ATTENTION | ATRANK_TRACT_FUSE_LAYER_NORM};
+    for (size_t f = 0; f < 4; f++) {
+        const atrank_model *m = load_fused(dir, backend, flags[f]);
+        if (m == NULL) continue;
+        atrank_stats s;
+        if (get_stats(m, &s)) {
+            int cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+            int tract = backend == ATRANK_BACKEND_TRACT;
+            int att = tract && (flags[f] & ATRANK_TRACT_FUSE_ATTENTION);
+            int ln = tract && (flags[f] & ATRANK_TRACT_FUSE_LAYER_NORM);
+            if ((!att && s.tract_fused_attention != 0) ||
+                (att && cpu && require_attention && s.tract_fused_attention == 0))
+                test_fail("%s %s fusion %u: tract_fused_attention %llu", dir, test_backend_name(backend), flags[f],
+                          (unsigned long long)s.tract_fused_attention);
+            if ((!ln && s.tract_fused_layer_norm != 0) || (ln && cpu && s.tract_fused_layer_norm == 0))
+                test_fail("%s %s fusion %u: tract_fused_layer_norm %llu", dir, test_backend_name(backend), flags[f],
+                          (unsigned long long)s.tract_fused_layer_norm);
+            printf("%s %s fusion %u: %llu attention, %llu layer norms fused\n", dir, test_backend_name(backend),
+                   flags[f], (unsigned long long)s.tract_fused_attention, (unsigned long long)s.tract_fused_layer_norm);
+        }
+        for (size_t i = 0; i < g.requests_len; i++) {
+            const golden_request *r = &g.requests[i];
+            float *out = calloc(r->candidates_len, sizeof *out);
+            if (out == NULL) break;
+            if (expect_ok(r->name, score(m, r, out))) {
+                for (size_t k = 0; k < r->candidates_len; k++) {
+                    if (!(fabs((double)out[k] - r->scores[k]) <= r->tolerance))
+                        test_fail("%s %s fusion %u %s candidate %zu: %g vs trainer %g", dir,
+                                  test_backend_name(backend), flags[f], r->name, k, (double)out[k], r->scores[k]);
+                }
+            }
+            free(out);
+        }
+        atrank_model_free(m);
+    }
+    atrank_model_builder *b = NULL;
+    if (expect_ok("builder_new", atrank_model_builder_new(dir, &b))) {
+        expect_error("set_tract_fusion(4)", atrank_model_builder_set_tract_fusion(b, 4), ATRANK_ERROR_INVALID_ARGUMENT,
+                     "fusion is 4");
+        expect_error("set_tract_fusion(UINT32_MAX)", atrank_model_builder_set_tract_fusion(b, UINT32_MAX),
+                     ATRANK_ERROR_INVALID_ARGUMENT, "fusion is 4294967295");
+        atrank_model_builder_free(b);
+    }
+    expect_error("set_tract_fusion(NULL builder)", atrank_model_builder_set_tract_fusion(NULL, 1),
+                 ATRANK_ERROR_NULL_ARGUMENT, "builder");
+    golden_free(&g);
 }
 
 int main(int argc, char **argv) {
@@ -455,6 +555,12 @@ int main(int argc, char **argv) {
     }
     if (!ort) fprintf(stderr, "note: ATRANK_ORT_LIB not set: ORT checks skipped\n");
     test_arguments(dir);
+    /* The package under test is the one the test command exports now, unless a fixture was
+     * passed (then, as for MULTI, its attention may predate the fused form). */
+    int fresh = strstr(dir, "tests/fixtures/") == NULL;
+    test_fusion(dir, ATRANK_BACKEND_TRACT, fresh);
+    test_fusion(MULTI, ATRANK_BACKEND_TRACT, 0);
+    if (ort) test_fusion(dir, ATRANK_BACKEND_ORT, fresh);
     if (test_failures != 0) {
         fprintf(stderr, "test_stats: %d check(s) failed\n", test_failures);
         return 1;

@@ -102,6 +102,25 @@ TEST_P(Backends, BatchRows) {
     }
 }
 
+// Options::tract_fusion: the layer-norm kernel alone fuses every fixture's layer norms on tract
+// (on a CPU with the kernels' AVX2 and FMA) and no attention; NONE fuses nothing; ORT counts 0.
+TEST_P(Backends, TractFusion) {
+    atrank::Options ln = options();
+    ln.tract_fusion = ATRANK_TRACT_FUSE_LAYER_NORM;
+    atrank::Options none = options();
+    none.tract_fusion = ATRANK_TRACT_FUSE_NONE;
+    const atrank_stats s = atrank::Model::load(kMulti, ln).stats();
+    const atrank_stats s0 = atrank::Model::load(kMulti, none).stats();
+    EXPECT_EQ(s0.tract_fused_attention + s0.tract_fused_layer_norm, 0u);
+    EXPECT_EQ(s.tract_fused_attention, 0u);
+    const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (GetParam() == ATRANK_BACKEND_TRACT && cpu) {
+        EXPECT_GE(s.tract_fused_layer_norm, 2u);
+    } else if (GetParam() != ATRANK_BACKEND_TRACT) {
+        EXPECT_EQ(s.tract_fused_layer_norm, 0u);
+    }
+}
+
 TEST_P(Backends, CachedEqualsUncached) {
     const atrank_test::GoldenSet g = atrank_test::load_golden(kMulti);
     const atrank::Model m = atrank::Model::load(kMulti, options());

@@ -81,6 +81,13 @@ pub struct atrank_stats {
     pub ort_sessions_busy: u64,
     /// ONNX Runtime sessions the model holds (0 on tract).
     pub ort_sessions: u64,
+    /// Attention cores that tract runs as atrank's fused kernel, summed over the model's
+    /// graphs (0 on ONNX Runtime, and when the fusion is off:
+    /// `atrank_model_builder_set_tract_fusion`). Added after the first version of the struct.
+    pub tract_fused_attention: u64,
+    /// Layer normalisations that tract runs as atrank's fused kernel, summed over the graphs
+    /// (0 on ONNX Runtime, and when the fusion is off). Added after the first version.
+    pub tract_fused_layer_norm: u64,
 }
 
 impl From<&CallStats> for atrank_call_stats {
@@ -94,8 +101,10 @@ impl From<&CallStats> for atrank_call_stats {
     }
 }
 
-/// The smallest `stats_out_size` accepted: the size of the first version of `atrank_stats`.
-const STATS_V1_SIZE: usize = std::mem::size_of::<atrank_stats>();
+/// The smallest `stats_out_size` accepted: the size of the first version of `atrank_stats`,
+/// which ended with `ort_sessions`.
+const STATS_V1_SIZE: usize = std::mem::offset_of!(atrank_stats, tract_fused_attention);
+const _: () = assert!(STATS_V1_SIZE == 8 + 3 * std::mem::size_of::<atrank_call_stats>() + 11 * 8);
 
 fn stats_of(model: &Model) -> atrank_stats {
     let s = model.stats();
@@ -116,6 +125,8 @@ fn stats_of(model: &Model) -> atrank_stats {
         tract_concrete_runs: s.plans.concrete_runs,
         ort_sessions_busy: n(s.ort_sessions_busy),
         ort_sessions: n(s.ort_sessions),
+        tract_fused_attention: n(s.plans.fused_attention),
+        tract_fused_layer_norm: n(s.plans.fused_layer_norm),
     }
 }
 
@@ -166,7 +177,8 @@ pub extern "C" fn atrank_model_stats(
             )));
         }
         let mut stats = stats_of(model);
-        let n = stats_out_size.min(std::mem::size_of::<atrank_stats>());
+        // Whole fields only: every field after `size` is 8 bytes wide.
+        let n = stats_out_size.min(std::mem::size_of::<atrank_stats>()) & !7;
         stats.size = n;
         // SAFETY: `stats_out` is non-NULL with room for `stats_out_size >= n` bytes per the
         // contract; copied byte-wise, so no alignment is assumed; `stats` is a local.

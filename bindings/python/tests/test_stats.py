@@ -50,6 +50,35 @@ def test_stats_count_calls(package, backend):
         assert s.tract_symbolic_runs + s.tract_concrete_runs == 0
 
 
+def _cpu_has_avx2_fma() -> bool:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = next((line.split() for line in f if line.startswith("flags")), [])
+    return "avx2" in flags and "fma" in flags
+
+
+def test_tract_fusion_is_counted(package, backend):
+    """``tract_fusion={"layer_norm"}`` fuses the layer norms (every committed fixture's and the
+    fresh package's, on a CPU with the kernels' AVX2 and FMA) and no attention; ``set()`` fuses
+    nothing; ONNX Runtime counts 0. The scores stay within the golden tolerance."""
+    from conftest import tolerance
+
+    gold = golden(package)
+    with atrank.Model(package, backend, tract_fusion={"layer_norm"}) as ln, \
+            atrank.Model(package, backend, tract_fusion=set()) as none:
+        s, s0 = ln.stats(), none.stats()
+        for r in gold["requests"]:
+            got = ln.score(r["behaviors"], r["candidates"], r["request_time"])
+            assert max(abs(float(g) - w) for g, w in zip(got, r["scores"])) <= tolerance(gold, r)
+    assert (s0.tract_fused_attention, s0.tract_fused_layer_norm) == (0, 0)
+    assert s.tract_fused_attention == 0
+    if backend == "tract" and _cpu_has_avx2_fma():
+        assert s.tract_fused_layer_norm >= 2
+    elif backend != "tract":
+        assert s.tract_fused_layer_norm == 0
+    with pytest.raises(atrank.InvalidArgumentError, match="tract_fusion"):
+        atrank.Model(package, backend, tract_fusion={"softmax"})
+
+
 def test_latency_bounds():
     bounds = atrank.latency_bounds()
     assert len(bounds) == 14

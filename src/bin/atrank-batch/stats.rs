@@ -57,8 +57,15 @@ pub fn summary(model: &Model) -> Vec<String> {
     let p = s.plans;
     if p.symbolic_runs + p.concrete_runs > 0 {
         lines.push(format!(
-            "tract plans: {} built ({} failed), {} held; runs: {} on specialised plans, {} symbolic",
-            p.plans_built, p.build_failures, p.plans, p.concrete_runs, p.symbolic_runs
+            "tract plans: {} built ({} failed), {} held; runs: {} on specialised plans, {} \
+             symbolic; fused kernels: {} attention, {} layer norm",
+            p.plans_built,
+            p.build_failures,
+            p.plans,
+            p.concrete_runs,
+            p.symbolic_runs,
+            p.fused_attention,
+            p.fused_layer_norm
         ));
     }
     if s.ort_sessions > 0 {

@@ -124,6 +124,8 @@ class CStats(ctypes.Structure):
         ("tract_concrete_runs", c_uint64),
         ("ort_sessions_busy", c_uint64),
         ("ort_sessions", c_uint64),
+        ("tract_fused_attention", c_uint64),
+        ("tract_fused_layer_norm", c_uint64),
     ]
 
 
@@ -150,6 +152,7 @@ _FUNCTIONS = {
     "atrank_model_builder_set_verify_hashes": (_ErrorP, [_BuilderP, c_uint32]),
     "atrank_model_builder_set_exclude_seen": (_ErrorP, [_BuilderP, c_uint32]),
     "atrank_model_builder_set_batch_rows": (_ErrorP, [_BuilderP, c_size_t]),
+    "atrank_model_builder_set_tract_fusion": (_ErrorP, [_BuilderP, c_uint32]),
     "atrank_model_builder_build": (_ErrorP, [_BuilderP, POINTER(_ModelP)]),
     "atrank_model_builder_free": (None, [_BuilderP]),
     "atrank_model_backend": (_ErrorP, [_ModelP, POINTER(c_uint32)]),

@@ -199,9 +199,13 @@ def _request_fields(request: Any, where: str) -> tuple[Any, Any, Any]:
     )
 
 
+# atrank_model_builder_set_tract_fusion's flags, by name.
+_TRACT_FUSION = {"attention": 1, "layer_norm": 2}
+
+
 def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu=None,
                  ort_library=None, cache_capacity=None, sessions=None, verify_hashes=None,
-                 exclude_seen=None, batch_rows=None):
+                 exclude_seen=None, batch_rows=None, tract_fusion=None):
     """A C builder for ``package_dir`` with the options applied (``None`` keeps a default).
     The caller passes it to a consuming call (build, reload); freed here on error."""
     if backend not in _BACKENDS:
@@ -238,6 +242,14 @@ def _new_builder(lib, package_dir: str, backend: str, *, intra_threads=None, gpu
                 raise InvalidArgumentError(
                     f"exclude_seen: expected True or False, got {exclude_seen!r}")
             lib.check(lib.atrank_model_builder_set_exclude_seen(builder, int(exclude_seen)))
+        if tract_fusion is not None:
+            if not isinstance(tract_fusion, (set, frozenset, list, tuple)) or \
+                    not set(tract_fusion) <= set(_TRACT_FUSION):
+                raise InvalidArgumentError(
+                    f"tract_fusion: expected a set of {sorted(_TRACT_FUSION)}, got "
+                    f"{tract_fusion!r}")
+            lib.check(lib.atrank_model_builder_set_tract_fusion(
+                builder, sum(_TRACT_FUSION[k] for k in set(tract_fusion))))
         if batch_rows is not None:
             lib.check(lib.atrank_model_builder_set_batch_rows(
                 builder, _size(batch_rows, "batch_rows")))
@@ -260,7 +272,10 @@ class Model:
     touched (a target-group behavior with their id) the score ``-inf``, so they sort last
     (default ``False``: every candidate gets the model's score). ``batch_rows`` caps the
     candidate rows of one graph run of :meth:`score_batch` (default 1024; 0: no row limit): a
-    batch with more runs in several, each request whole. ``lib_path`` picks ``libatrank.so``
+    batch with more runs in several, each request whole. ``tract_fusion`` is the set of
+    atrank's own tract kernels to use, of ``{"attention", "layer_norm"}`` (default: both in a
+    release build of ``libatrank.so``, none in a debug build); :meth:`stats` counts what was
+    fused. ``lib_path`` picks ``libatrank.so``
     (else ``$ATRANK_LIB``, else the loader's path).
 
     Thread safety: one ``Model`` may be used from any number of Python threads at once. ctypes
@@ -285,6 +300,7 @@ class Model:
         verify_hashes: str | None = None,
         exclude_seen: bool | None = None,
         batch_rows: int | None = None,
+        tract_fusion: set[str] | None = None,
         lib_path: str | os.PathLike | None = None,
     ) -> None:
         self._handle = None
@@ -303,7 +319,7 @@ class Model:
                                gpu=gpu, ort_library=ort_library,
                                cache_capacity=cache_capacity, sessions=sessions,
                                verify_hashes=verify_hashes, exclude_seen=exclude_seen,
-                               batch_rows=batch_rows)
+                               batch_rows=batch_rows, tract_fusion=tract_fusion)
         model = ctypes.POINTER(_native.CModel)()
         # build always consumes the builder, also on error.
         lib.check(lib.atrank_model_builder_build(builder, ctypes.byref(model)))

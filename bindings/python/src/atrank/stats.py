@@ -66,6 +66,10 @@ class Stats:
     #: ONNX Runtime sessions running a call now, and held; 0 on tract.
     ort_sessions_busy: int
     ort_sessions: int
+    #: Attention cores and layer normalisations tract runs as atrank's fused kernels (0 on
+    #: ONNX Runtime; ``tract_fusion=`` of :class:`Model`).
+    tract_fused_attention: int
+    tract_fused_layer_norm: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def read_stats(lib: Library, handle) -> Stats:
         tract_plans=s.tract_plans, tract_plan_build_failures=s.tract_plan_build_failures,
         tract_symbolic_runs=s.tract_symbolic_runs, tract_concrete_runs=s.tract_concrete_runs,
         ort_sessions_busy=s.ort_sessions_busy, ort_sessions=s.ort_sessions,
+        tract_fused_attention=s.tract_fused_attention,
+        tract_fused_layer_norm=s.tract_fused_layer_norm,
     )
 
 

@@ -71,6 +71,7 @@ var (
 	descRuns     = desc("atrank_tract_runs_total", "tract graph runs, on the symbolic plan or a shape-specialised one.", "plan")
 	descBusy     = desc("atrank_ort_sessions_busy", "ONNX Runtime sessions running a call now.")
 	descSessions = desc("atrank_ort_sessions", "ONNX Runtime sessions held by the serving model.")
+	descFused    = desc("atrank_tract_fused_kernels", "Graph nodes of the serving model that tract runs as atrank's fused kernels.", "kernel")
 	descGen      = desc("atrank_model_generation", "Generation of the serving model (1 + successful reloads).")
 	descInfo     = desc("atrank_model_info", "The serving model's identity (always 1).",
 		"name", "spec_version", "created_by", "graph_sha256", "serving", "atrank_version")
@@ -84,7 +85,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCalls, descFailures, descLatency, descHits, descMisses, descEntries,
-		descCapacity, descBuilt, descPlans, descRuns, descBusy, descSessions, descGen, descInfo, descVocab} {
+		descCapacity, descBuilt, descPlans, descRuns, descBusy, descSessions, descFused, descGen, descInfo, descVocab} {
 		ch <- d
 	}
 }
@@ -155,6 +156,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRuns, total.concreteRuns, "specialised")
 	gauge(descBusy, busy)
 	gauge(descSessions, cur.ORTSessions)
+	gauge(descFused, cur.TractFusedAttention, "attention")
+	gauge(descFused, cur.TractFusedLayerNorm, "layer_norm")
 	gauge(descGen, gen)
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, info.Name,
 		strconv.FormatUint(uint64(info.SpecVersion), 10), info.CreatedBy, info.GraphSHA256, info.Serving, atrank.Version())
