@@ -407,6 +407,22 @@ def report(f: dict) -> str:
                      "(its prep and graph time include the padding; µs/cand divides by N).")
     lines.append(f"Load average at start / end: {f['loadavg_start']} / {f['loadavg_end']} "
                  f"({os.cpu_count()} CPUs).")
+    if all("ffi_share" in rows["ort"][n] for n in sizes):
+        lines += ["", ("The FFI's own cost: the same requests through the C ABI and the Rust "
+                       "API (`Model::score`), alternated call by call in one process; "
+                       "FFI share = (C − Rust) / C, and with prep the share of a request that "
+                       "is not the graph:"), "",
+                  "| N | backend | C ABI ms | Rust API ms | FFI share | prep share | prep + FFI |",
+                  "|---|---|---|---|---|---|---|"]
+        for n in sizes:
+            for b in ("ort", "tract"):
+                r = rows[b].get(n)
+                if r is None or "ffi_share" not in r:
+                    continue
+                lines.append(f"| {n} | {b} | {r['alternated_c_ms']:.3f} "
+                             f"| {r['alternated_rust_ms']:.3f} | {r['ffi_share'] * 100:.1f}% "
+                             f"| {r['prepare_share'] * 100:.1f}% "
+                             f"| {(r['ffi_share'] + r['prepare_share']) * 100:.1f}% |")
     if all("cached_median_ms" in rows["ort"][n] for n in sizes):
         lines += ["", ("Returning users: the same requests through `atrank_model_score_cached` "
                        "(one user key per request; after the warm-up every call finds its "

@@ -32,7 +32,11 @@
 //! preprocessing alone through the Rust API (`Model::prepare`: vocabulary and catalog
 //! look-ups, time buckets, tensors; no graph run), on a second `Model` loaded with the same
 //! backend (on tract, `prepare` pads to the shapes tract's plans are specialised to, as the
-//! C ABI's calls do: `tract_padded_n`).
+//! C ABI's calls do: `tract_padded_n`). `alternated_c_ms` / `alternated_rust_ms`: the same
+//! requests through the C ABI and through the Rust API's `Model::score` on that second model,
+//! alternated call by call (the order swapped every pair, at least 20 and at most 2,000 pairs),
+//! and `ffi_share` = (C − Rust) / C, the share of a C call that the FFI itself adds (argument
+//! checks, C strings to `&str`, the behavior structs; noise can make it negative).
 //!
 //! `--profile` (tract only; at N = `--profile-n`, default 1000, clipped): per-node times of a
 //! tract plan through `SimpleState::run_plan_with_eval`, summed by op type and by node (top 15
@@ -366,6 +370,41 @@ fn main() {
             a.min_seconds,
         );
         let cached_med = ms(tc[tc.len() / 2]);
+        // The FFI call's own cost: the same requests through the C ABI and through the Rust
+        // API (`Model::score` on a second model of the same options), alternated call by call
+        // in this process (the order swapped every pair), so the box's drift hits both alike.
+        // What the C ABI adds is its argument checks and conversions (C strings to &str, UTF-8
+        // validation, the behavior structs).
+        let pairs = calls.clamp(20, 2000);
+        let (mut via_c, mut via_rust) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        for i in 0..pairs + 6 {
+            let r = &reqs[i % reqs.len()];
+            let time_c = |scores: &mut [f32]| {
+                let s = std::time::Instant::now();
+                score_c(model, r, None, scores);
+                s.elapsed()
+            };
+            let time_rust = || {
+                let s = std::time::Instant::now();
+                let got = r.with_rust(action.as_deref(), |req| rust.score(req).expect("score"));
+                drop(std::hint::black_box(got));
+                s.elapsed()
+            };
+            let (c, rr) = if i % 2 == 0 {
+                let c = time_c(&mut scores);
+                (c, time_rust())
+            } else {
+                let rr = time_rust();
+                (time_c(&mut scores), rr)
+            };
+            if i >= 6 {
+                via_c.push(c);
+                via_rust.push(rr);
+            }
+        }
+        via_c.sort();
+        via_rust.sort();
+        let (alt_c, alt_rust) = (ms(via_c[pairs / 2]), ms(via_rust[pairs / 2]));
         // The preprocessing alone, the same requests, as many calls.
         let mut k = 0;
         let padded = reqs[0].with_rust(action.as_deref(), |req| {
@@ -396,6 +435,9 @@ fn main() {
             "cached_median_ms": round(cached_med, 4),
             "prepare_ms": round(ms(prep), 4),
             "prepare_share": round(ms(prep) / med, 4),
+            "alternated_c_ms": round(alt_c, 4),
+            "alternated_rust_ms": round(alt_rust, 4),
+            "ffi_share": round((alt_c - alt_rust) / alt_c, 4),
             "tract_padded_n": if a.backend == Backend::Tract { json!(padded) } else { Value::Null },
         }));
         if a.profile && n == profile_n {
