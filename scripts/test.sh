@@ -116,10 +116,28 @@ bash ffi-tests/install/run.sh
 step "both crates are ready to publish (cargo package --workspace: packs and builds atrank and atrank-capi)"
 # Tests and fixtures stay out of the crate (Cargo.toml include); cargo warns about each test it
 # leaves out, so the full log goes to a file and only the summary is shown.
+# cargo verifies atrank-capi against the packed atrank through a local registry, and unpacks
+# that crate under $CARGO_HOME/registry/src/-<hash of the clone's path>/atrank-0.1.0. Cargo
+# reuses an unpacked crate of the same name and version, so a clone at a path used before built
+# the C library from an old atrank, and that build replaced target/debug/libatrank.so, which
+# the later steps test (a local CI run on 2026-12-02 failed so). Those unpacked copies of our
+# own crates go first (only local registries' folders start with "-"; crates.io's stay).
+# The verification shares target/ (a target folder of its own cost 10-19 more minutes), so its
+# build of atrank-capi lands on target/debug/libatrank.so while cargo still counts the
+# workspace's own build fresh: the library is linked again from the workspace right after.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+rm -rf "$cargo_home"/registry/src/-*/atrank-[0-9]* "$cargo_home"/registry/src/-*/atrank-capi-[0-9]*
 cargo package --workspace --allow-dirty >build/cargo-package.log 2>&1 \
   || { cat build/cargo-package.log >&2; echo "cargo package failed" >&2; exit 1; }
 grep -E '^ *(Packaged|Verifying|Finished)' build/cargo-package.log
 ls -l target/package/atrank-[0-9]*.crate target/package/atrank-capi-[0-9]*.crate
+touch capi/src/lib.rs
+cargo build -p atrank-capi
+# The library the next steps test still exports every function the header declares.
+header_fns="$(grep -oE '\batrank_[a-z0-9_]+\(' capi/include/atrank.h | tr -d '(' | sort -u)"
+missing="$(comm -23 <(echo "$header_fns") \
+  <(nm -D --defined-only target/debug/libatrank.so | awk '{print $3}' | sort -u))"
+[ -z "$missing" ] || { echo "target/debug/libatrank.so lacks: $missing" >&2; exit 1; }
 
 step "C example: the golden scorer the main job runs"
 make -s -C examples/c ATRANK_LIB_DIR="$ROOT/target/debug" BUILD="$ROOT/build/examples-c-debug"
