@@ -392,6 +392,27 @@ int expect_ok(const char *what, atrank_error *err) {
     return 0;
 }
 
+const atrank_model *test_build(const char *dir, atrank_backend backend, size_t batch_rows, atrank_tract_fusion fusion) {
+    atrank_model_builder *b = NULL;
+    const atrank_model *m = NULL;
+    atrank_error *err = atrank_model_builder_new(dir, &b);
+    if (err == NULL) err = atrank_model_builder_set_backend(b, backend);
+    if (err == NULL && batch_rows != TEST_DEFAULT_ROWS) err = atrank_model_builder_set_batch_rows(b, batch_rows);
+    if (err == NULL && fusion != TEST_DEFAULT_FUSION) err = atrank_model_builder_set_tract_fusion(b, fusion);
+    if (err == NULL) {
+        err = atrank_model_builder_build(b, &m); /* consumes b */
+    } else {
+        atrank_model_builder_free(b);
+    }
+    if (err != NULL) {
+        test_fail("load %s on %s (batch rows %zu, fusion %u): %s", dir, test_backend_name(backend), batch_rows,
+                  (unsigned)fusion, atrank_error_message(err));
+        atrank_error_free(err);
+        return NULL;
+    }
+    return m;
+}
+
 /* ---------- temporary package copies ---------- */
 
 static int copy_file(const char *from, const char *to) {

@@ -92,6 +92,14 @@ int expect_error(const char *what, atrank_error *err, atrank_code want, const ch
 /* Checks that `err` is NULL (success); otherwise reports code and message. Frees `err`. */
 int expect_ok(const char *what, atrank_error *err);
 
+/* Loads `dir` on `backend` through atrank_model_builder, setting the rows per batch run to
+ * `batch_rows` and the tract fusion to `fusion` unless they are TEST_DEFAULT_ROWS /
+ * TEST_DEFAULT_FUSION (the library's defaults). Returns the model, or NULL with a failure
+ * reported. */
+#define TEST_DEFAULT_ROWS SIZE_MAX
+#define TEST_DEFAULT_FUSION UINT32_MAX
+const atrank_model *test_build(const char *dir, atrank_backend backend, size_t batch_rows, atrank_tract_fusion fusion);
+
 /* Copies the package directory `src` (regular files, and directories of regular files) into a
  * fresh mkdtemp directory under $TMPDIR or /tmp. Returns the new directory (caller frees it and
  * removes it with test_remove_tree), or NULL with a failure reported. Copies, not symlinks:

@@ -24,24 +24,12 @@ static const float SENTINEL = -12345.0f;
 
 /* rows: DEFAULT_ROWS loads with atrank_model_load; any other value through a builder with
  * atrank_model_builder_set_batch_rows(rows). */
-#define DEFAULT_ROWS SIZE_MAX
+#define DEFAULT_ROWS TEST_DEFAULT_ROWS
 
 static const atrank_model *load_rows(const char *dir, atrank_backend backend, size_t rows) {
+    if (rows != DEFAULT_ROWS) return test_build(dir, backend, rows, TEST_DEFAULT_FUSION);
     const atrank_model *m = NULL;
-    atrank_error *err = NULL;
-    if (rows == DEFAULT_ROWS) {
-        err = atrank_model_load(dir, backend, &m);
-    } else {
-        atrank_model_builder *b = NULL;
-        err = atrank_model_builder_new(dir, &b);
-        if (err == NULL) err = atrank_model_builder_set_backend(b, backend);
-        if (err == NULL) err = atrank_model_builder_set_batch_rows(b, rows);
-        if (err == NULL) {
-            err = atrank_model_builder_build(b, &m);
-        } else {
-            atrank_model_builder_free(b);
-        }
-    }
+    atrank_error *err = atrank_model_load(dir, backend, &m);
     if (err != NULL) {
         test_fail("load %s on %s: %s", dir, test_backend_name(backend), atrank_error_message(err));
         atrank_error_free(err);

@@ -456,25 +456,6 @@ static void test_arguments(const char *dir) {
     atrank_model_free(m);
 }
 
-static const atrank_model *load_fused(const char *dir, atrank_backend backend, atrank_tract_fusion fusion) {
-    atrank_model_builder *b = NULL;
-    const atrank_model *m = NULL;
-    atrank_error *err = atrank_model_builder_new(dir, &b);
-    if (err == NULL) err = atrank_model_builder_set_backend(b, backend);
-    if (err == NULL) err = atrank_model_builder_set_tract_fusion(b, fusion);
-    if (err == NULL) {
-        err = atrank_model_builder_build(b, &m);
-    } else {
-        atrank_model_builder_free(b);
-    }
-    if (err != NULL) {
-        test_fail("load %s on %s, fusion %u: %s", dir, test_backend_name(backend), fusion, atrank_error_message(err));
-        atrank_error_free(err);
-        return NULL;
-    }
-    return m;
-}
-
 /* Each fusion flag on a package: the stats count what it fused, and every golden request
  * still scores within its tolerance (docs/tolerances.md: the kernels' rounding is far inside
  * the derived bound). A flag that is off fuses nothing. A flag that is on must fuse on a CPU
@@ -491,7 +472,7 @@ static void test_fusion(const char *dir, atrank_backend backend, int require_att
                                           ATRANK_TRACT_FUSE_LAYER_NORM,
                                           ATRANK_TRACT_FUSE_ATTENTION | ATRANK_TRACT_FUSE_LAYER_NORM};
     for (size_t f = 0; f < 4; f++) {
-        const atrank_model *m = load_fused(dir, backend, flags[f]);
+        const atrank_model *m = test_build(dir, backend, TEST_DEFAULT_ROWS, flags[f]);
         if (m == NULL) continue;
         atrank_stats s;
         if (get_stats(m, &s)) {
