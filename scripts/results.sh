@@ -14,6 +14,7 @@
 # and knobs in the reverse order (--reverse-order): the two share the task's runs directory (each run is claimed
 # by one process, docs/results-protocol.md), so 2 cores train two runs at once. Its log is
 # build/logs/<task>-second-process.log. The summary is rewritten (--report-only) once both end.
+# The first process prints the estimated time for the two (compare --processes 2).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -43,7 +44,7 @@ compare() {
   "$PY" -m atrank_export compare "$@" --reverse-order --no-eta --no-progress > "$log" 2>&1 &
   local second=$!
   local rc=0
-  "$PY" -m atrank_export compare "$@" || rc=$?
+  "$PY" -m atrank_export compare "$@" --processes "$JOBS" || rc=$?
   wait "$second" || { echo "the second compare process failed: see $log" >&2; rc=1; }
   [[ "$rc" == 0 ]] || return "$rc"
   # the second process may have written summary.json last, in its own order

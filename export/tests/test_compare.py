@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from atrank_export.cli import main
+from atrank_export.compare import remaining_seconds
 
 COLUMNS = "user,object_id,category,action,timestamp"
 
@@ -236,3 +237,32 @@ def test_two_processes_share_one_runs_directory(compared, tmp_path):
     for name in ("ATRank", "BPR"):
         assert [m["seed"] for m in s["models"][name]] == [1, 2]
         assert all(m["test"] is not None for m in s["models"][name])
+
+
+def test_the_estimate_counts_unfinished_runs_and_is_shared_among_processes():
+    # 10 runs planned, 600 s on one process; 4 finished: 6 tenths are left
+    assert remaining_seconds(600.0, 10, 4) == pytest.approx(360.0)
+    assert remaining_seconds(600.0, 10, 4, processes=2) == pytest.approx(180.0)
+    assert remaining_seconds(600.0, 10, 10, processes=2) == 0.0
+    assert remaining_seconds(600.0, 10, 12) == 0.0          # leftover files of another plan
+
+
+def test_the_estimate_is_printed_for_the_processes_sharing_the_runs(compared, tmp_path, capsys):
+    root, runs = compared
+    done = tmp_path / "done"
+    done.mkdir()
+    for f in runs.glob("BPR__*.json"):
+        (done / f.name).write_text(f.read_text())
+    args = list(ARGS)
+    args[args.index("--models") + 1] = "BPR"
+    args[args.index("--variants") + 1] = "none"
+    capsys.readouterr()
+    assert main(["compare", "--log", str(root / "events.csv"), "--runs", str(done),
+                 "--processes", "2", *args]) == 0
+    out = capsys.readouterr().out
+    # every run of the plan is finished: nothing is left to estimate
+    assert "estimated time: about 0 min (from the probe; finished runs are skipped, " \
+           "2 processes)" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--log", str(root / "events.csv"), "--runs", str(done),
+              "--processes", "0", *args])

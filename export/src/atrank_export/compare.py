@@ -456,8 +456,15 @@ def probe_eta(comp: Comparison, models: list[str], variants: list[str]) -> float
         comp.echo(f"  probe {name}: about {dt_train:.0f}s per epoch + {dt_eval:.0f}s per "
                   f"validation evaluation; {runs} runs")
     planned = comp.plan(models, variants)
-    finished = len(list(comp.runs.glob("*.json")))
-    return total * max(0, planned - finished) / max(1, planned)
+    finished = sum(1 for f in comp.runs.glob("*.json") if f.name != "summary.json")
+    return remaining_seconds(total, planned, finished, comp.a.processes)
+
+
+def remaining_seconds(total: float, planned: int, finished: int, processes: int = 1) -> float:
+    """The wall time left of a plan that takes ``total`` seconds for its ``planned`` runs on
+    one process: the unfinished share, divided among the ``processes`` that share its runs
+    directory (each trains one run at a time, so the split is even only on average)."""
+    return total * max(0, planned - finished) / max(1, planned) / max(1, processes)
 
 
 def compare_groups(log_data, seeds=(1, 2, 3), epochs: int = 8, embedding_dim: int = 16,
@@ -639,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds per time-bucket unit (every model with time input)")
     p.add_argument("--embedding-dim", type=int, default=32)
     p.add_argument("--no-eta", action="store_true", help="skip the timed probe")
+    p.add_argument("--processes", type=int, default=1,
+                   help="how many compare processes share --runs (one per core, e.g. "
+                   "RESULTS_JOBS=2): the estimated time is divided among them")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: summarise the finished runs (a model whose tuning "
                    "grid is unfinished is listed as not run; fewer seeds are shown as such)")
@@ -654,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [n.strip() for n in a.models.split(",") if n.strip()]
     variants = [] if a.variants == "none" else [v.strip() for v in a.variants.split(",")
                                                 if v.strip()]
+    if a.processes < 1:
+        p.error(f"--processes must be at least 1, not {a.processes}")
     for n in models:
         if n not in ORDER:
             p.error(f"unknown model {n!r} (choose from {ORDER})")
@@ -673,8 +685,9 @@ def main(argv: list[str] | None = None) -> int:
          f"objects); {comp.plan(models, variants)} runs planned")
     if not a.no_eta and not a.report_only:
         eta = probe_eta(comp, models, variants)
+        shared = f", {a.processes} processes" if a.processes > 1 else ""
         echo(f"estimated time: about {eta / 60:.0f} min (from the probe; finished runs "
-             f"are skipped)")
+             f"are skipped{shared})")
     result = comp.execute(models, variants)
     task = "next " + ("behavior with action " + " or ".join(a.target_actions.split(","))
                       if a.target_actions else f"{log_data.target_group} behavior")
