@@ -3,10 +3,13 @@
 //! tested without any backend.
 //!
 //! Vocabularies and catalogs stay in memory-mapped files ([`crate::vocab`]): nothing is parsed
-//! at load and no heap grows with their size; hashed buckets map unseen ids.
+//! at load and no heap grows with their size; hashed buckets map unseen ids. Only a group of at
+//! most 65,536 ids also gets its objects' feature indices in memory (`Resolved`),
+//! a bounded copy that turns each object's look-ups into one hash probe.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 // Action look-ups run per behavior: a fast hasher. The keys are the spec's actions (inserted at
 // load); callers' actions are only looked up.
@@ -20,6 +23,12 @@ use crate::{Error, Result};
 /// Bucketed histories longer than this are padded to a multiple of it (16 float32 = 64 bytes:
 /// see `Preprocessor::bucketed_history`). Not public: the C header generator would export it.
 const HISTORY_ROW: usize = 16;
+
+/// Groups with at most this many ids get their objects' feature indices resolved at load
+/// (`Resolved`): about 60 bytes per id plus the id itself, so at most a few MB. Above it, the
+/// mapped files serve every look-up (a 10^7-item catalog stays off the heap). Not public: the
+/// C header generator would export it.
+const RESOLVE_MAX_IDS: usize = 1 << 16;
 
 /// One raw behavior of a user: what they did (`action`) to which object (`id`, of `group`)
 /// and when.
@@ -155,6 +164,40 @@ struct GroupCatalog {
     keys_are_ids: bool,
 }
 
+/// A small group's objects with their feature indices resolved at load: for each id of the
+/// group's vocabulary, what [`Preprocessor::object_features`] gives it without caller features
+/// (the id's index, then each feature from the catalog). One hash probe then replaces the
+/// vocabulary's and the catalog's reads, which at the paper's size were about 150 ns per
+/// candidate (docs/benchmarks.md). Computed by that same function, so the indices are the same
+/// by construction; an id it cannot resolve (a damaged catalog value) is left out, so that the
+/// request that names it fails as before.
+#[derive(Clone)]
+struct Resolved {
+    /// Id -> its row of `features`.
+    rows: HashMap<Box<str>, u32>,
+    /// Features per object (the group's, the id first).
+    width: usize,
+    /// Row-major feature indices, `width` per object.
+    features: Vec<i64>,
+}
+
+impl Resolved {
+    /// The feature indices of `id`, if it is one of the resolved ids.
+    fn get(&self, id: &str) -> Option<&[i64]> {
+        let at = *self.rows.get(id)? as usize * self.width;
+        self.features.get(at..at + self.width)
+    }
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("ids", &self.rows.len())
+            .field("width", &self.width)
+            .finish()
+    }
+}
+
 /// Everything needed to turn raw requests into [`Prepared`] inputs, loaded once per model.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
@@ -163,6 +206,9 @@ pub struct Preprocessor {
     /// Per group of the spec, its catalog if it has one.
     groups: Vec<Option<GroupCatalog>>,
     actions: Actions,
+    /// Per group of the spec, its objects' resolved features when it has at most
+    /// [`RESOLVE_MAX_IDS`] ids.
+    resolved: Vec<Option<Arc<Resolved>>>,
 }
 
 impl Preprocessor {
@@ -247,12 +293,63 @@ impl Preprocessor {
                 },
             }));
         }
-        let actions = Actions::new(&spec.actions);
-        Ok(Preprocessor {
+        Ok(Preprocessor::assemble(
+            spec,
+            tables,
+            groups,
+            RESOLVE_MAX_IDS,
+        ))
+    }
+
+    /// The preprocessor of `spec` over its opened tables and catalogs, resolving the features
+    /// of every group of at most `max_ids` ids.
+    fn assemble(
+        spec: &Spec,
+        tables: Vec<Table>,
+        groups: Vec<Option<GroupCatalog>>,
+        max_ids: usize,
+    ) -> Preprocessor {
+        let mut p = Preprocessor {
+            actions: Actions::new(&spec.actions),
             spec: spec.clone(),
             tables,
             groups,
-            actions,
+            resolved: Vec::new(),
+        };
+        p.resolved = (0..p.spec.groups.len())
+            .map(|g| p.resolve(g, max_ids).map(Arc::new))
+            .collect();
+        p
+    }
+
+    /// Group `g`'s objects with their features resolved ([`Resolved`]), or `None` when its id
+    /// vocabulary holds more than `max_ids` ids.
+    fn resolve(&self, g: usize, max_ids: usize) -> Option<Resolved> {
+        let group = &self.spec.groups[g];
+        let atv = &self.tables.get(group.features[0].table)?.atv;
+        let n = atv.len();
+        if n > max_ids {
+            return None;
+        }
+        let width = group.features.len();
+        let mut rows = HashMap::with_capacity_and_hasher(n, Default::default());
+        let mut features = Vec::with_capacity(n * width);
+        let mut one = vec![0i64; width];
+        for k in 0..n {
+            // A key that is not UTF-8 can never be asked for; one whose features fail (a
+            // damaged catalog value) is left to the request-time look-up, which reports it.
+            let Ok(id) = atv.key(k) else { continue };
+            if self.object_features(g, id, None, &mut one).is_err() {
+                continue;
+            }
+            let row = u32::try_from(features.len() / width).ok()?;
+            rows.insert(Box::from(id), row);
+            features.extend_from_slice(&one);
+        }
+        Some(Resolved {
+            rows,
+            width,
+            features,
         })
     }
 
@@ -528,11 +625,24 @@ impl Preprocessor {
             let mut time = vec![0i64; rows * l];
             let mut len = Vec::with_capacity(rows);
             let mut one = vec![0i64; group.features.len()];
+            let resolved = self.resolved[g].as_deref();
             for (u, (r, k)) in requests.iter().zip(&kept).enumerate() {
                 for (j, beh) in k[g].iter().enumerate() {
                     let at = u * l + j;
-                    self.object_features(g, beh.id, Some(beh), &mut one)?;
-                    for (col, v) in feats.iter_mut().zip(&one) {
+                    // The resolved features hold for a behavior whose caller gives none.
+                    let known = if beh.category.is_none() && beh.features.is_empty() {
+                        resolved.and_then(|res| res.get(beh.id))
+                    } else {
+                        None
+                    };
+                    let row = match known {
+                        Some(row) => row,
+                        None => {
+                            self.object_features(g, beh.id, Some(beh), &mut one)?;
+                            &one
+                        }
+                    };
+                    for (col, v) in feats.iter_mut().zip(row) {
                         col[at] = *v;
                     }
                     action[at] = beh.action.map_or(0, |a| self.actions.get(a));
@@ -571,18 +681,36 @@ impl Preprocessor {
         let id_table = &self.tables[self.spec.groups[t].features[0].table];
         let mut index = Vec::with_capacity(LOOKAHEAD);
         let mut catalog_rows = Vec::with_capacity(LOOKAHEAD);
+        let resolved = self.resolved[t].as_deref();
         for r in requests {
-            // Chunks of candidates: their vocabulary and catalog reads are issued together, so
-            // that the cache misses of a big catalog overlap (Atv::get_many).
-            for chunk in r.candidates.chunks(LOOKAHEAD) {
-                index.clear();
-                id_table.index_many(chunk, &mut index)?;
-                self.catalog_rows(t, chunk, &index, &mut catalog_rows)?;
-                for (k, (c, &i)) in chunk.iter().zip(&index).enumerate() {
-                    let row = catalog_rows.get(k).copied();
-                    self.object_features_at(t, c, i, row, None, &mut one)?;
+            if let Some(res) = resolved {
+                // A small group: one hash probe per candidate; an id outside the vocabulary
+                // (hashed or unknown) takes the full look-up.
+                for c in r.candidates {
+                    let row = match res.get(c) {
+                        Some(row) => row,
+                        None => {
+                            self.object_features(t, c, None, &mut one)?;
+                            &one
+                        }
+                    };
                     for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
-                        col.push(one[*f]);
+                        col.push(row[*f]);
+                    }
+                }
+            } else {
+                // Chunks of candidates: their vocabulary and catalog reads are issued together,
+                // so that the cache misses of a big catalog overlap (Atv::get_many).
+                for chunk in r.candidates.chunks(LOOKAHEAD) {
+                    index.clear();
+                    id_table.index_many(chunk, &mut index)?;
+                    self.catalog_rows(t, chunk, &index, &mut catalog_rows)?;
+                    for (k, (c, &i)) in chunk.iter().zip(&index).enumerate() {
+                        let row = catalog_rows.get(k).copied();
+                        self.object_features_at(t, c, i, row, None, &mut one)?;
+                        for (col, (f, _)) in columns.iter_mut().zip(&self.spec.candidate_inputs) {
+                            col.push(one[*f]);
+                        }
                     }
                 }
             }

@@ -67,7 +67,8 @@ fn table(name: &str, keys: &[&str]) -> Table {
     }
 }
 
-fn preprocessor(max_history: usize) -> Preprocessor {
+/// The spec, tables and catalog of [`preprocessor`].
+fn parts(max_history: usize) -> (Spec, Vec<Table>, Vec<Option<GroupCatalog>>) {
     let spec = spec(max_history);
     // Tables in the spec's (name) order: category, item_id.
     let tables = vec![
@@ -86,15 +87,23 @@ fn preprocessor(max_history: usize) -> Preprocessor {
             Column::open(column, "catalog/item.category.u32", 5, tables[0].rows()).unwrap(),
         )],
     };
-    Preprocessor {
-        actions: Actions::new(&spec.actions),
-        spec,
-        tables,
-        groups: vec![Some(GroupCatalog {
-            catalog,
-            keys_are_ids: false,
-        })],
-    }
+    let groups = vec![Some(GroupCatalog {
+        catalog,
+        keys_are_ids: false,
+    })];
+    (spec, tables, groups)
+}
+
+fn preprocessor(max_history: usize) -> Preprocessor {
+    let (spec, tables, groups) = parts(max_history);
+    Preprocessor::assemble(&spec, tables, groups, RESOLVE_MAX_IDS)
+}
+
+/// `p` without its resolved features: every object takes the full look-up.
+pub(super) fn unresolved(p: &Preprocessor) -> Preprocessor {
+    let mut q = p.clone();
+    q.resolved = vec![None; q.resolved.len()];
+    q
 }
 
 fn col<'p>(p: &'p Prepared, name: &str) -> &'p [i64] {
@@ -302,8 +311,8 @@ fn a_catalog_column_of_the_wrong_length_is_refused() {
 
 #[test]
 fn a_group_without_a_catalog_gets_missing_features() {
-    let mut p = preprocessor(4);
-    p.groups[0] = None;
+    let (spec, tables, _) = parts(4);
+    let p = Preprocessor::assemble(&spec, tables, vec![None], RESOLVE_MAX_IDS);
     let own = [("category", "y")];
     let behaviors = [
         Behavior::item("a", None, None, 1),
@@ -415,4 +424,71 @@ fn bucketed_histories_are_powers_of_two_and_a_cap_above_16_a_multiple_of_16() {
     assert_eq!(col(&padded, "item_len"), vec![50]);
     assert_eq!(col(&padded, "item_id")[..50], col(&exact, "item_id")[..]);
     assert!(col(&padded, "item_id")[50..].iter().all(|&i| i == 0));
+}
+
+#[test]
+fn resolved_features_are_the_full_look_ups() {
+    let p = preprocessor(5);
+    let res = p.resolved[0].as_deref().expect("4 ids are resolved");
+    // Every id with the catalog's category (its own keys: "d" has no row, so 0).
+    for (id, want) in [("a", [1, 1]), ("b", [2, 2]), ("c", [3, 1]), ("d", [4, 0])] {
+        assert_eq!(res.get(id), Some(&want[..]), "{id}");
+    }
+    // Catalog keys that are not ids, and unknown ids, are not resolved.
+    for id in ["q", "z", "e", ""] {
+        assert_eq!(res.get(id), None, "{id}");
+    }
+    // The same inputs with and without them, on every mix: resolved ids, a catalog-only key
+    // ("z": unknown id, category y), unknown ids, and callers' own categories and features.
+    let q = unresolved(&p);
+    assert!(q.resolved[0].is_none());
+    let own = [("category", "x")];
+    let behaviors = [
+        Behavior::item("a", None, Some("like"), 10),
+        Behavior::item("z", None, None, 20),
+        Behavior::item("d", Some("y"), Some("other"), 30),
+        Behavior {
+            features: &own,
+            ..Behavior::item("b", None, None, 40)
+        },
+        Behavior::item("nope", None, Some("like"), 50),
+    ];
+    for candidates in [&["a", "b", "c"][..], &["d", "z", "q"], &["", "e", "a"]] {
+        let reqs = [
+            Request {
+                behaviors: &behaviors,
+                candidates,
+                request_time: 100,
+            },
+            Request {
+                behaviors: &behaviors[1..3],
+                candidates: &candidates[1..],
+                request_time: 60,
+            },
+        ];
+        assert_eq!(p.prepare(&reqs).unwrap(), q.prepare(&reqs).unwrap());
+        assert_eq!(
+            p.prepare_bucketed(&reqs).unwrap(),
+            q.prepare_bucketed(&reqs).unwrap()
+        );
+    }
+    // Through the catalog: z's category is y (2) for both.
+    let out = p
+        .prepare(&[Request {
+            behaviors: &[],
+            candidates: &["z", "d"],
+            request_time: 0,
+        }])
+        .unwrap();
+    assert_eq!(col(&out, "cand_id"), [0, 4]);
+    assert_eq!(col(&out, "cand_category"), [2, 0]);
+}
+
+#[test]
+fn only_groups_up_to_the_cap_are_resolved() {
+    let (spec, tables, groups) = parts(5);
+    let at_cap = Preprocessor::assemble(&spec, tables.clone(), groups.clone(), ITEMS.len());
+    assert!(at_cap.resolved[0].is_some());
+    let above = Preprocessor::assemble(&spec, tables, groups, ITEMS.len() - 1);
+    assert!(above.resolved[0].is_none());
 }

@@ -100,16 +100,30 @@ fn bucket(s: &str) -> i64 {
     4 + (xxh3_64(s.as_bytes(), SEED) % 4) as i64
 }
 
+/// `p.prepare` of one request, checked against the same without the resolved features
+/// (the full look-ups): the same inputs, or the same error.
 fn score_inputs(
     p: &Preprocessor,
     behaviors: &[Behavior<'_>],
     candidates: &[&str],
 ) -> Result<Prepared> {
-    p.prepare(&[Request {
+    let req = [Request {
         behaviors,
         candidates,
         request_time: 100 * 86_400,
-    }])
+    }];
+    same_both_ways(p, &req)
+}
+
+/// `p.prepare(requests)`, asserting that the full look-ups give the same (see `score_inputs`).
+fn same_both_ways(p: &Preprocessor, requests: &[Request<'_>]) -> Result<Prepared> {
+    let got = p.prepare(requests);
+    match (&got, &super::tests::unresolved(p).prepare(requests)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("resolved {a:?}, full look-ups {b:?}"),
+    }
+    got
 }
 
 #[test]
@@ -286,8 +300,9 @@ fn check_chunked_candidates(p: &Preprocessor, want: impl Fn(&str) -> (i64, i64))
     let pool = ["i1", "i2", "i3", "zz", "", "i0", "i4"];
     let a: Vec<&str> = (0..2 * LOOKAHEAD + 5).map(|k| pool[k * 3 % 7]).collect();
     let b: Vec<&str> = (0..LOOKAHEAD + 1).map(|k| pool[k % 7]).collect();
-    let out = p
-        .prepare(&[
+    let out = same_both_ways(
+        p,
+        &[
             Request {
                 behaviors: &[],
                 candidates: &a,
@@ -298,8 +313,9 @@ fn check_chunked_candidates(p: &Preprocessor, want: impl Fn(&str) -> (i64, i64))
                 candidates: &b,
                 request_time: 0,
             },
-        ])
-        .unwrap();
+        ],
+    )
+    .unwrap();
     let n = a.len();
     let padded = |c: &[&str], f: fn((i64, i64)) -> i64| -> Vec<i64> {
         let mut v: Vec<i64> = c.iter().map(|c| f(want(c))).collect();
