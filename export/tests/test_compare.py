@@ -50,10 +50,10 @@ def test_protocol_bookkeeping(compared):
     _, runs = compared
     s = json.loads((runs / "summary.json").read_text())
     assert list(s["models"]) == ["ATRank", "SASRec", "BPR", "ATRank -action", "SASRec -ta"]
-    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds + ATRank's 5
+    # 3 models x (4 configurations + 1 more seed) + 2 variants x 2 seeds + ATRank's 6
     # one-knob validation runs
     files = sorted(runs.glob("*.json"))
-    assert len(files) == 3 * 5 + 2 * 2 + 5 + 1              # + summary.json
+    assert len(files) == 3 * 5 + 2 * 2 + 6 + 1              # + summary.json
     assert not list(runs.glob("*.pt"))                      # tuning weights are gone
     for name in ("ATRank", "SASRec", "BPR"):
         tried = s["tuning"][name]
@@ -80,10 +80,12 @@ def test_protocol_bookkeeping(compared):
     assert s["models"]["BPR"][0]["loss"] == "bpr"
     sens = s["sensitivity"]
     assert set(sens) == {"chosen", "ATRank @width 64", "ATRank @heads 8", "ATRank @L2 1e-4",
-                         "ATRank @day buckets", "ATRank @256 negatives"}
+                         "ATRank @day buckets", "ATRank @256 negatives",
+                         "ATRank @MLP ranking"}
+    assert all(0 <= r["valid_recall_at_10"] <= 1 for r in sens.values())
     every = [json.loads(f.read_text()) for f in files if f.name != "summary.json"]
     runs_by_name = {m["name"]: m for m in every if m["name"].startswith("ATRank @")}
-    assert len(runs_by_name) == 5
+    assert len(runs_by_name) == 6
     assert all(m["test"] is None for m in runs_by_name.values())     # validation only
     assert runs_by_name["ATRank @width 64"]["lr"] == s["models"]["ATRank"][0]["lr"]
     assert runs_by_name["ATRank @L2 1e-4"]["l2"] == 1e-4
@@ -266,3 +268,26 @@ def test_the_estimate_is_printed_for_the_processes_sharing_the_runs(compared, tm
     with pytest.raises(SystemExit):
         main(["compare", "--log", str(root / "events.csv"), "--runs", str(done),
               "--processes", "0", *args])
+
+
+def test_the_mlp_ranking_check_gives_atrank_the_baselines_head(tmp_path):
+    """The one-knob check "ATRank @MLP ranking" reaches the model: its split's config, and so
+    the ATRank it trains, scores with b_i + MLP([u, c, u*c]); the chosen ATRank keeps the dot."""
+    from types import SimpleNamespace
+
+    from atrank_export.compare import SENSITIVITY, Comparison, RunSpec, make_model
+    from atrank_export.readers import read_behavior_log
+
+    write_log(tmp_path / "events.csv")
+    log = read_behavior_log(tmp_path / "events.csv", target_group="item", default_group="item",
+                            columns=COLUMNS.split(","), header=False, catalog_from_events=True)
+    a = SimpleNamespace(seed=1, seeds=1, max_history=8, max_users=None, time_unit=86400,
+                        embedding_dim=4, min_count=1, target_actions=None, first_touch=False)
+    comp = Comparison(log, a, tmp_path / "runs", echo=lambda s: None)
+    assert SENSITIVITY["ATRank @MLP ranking"] == ("ATRank", {"ranking": "mlp"})
+    heads = {}
+    for name in ("ATRank", "ATRank @MLP ranking"):
+        factory, _, cfg = make_model(RunSpec(name, 1e-3, "dropout", 0.0, 1),
+                                         comp.split(1, name))
+        heads[name] = (cfg.ranking, hasattr(factory(cfg), "rank"))
+    assert heads == {"ATRank": ("dot", False), "ATRank @MLP ranking": ("mlp", True)}

@@ -106,10 +106,12 @@ SENSITIVITY = {
     "ATRank @L2 1e-4": ("ATRank", {"l2": 1e-4}),
     "ATRank @day buckets": ("ATRank", {"time_unit": 86400}),
     "ATRank @256 negatives": ("ATRank", {"loss": ("softmax", 256)}),
+    # the baselines' head, b_i + MLP([u, c, u*c]), instead of the original b_i + <u, c>
+    "ATRank @MLP ranking": ("ATRank", {"ranking": "mlp"}),
 }
 DERIVED = {**VARIANTS, **SENSITIVITY}
 SPLIT_KEYS = ("use_actions", "use_time", "embedding_dim", "heads", "time_unit",
-              "group_by_action")
+              "group_by_action", "ranking")
 L2 = 1e-5            # embedding L2 of every model whose knob is not L2
 BATCH = 128
 
@@ -402,6 +404,8 @@ class Comparison:
             out["sensitivity"] = {"chosen": {"lr": c.lr, c.knob: c.value,
                                              "valid_all_items_auc":
                                              base["valid"]["all_items_auc"],
+                                             "valid_recall_at_10":
+                                             base["valid"].get("recall_at_10"),
                                              "best_epoch": base["best_epoch"]}}
             for name in (list(SENSITIVITY)[::-1] if self.a.reverse_order else SENSITIVITY):
                 try:
@@ -410,6 +414,8 @@ class Comparison:
                     out["not_run"].append(name)
                     continue
                 out["sensitivity"][name] = {"valid_all_items_auc": m["valid"]["all_items_auc"],
+                                            "valid_recall_at_10":
+                                            m["valid"].get("recall_at_10"),
                                             "best_epoch": m["best_epoch"],
                                             "epochs": len(m["epochs"]),
                                             "best_at_cap": m["best_at_cap"]}
@@ -573,14 +579,24 @@ def section(summary: dict, png: Path | None, base: Path) -> list[str]:
         lines += ["", ("ATRank's other knobs, one at a time around its chosen configuration "
                   f"(validation all-items AUC {c['valid_all_items_auc']:.4f}, first seed; "
                   "validation only, outside the equal budget):"), "",
-                  "| change | valid all-items AUC | difference | best epoch / epochs run |",
-                  "|---|---|---|---|"]
+                  ("| change | valid all-items AUC | difference | valid Recall@10 | difference "
+                   "| best epoch / epochs run |"),
+                  "|---|---|---|---|---|---|"]
+
+        def recall(r: dict) -> tuple[str, str]:
+            """(valid Recall@10, its difference to the chosen's); blank in summaries written
+            before it was recorded."""
+            mine, theirs = r.get("valid_recall_at_10"), c.get("valid_recall_at_10")
+            if mine is None:
+                return "", ""
+            return f"{mine:.4f}", ("" if theirs is None else f"{mine - theirs:+.4f}")
+
         for name, r in sens.items():
             if name == "chosen":
                 continue
             lines.append(f"| {name.split('@', 1)[1]} | {r['valid_all_items_auc']:.4f} | "
                          f"{r['valid_all_items_auc'] - c['valid_all_items_auc']:+.4f} | "
-                         f"{r['best_epoch']}/{r['epochs']}"
+                         f"{' | '.join(recall(r))} | {r['best_epoch']}/{r['epochs']}"
                          f"{', at cap' if r['best_at_cap'] else ''} |")
     if summary.get("not_run"):
         lines += ["", ("**Not run yet** (the comparison was stopped; rerunning its command "
